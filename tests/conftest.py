@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Airflow reads its configuration at import: give the test session its own home and runtime
+# folder, so tests never touch a developer's var/.
+_SESSION_VAR = Path(tempfile.mkdtemp(prefix="yorisoi-test-var-"))
+os.environ["YORISOI_VAR"] = str(_SESSION_VAR)
+os.environ["AIRFLOW_HOME"] = str(_SESSION_VAR / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
 
 @pytest.fixture(scope="session")

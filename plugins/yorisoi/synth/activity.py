@@ -74,7 +74,8 @@ def build_campaigns(
         "channel": [x[2] for x in campaigns], "sent_at": [x[3] for x in campaigns],
         "subject_a": [x[4] for x in campaigns], "subject_b": [x[5] for x in campaigns],
     })
-    return camp, pa.concat_tables(assignments), pa.concat_tables(sends)
+    return (camp, pa.concat_tables(assignments, promote_options="default"),
+            pa.concat_tables(sends, promote_options="default"))
 
 
 def build_web_events(

@@ -1,0 +1,151 @@
+"""`yorisoi`: the command line of the embedded default (synthetic sources, servers, demo, bench)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import paths
+
+app = typer.Typer(help="Yorisoi: warehouse-native customer data platform for D2C and mail-order brands.",
+                  no_args_is_help=True)
+serve_app = typer.Typer(help="Run a source system's server on this machine (demo and tests).", no_args_is_help=True)
+oms_app = typer.Typer(help="The OMS / ERP database of the synthetic brand.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+app.add_typer(oms_app, name="oms")
+console = Console()
+
+DEMO_API_KEY_ENV = "YORISOI_EC_API_KEY"
+SFTP_USER_ENV = "YORISOI_SFTP_USER"
+SFTP_PASSWORD_ENV = "YORISOI_SFTP_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
+
+
+def _generate(scale: str, seed: int, out: Path) -> None:
+    from .synth import STAGES, generate
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"synth {scale} → {out}", total=len(STAGES))
+
+        def on_stage(name: str, rows: int) -> None:
+            progress.update(task, advance=1, description=f"{name}: {rows:,} rows")
+
+        generate(out, scale=scale, seed=seed, on_stage=on_stage)
+
+
+@app.command()
+def synth(
+    scale: Annotated[str, typer.Option(help="XS (1 k people), S (20 k), M (200 k) or L (2 M)")] = "S",
+    seed: Annotated[int, typer.Option(help="same seed, byte-identical files")] = 42,
+    out: Annotated[Path | None, typer.Option(help="output folder [default: var/sources]")] = None,
+    stats: Annotated[bool, typer.Option(help="print statistics of the result as JSON")] = False,
+) -> None:
+    """Generate the synthetic brand in each source system's native shape, with ground truth."""
+    out = out or paths.sources_dir()
+    t0 = time.perf_counter()
+    _generate(scale.upper(), seed, out)
+    console.print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+    if stats:
+        from .synth.stats import summarize
+
+        console.print_json(json.dumps(summarize(out), ensure_ascii=False))
+
+
+def _secret(env: str, default: str) -> str:
+    return os.environ.get(env, default)
+
+
+@serve_app.command("ecommerce")
+def serve_ecommerce(
+    data: Annotated[Path | None, typer.Option(help="folder with the shop's Parquet files")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+) -> None:
+    """The Shopify-like Admin REST API over the brand's e-commerce data (API key from $YORISOI_EC_API_KEY)."""
+    from .servers import ecommerce
+
+    data = data or paths.sources_dir() / "ecommerce"
+    ecommerce.serve(data, host=host, port=port, api_key=_secret(DEMO_API_KEY_ENV, "demo-key"))
+
+
+@serve_app.command("sftp")
+def serve_sftp(
+    root: Annotated[Path | None, typer.Option(help="folder served as the SFTP root")] = None,
+    host: str = "127.0.0.1",
+    port: int = 2222,
+    host_key: Annotated[Path | None, typer.Option(help="server host key (created if missing)")] = None,
+) -> None:
+    """An SFTP server for the drop folder (user/password from $YORISOI_SFTP_USER / $YORISOI_SFTP_PASSWORD)."""
+    from .servers import sftp
+
+    root = root or paths.sources_dir() / "sftp"
+    host_key = host_key or paths.var_dir() / "keys" / "sftp_host_ed25519"
+    sftp.serve(root, host=host, port=port, username=_secret(SFTP_USER_ENV, "yorisoi"),
+               password=_secret(SFTP_PASSWORD_ENV, "demo"), host_key_path=host_key)
+
+
+@oms_app.command("load")
+def oms_load(
+    url: Annotated[str, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test")],
+    sqlite: Annotated[Path | None, typer.Option(help="source OMS [default: var/sources/oms/oms.sqlite]")] = None,
+) -> None:
+    """Copy the OMS database into PostgreSQL or MariaDB (same tables, same rows)."""
+    from .sources.oms_load import load_oms
+
+    counts = load_oms(sqlite or paths.sources_dir() / "oms" / "oms.sqlite", url)
+    for table, n in counts.items():
+        console.print(f"{table:15s} {n:>12,}")
+
+
+@app.command()
+def stats(out: Annotated[Path | None, typer.Option(help="a generated brand")] = None) -> None:
+    """Statistics of a generated brand: sources, LINE links, consent, the F ladder."""
+    from .synth.stats import summarize
+
+    console.print_json(json.dumps(summarize(out or paths.sources_dir()), ensure_ascii=False))
+
+
+@app.command()
+def demo(
+    scale: Annotated[str, typer.Option(help="scale of the demo brand")] = "S",
+    seed: int = 42,
+    keep_serving: Annotated[bool, typer.Option(help="keep the servers up until Ctrl-C")] = False,
+) -> None:
+    """Generate the brand (unless already there), start the source servers on loopback and show
+    each one serving through a real client."""
+    from .demo import run_demo
+
+    run_demo(scale.upper(), seed, keep_serving=keep_serving, generate=_generate, console=console)
+
+
+@app.command()
+def bench(
+    scale: Annotated[str, typer.Option(help="S, M or L")] = "S",
+    repeat: Annotated[int, typer.Option(help="repetitions (the median is reported)")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="also print the results as JSON")] = False,
+    out: Annotated[Path, typer.Option(help="folder for results")] = Path("bench"),
+) -> None:
+    """Time each named stage (wall time, rows/s, peak memory) against a DuckDB lower bound."""
+    from .bench import run_bench, write_results
+
+    results = run_bench(scale.upper(), repeat=repeat, console=console)
+    write_results(results, out)
+    table = Table("stage", "median s", "rows", "rows/s", "peak RSS MB", "× reference")
+    for s in results["stages"]:
+        table.add_row(s["stage"], f"{s['seconds']:.3f}", f"{s['rows']:,}", f"{s['rows_per_second']:,.0f}",
+                      f"{s['peak_rss_mb']:,.0f}", f"{s['ratio_to_reference']:.1f}")
+    console.print(table)
+    if json_out:
+        console.print_json(json.dumps(results))
+
+
+if __name__ == "__main__":
+    app()

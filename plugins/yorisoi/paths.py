@@ -1,0 +1,34 @@
+"""Where the embedded default keeps its runtime state: everything under `var/` (git-ignored).
+
+`YORISOI_VAR` moves it (tests point it at a temporary folder)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("YORISOI_VAR", "var")).resolve()
+
+
+def sources_dir() -> Path:
+    """Generated source systems (`yorisoi synth` output)."""
+    return var_dir() / "sources"
+
+
+def lake_dir() -> Path:
+    return var_dir() / "lake"
+
+
+def warehouse_path() -> Path:
+    return var_dir() / "warehouse.duckdb"
+
+
+def out_dir() -> Path:
+    """Exports, docs and reports."""
+    return var_dir() / "out"
+
+
+def airflow_home() -> Path:
+    return var_dir() / "airflow"

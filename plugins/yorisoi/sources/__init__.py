@@ -1,0 +1,1 @@
+"""Source systems: loaders and extractors for the brand's OMS, e-commerce, SFTP drops."""
