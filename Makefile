@@ -44,7 +44,7 @@ test-all: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint dbt_project include/sql
+	@dirs="$(wildcard dbt_project/models include/sql)"; if [ -n "$$dirs" ]; then $(BIN)/sqlfluff lint $$dirs; fi
 
 format: install
 	$(BIN)/ruff format .

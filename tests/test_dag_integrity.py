@@ -33,7 +33,9 @@ def test_dag_file_imports_fast_and_declares_everything(path: Path, dagbag_loader
     bag, seconds = dagbag_loader(path)
     assert not bag.import_errors, bag.import_errors
     assert bag.dags, f"{path.name} defines no DAG"
-    assert seconds < 1.0, f"{path.name} took {seconds:.2f} s to import (budget 1 s): import heavy libraries inside tasks"
+    assert seconds < 1.0, (
+        f"{path.name} took {seconds:.2f} s to import (budget 1 s): import heavy libraries inside tasks"
+    )
     for dag_id, dag in bag.dags.items():
         assert (dag.doc_md or "").strip(), f"{dag_id}: doc_md missing"
         assert dag.tags, f"{dag_id}: tags missing"

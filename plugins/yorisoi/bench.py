@@ -85,15 +85,19 @@ def run_bench(scale: str, repeat: int = 3, console: Console | None = None) -> di
         work.mkdir(parents=True)
         total = 0.0
         for name, stage in STAGES:
-            r = timed(lambda stage=stage: stage(brand))
+            r = timed(lambda stage=stage, brand=brand: stage(brand))
             runs.setdefault(name, []).append(r)
             total += r["seconds"]
         write_manifest(brand)
         runs.setdefault("generate_total", []).append(
-            {"seconds": total, "rows": sum(runs[n][-1]["rows"] for n, _ in STAGES),
-             "peak_rss_mb": max(runs[n][-1]["peak_rss_mb"] for n, _ in STAGES)})
+            {
+                "seconds": total,
+                "rows": sum(runs[n][-1]["rows"] for n, _ in STAGES),
+                "peak_rss_mb": max(runs[n][-1]["peak_rss_mb"] for n, _ in STAGES),
+            }
+        )
         as_of = json.loads((work / "manifest.json").read_text())["as_of"]
-        runs.setdefault("reference_rfm_duckdb", []).append(timed(lambda: reference(work, as_of)))
+        runs.setdefault("reference_rfm_duckdb", []).append(timed(lambda as_of=as_of: reference(work, as_of)))
         brand.state.clear()
         if console:
             console.print(f"run {i + 1}/{repeat}: generate {total:.1f} s")
@@ -102,18 +106,28 @@ def run_bench(scale: str, repeat: int = 3, console: Console | None = None) -> di
     for name, rs in runs.items():
         sec = statistics.median(r["seconds"] for r in rs)
         rows = rs[0]["rows"]
-        stages.append({
-            "stage": name, "seconds": sec, "rows": rows, "rows_per_second": rows / sec if sec else 0.0,
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "ratio_to_reference": sec / ref if ref else 0.0,
-            "runs": [round(r["seconds"], 4) for r in rs],
-        })
+        stages.append(
+            {
+                "stage": name,
+                "seconds": sec,
+                "rows": rows,
+                "rows_per_second": rows / sec if sec else 0.0,
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                "ratio_to_reference": sec / ref if ref else 0.0,
+                "runs": [round(r["seconds"], 4) for r in rs],
+            }
+        )
     return {
         "scale": scale,
         "repeat": repeat,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "platform": platform.platform(), "python": platform.python_version(),
-                    "duckdb": duckdb.__version__},
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+        },
         "reference": "reference_rfm_duckdb: one DuckDB query, per-customer R/F/M over the raw orders",
         "stages": stages,
     }
@@ -124,19 +138,30 @@ def write_results(results: dict, folder: Path) -> None:
     res_dir = folder / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / f"{results['scale']}.json").write_text(json.dumps(results, indent=1) + "\n")
-    lines = ["# Benchmark results", "",
-             "Written by `yorisoi bench --scale S|M|L` (`make bench SCALE=M`). Medians of the runs;",
-             "`× reference` is the stage's time over the DuckDB lower bound measured in the same run.", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `yorisoi bench --scale S|M|L` (`make bench SCALE=M`). Medians of the runs;",
+        "`× reference` is the stage's time over the DuckDB lower bound measured in the same run.",
+        "",
+    ]
     order = {"S": 0, "M": 1, "L": 2, "XS": -1}
     for path in sorted(res_dir.glob("*.json"), key=lambda p: order.get(p.stem, 9)):
         r = json.loads(path.read_text())
         m = r["machine"]
-        lines += [f"## Scale {r['scale']} ({r['repeat']} runs, {r['measured_at']})", "",
-                  f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB, {m['platform']}, Python {m['python']}, "
-                  f"DuckDB {m['duckdb']}.", "",
-                  "| stage | median s | rows | rows/s | peak RSS MB | × reference |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## Scale {r['scale']} ({r['repeat']} runs, {r['measured_at']})",
+            "",
+            f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB, {m['platform']}, Python {m['python']}, "
+            f"DuckDB {m['duckdb']}.",
+            "",
+            "| stage | median s | rows | rows/s | peak RSS MB | × reference |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for s in r["stages"]:
-            lines.append(f"| {s['stage']} | {s['seconds']:.3f} | {s['rows']:,} | {s['rows_per_second']:,.0f} | "
-                         f"{s['peak_rss_mb']:,.0f} | {s['ratio_to_reference']:.1f} |")
+            lines.append(
+                f"| {s['stage']} | {s['seconds']:.3f} | {s['rows']:,} | {s['rows_per_second']:,.0f} | "
+                f"{s['peak_rss_mb']:,.0f} | {s['ratio_to_reference']:.1f} |"
+            )
         lines.append("")
     (folder / "RESULTS.md").write_text("\n".join(lines))

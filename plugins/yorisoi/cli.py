@@ -15,8 +15,10 @@ from rich.table import Table
 
 from . import paths
 
-app = typer.Typer(help="Yorisoi: warehouse-native customer data platform for D2C and mail-order brands.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Yorisoi: warehouse-native customer data platform for D2C and mail-order brands.",
+    no_args_is_help=True,
+)
 serve_app = typer.Typer(help="Run a source system's server on this machine (demo and tests).", no_args_is_help=True)
 oms_app = typer.Typer(help="The OMS / ERP database of the synthetic brand.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
@@ -31,8 +33,13 @@ SFTP_PASSWORD_ENV = "YORISOI_SFTP_PASSWORD"  # noqa: S105 - the name of a variab
 def _generate(scale: str, seed: int, out: Path) -> None:
     from .synth import STAGES, generate
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task(f"synth {scale} → {out}", total=len(STAGES))
 
         def on_stage(name: str, rows: int) -> None:
@@ -88,19 +95,27 @@ def serve_sftp(
 
     root = root or paths.sources_dir() / "sftp"
     host_key = host_key or paths.var_dir() / "keys" / "sftp_host_ed25519"
-    sftp.serve(root, host=host, port=port, username=_secret(SFTP_USER_ENV, "yorisoi"),
-               password=_secret(SFTP_PASSWORD_ENV, "demo"), host_key_path=host_key)
+    console.print(f"host key (pin it in the Airflow connection's extra 'host_key'): {sftp.ensure_host_key(host_key)}")
+    sftp.serve(
+        root,
+        host=host,
+        port=port,
+        username=_secret(SFTP_USER_ENV, "yorisoi"),
+        password=_secret(SFTP_PASSWORD_ENV, "demo"),
+        host_key_path=host_key,
+    )
 
 
 @oms_app.command("load")
 def oms_load(
     url: Annotated[str, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test")],
     sqlite: Annotated[Path | None, typer.Option(help="source OMS [default: var/sources/oms/oms.sqlite]")] = None,
+    schema: Annotated[str | None, typer.Option(help="target schema (PostgreSQL)")] = None,
 ) -> None:
     """Copy the OMS database into PostgreSQL or MariaDB (same tables, same rows)."""
     from .sources.oms_load import load_oms
 
-    counts = load_oms(sqlite or paths.sources_dir() / "oms" / "oms.sqlite", url)
+    counts = load_oms(sqlite or paths.sources_dir() / "oms" / "oms.sqlite", url, schema=schema)
     for table, n in counts.items():
         console.print(f"{table:15s} {n:>12,}")
 
@@ -140,8 +155,14 @@ def bench(
     write_results(results, out)
     table = Table("stage", "median s", "rows", "rows/s", "peak RSS MB", "× reference")
     for s in results["stages"]:
-        table.add_row(s["stage"], f"{s['seconds']:.3f}", f"{s['rows']:,}", f"{s['rows_per_second']:,.0f}",
-                      f"{s['peak_rss_mb']:,.0f}", f"{s['ratio_to_reference']:.1f}")
+        table.add_row(
+            s["stage"],
+            f"{s['seconds']:.3f}",
+            f"{s['rows']:,}",
+            f"{s['rows_per_second']:,.0f}",
+            f"{s['peak_rss_mb']:,.0f}",
+            f"{s['ratio_to_reference']:.1f}",
+        )
     console.print(table)
     if json_out:
         console.print_json(json.dumps(results))

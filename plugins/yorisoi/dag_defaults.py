@@ -18,8 +18,11 @@ def log_failure(context: dict) -> None:
     ti = context.get("task_instance")
     log.error(
         "task failed: dag=%s task=%s run=%s try=%s error=%s",
-        getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"), context.get("run_id"),
-        getattr(ti, "try_number", "?"), context.get("exception"),
+        getattr(ti, "dag_id", "?"),
+        getattr(ti, "task_id", "?"),
+        context.get("run_id"),
+        getattr(ti, "try_number", "?"),
+        context.get("exception"),
     )
 
 

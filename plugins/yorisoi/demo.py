@@ -66,47 +66,73 @@ def run_demo(
 
     with ExitStack() as stack:
         shop = stack.enter_context(ecommerce.serve_in_thread(out / "ecommerce", api_key=DEMO_API_KEY))
-        drop = stack.enter_context(sftp.serve_in_thread(
-            out / "sftp", username=DEMO_SFTP_USER, password=DEMO_SFTP_PASSWORD,
-            host_key_path=paths.var_dir() / "keys" / "sftp_host_ed25519"))
+        drop = stack.enter_context(
+            sftp.serve_in_thread(
+                out / "sftp",
+                username=DEMO_SFTP_USER,
+                password=DEMO_SFTP_PASSWORD,
+                host_key_path=paths.var_dir() / "keys" / "sftp_host_ed25519",
+            )
+        )
 
         table = Table("source", "served at", "checked with", "what it answered", title="Source systems on loopback")
         headers = {"X-Shopify-Access-Token": DEMO_API_KEY}
         with httpx.Client(base_url=shop.base_url, headers=headers, timeout=30) as http:
             t0 = time.perf_counter()
-            counts = {r: http.get(f"/admin/api/2025-01/{r}/count.json").json()["count"]
-                      for r in ("customers", "orders", "products")}
+            counts = {
+                r: http.get(f"/admin/api/2025-01/{r}/count.json").json()["count"]
+                for r in ("customers", "orders", "products")
+            }
             page = http.get("/admin/api/2025-01/orders.json", params={"limit": 250})
             page.raise_for_status()
             ms = (time.perf_counter() - t0) * 1000
         has_next = 'rel="next"' in page.headers.get("link", "")
-        table.add_row("e-commerce API", shop.base_url + "/admin/api/2025-01", "httpx",
-                      f"{counts['customers']:,} customers, {counts['orders']:,} orders, {counts['products']:,} "
-                      f"products; first page {len(page.json()['orders'])} orders, Link next={has_next} ({ms:.0f} ms)")
+        table.add_row(
+            "e-commerce API",
+            shop.base_url + "/admin/api/2025-01",
+            "httpx",
+            f"{counts['customers']:,} customers, {counts['orders']:,} orders, {counts['products']:,} "
+            f"products; first page {len(page.json()['orders'])} orders, Link next={has_next} ({ms:.0f} ms)",
+        )
 
         client = pinned_sftp(drop.host, drop.port, drop.host_key_public, DEMO_SFTP_USER, DEMO_SFTP_PASSWORD)
-        feeds = {feed: len([f for f in client.listdir(f"/inbox/{feed}") if f.endswith(".csv")])
-                 for feed in sorted(client.listdir("/inbox"))}
+        feeds = {
+            feed: len([f for f in client.listdir(f"/inbox/{feed}") if f.endswith(".csv")])
+            for feed in sorted(client.listdir("/inbox"))
+        }
         client.close()
-        table.add_row("SFTP drops", f"sftp://{drop.host}:{drop.port}/inbox", "paramiko, host key pinned",
-                      ", ".join(f"{k}: {v} files" for k, v in feeds.items()))
+        table.add_row(
+            "SFTP drops",
+            f"sftp://{drop.host}:{drop.port}/inbox",
+            "paramiko, host key pinned",
+            ", ".join(f"{k}: {v} files" for k, v in feeds.items()),
+        )
 
         with sqlite3.connect(f"file:{out / 'oms' / 'oms.sqlite'}?mode=ro", uri=True) as con:
-            oms = {t: con.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: S608 - fixed names
-                   for t in ("customers", "orders", "order_lines", "subscriptions")}
-        table.add_row("OMS database", str(out / "oms" / "oms.sqlite"), "sqlite3 (yorisoi oms load → PG/MariaDB)",
-                      ", ".join(f"{k} {v:,}" for k, v in oms.items()))
+            oms = {
+                t: con.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: S608 - fixed names
+                for t in ("customers", "orders", "order_lines", "subscriptions")
+            }
+        table.add_row(
+            "OMS database",
+            str(out / "oms" / "oms.sqlite"),
+            "sqlite3 (yorisoi oms load → PG/MariaDB)",
+            ", ".join(f"{k} {v:,}" for k, v in oms.items()),
+        )
         console.print(table)
 
         ladder = " → ".join(f"F{x['f']} {x['to_next']:.0%}" for x in summary["f_ladder"][:4])
         console.print(
             f"[bold]{summary['people']:,} people[/] · records per source {summary['records_per_source']} · "
             f"LINE linked {summary['line_link_share']:.0%} · {summary['orders_per_person']} orders per person · "
-            f"retention {ladder}")
+            f"retention {ladder}"
+        )
         console.print("Ground truth: " + str(out / "truth"))
         if keep_serving:
-            console.print(f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "
-                          f"{DEMO_SFTP_USER}. Ctrl-C stops.")
+            console.print(
+                f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "
+                f"{DEMO_SFTP_USER}. Ctrl-C stops."
+            )
             try:
                 while True:
                     time.sleep(3600)

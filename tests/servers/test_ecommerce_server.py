@@ -12,6 +12,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from yorisoi.servers.ecommerce import API_VERSION, CALL_LIMIT_HEADER, RunningServer, serve_in_thread
 
 API_KEY = "shpat_test_0123456789"
@@ -117,9 +118,7 @@ def write_tiny_brand(out: Path, seed: int = 7) -> Path:
     order_ids = _ids(rng, 5_000_000_000_000, n_orders)
     created = sorted(when() for _ in order_ids)
     cancelled = [rng.random() < 0.05 for _ in order_ids]
-    lines: dict[str, list[Any]] = {
-        k: [] for k in ("id", "order_id", "product_id", "sku", "title", "quantity")
-    }
+    lines: dict[str, list[Any]] = {k: [] for k in ("id", "order_id", "product_id", "sku", "title", "quantity")}
     lines |= {"price": [], "compare_at_price": []}
     subtotals = []
     line_id = 9_000_000_000_000
@@ -212,9 +211,7 @@ def brand(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def tables(brand: Path) -> dict[str, list[dict[str, Any]]]:
     """The four Parquet files as lists of rows, sorted by id."""
     return {
-        name: sorted(
-            pq.read_table(brand / "ecommerce" / f"{name}.parquet").to_pylist(), key=lambda r: r["id"]
-        )
+        name: sorted(pq.read_table(brand / "ecommerce" / f"{name}.parquet").to_pylist(), key=lambda r: r["id"])
         for name in ("customers", "orders", "order_lines", "products")
     }
 
@@ -312,9 +309,7 @@ def test_filters_combine_and_are_kept_in_page_info(
     since_id = customers[20]["id"]
     lo = datetime(2025, 3, 1)
     hi = datetime(2026, 3, 1)
-    expected = [
-        r["id"] for r in customers if r["id"] > since_id and r["created_at"] >= lo and r["updated_at"] <= hi
-    ]
+    expected = [r["id"] for r in customers if r["id"] > since_id and r["created_at"] >= lo and r["updated_at"] <= hi]
     params = {
         "limit": 7,
         "since_id": since_id,

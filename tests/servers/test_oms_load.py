@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from yorisoi.sources.oms_load import OMS_TABLES, load_oms
 
-POSTGRES_URL = os.environ.get(
-    "YORISOI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("YORISOI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("YORISOI_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 PRIMARY_KEYS = {
@@ -131,9 +130,7 @@ def build_tiny_oms(path: Path, customers: int = 300, orders_per_customer: int = 
                     item = ITEMS[(order_seq + line_no) % len(ITEMS)]
                     quantity = 1 + line_no % 2
                     unit_price = item[5] - (100 if order_seq % 5 == 0 else 0)
-                    lines.append(
-                        (order_no, line_no, item[0], quantity, unit_price, item[5], quantity * unit_price)
-                    )
+                    lines.append((order_no, line_no, item[0], quantity, unit_price, item[5], quantity * unit_price))
                 subtotal = sum(line[-1] for line in lines)
                 discount = 300 if order_seq % 7 == 0 else 0
                 shipping = 0 if subtotal >= 5000 else 550
@@ -203,11 +200,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         return
     url = POSTGRES_URL if request.param == "postgres" else MARIADB_URL
     admin = sa.create_engine(url)
-    drop = (
-        f"DROP SCHEMA IF EXISTS {name} CASCADE"
-        if request.param == "postgres"
-        else f"DROP DATABASE IF EXISTS {name}"
-    )
+    drop = f"DROP SCHEMA IF EXISTS {name} CASCADE" if request.param == "postgres" else f"DROP DATABASE IF EXISTS {name}"
     create = (
         f"CREATE SCHEMA {name}"
         if request.param == "postgres"
@@ -248,10 +241,8 @@ def _source_rows(path: Path, table: str) -> list[tuple]:
         columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
         select = ", ".join(f"NULLIF({c}, '')" if c.endswith("_at") else c for c in columns)
         order = ", ".join(PRIMARY_KEYS[table])
-        rows = db.execute(f"SELECT {select} FROM {table} ORDER BY {order}")  # noqa: S608
-        return [
-            tuple(_normalise(v, c.endswith("_at")) for v, c in zip(row, columns, strict=True)) for row in rows
-        ]
+        rows = db.execute(f"SELECT {select} FROM {table} ORDER BY {order}")
+        return [tuple(_normalise(v, c.endswith("_at")) for v, c in zip(row, columns, strict=True)) for row in rows]
 
 
 def _source_indexes(path: Path) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -277,16 +268,14 @@ def _target_rows(target: Target, table: str) -> list[tuple]:
         rows = conn.execute(sa.select(reflected)).all()
     # Sort in Python: the servers' collations need not order like SQLite's binary comparison.
     names = list(reflected.columns.keys())
-    normalised = [
-        tuple(_normalise(v, c.endswith("_at")) for v, c in zip(row, names, strict=True)) for row in rows
-    ]
+    normalised = [tuple(_normalise(v, c.endswith("_at")) for v, c in zip(row, names, strict=True)) for row in rows]
     positions = [names.index(k) for k in PRIMARY_KEYS[table]]
     return sorted(normalised, key=lambda row: tuple(row[i] for i in positions))
 
 
 def _assert_copy_matches(source: Path, target: Target, loaded: dict[str, int]) -> None:
     with closing(sqlite3.connect(source)) as db:
-        expected_counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in OMS_TABLES}  # noqa: S608
+        expected_counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in OMS_TABLES}
         total = db.execute("SELECT sum(total) FROM orders").fetchone()[0]
         kana = db.execute(
             "SELECT customer_code, name_kana FROM customers WHERE name_kana GLOB '*[ァ-ヶ]　[ァ-ヶ]*' "
@@ -299,15 +288,10 @@ def _assert_copy_matches(source: Path, target: Target, loaded: dict[str, int]) -
     orders = _target_table(target, "orders")
     with target.engine.connect() as conn:
         for table, count in expected_counts.items():
-            assert (
-                conn.execute(sa.select(sa.func.count()).select_from(_target_table(target, table))).scalar()
-                == count
-            )
+            assert conn.execute(sa.select(sa.func.count()).select_from(_target_table(target, table))).scalar() == count
         assert conn.execute(sa.select(sa.func.sum(orders.c.total))).scalar() == total
         assert kana is not None and "　" in kana[1]
-        got = conn.execute(
-            sa.select(customers.c.name_kana).where(customers.c.customer_code == kana[0])
-        ).scalar_one()
+        got = conn.execute(sa.select(customers.c.name_kana).where(customers.c.customer_code == kana[0])).scalar_one()
         assert got == kana[1]
 
     for table in OMS_TABLES:
@@ -317,9 +301,7 @@ def _assert_copy_matches(source: Path, target: Target, loaded: dict[str, int]) -
     for table, key in PRIMARY_KEYS.items():
         assert tuple(inspector.get_pk_constraint(table, schema=target.schema)["constrained_columns"]) == key
     for table, indexes in _source_indexes(source).items():
-        copied = {
-            i["name"]: tuple(i["column_names"]) for i in inspector.get_indexes(table, schema=target.schema)
-        }
+        copied = {i["name"]: tuple(i["column_names"]) for i in inspector.get_indexes(table, schema=target.schema)}
         assert indexes.items() <= copied.items(), table
     types = {c["name"]: c["type"] for c in inspector.get_columns("orders", schema=target.schema)}
     if target.kind == "sqlite":

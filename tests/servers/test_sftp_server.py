@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import asyncssh
 import paramiko
 import pytest
+
 from yorisoi.servers.sftp import ensure_host_key, serve, serve_in_thread
 
 USER = "partner"
@@ -107,9 +108,7 @@ def test_host_key_is_generated_once_and_persisted(host_key_path: Path) -> None:
 
 
 def test_password_login_with_pinned_host_key_lists_and_reads(drop_folder: Path, host_key_path: Path) -> None:
-    with serve_in_thread(
-        drop_folder, username=USER, password=PASSWORD, host_key_path=host_key_path
-    ) as server:
+    with serve_in_thread(drop_folder, username=USER, password=PASSWORD, host_key_path=host_key_path) as server:
         assert server.host == "127.0.0.1"
         assert server.port > 0
         assert server.host_key_public == ensure_host_key(host_key_path)
@@ -119,9 +118,7 @@ def test_password_login_with_pinned_host_key_lists_and_reads(drop_folder: Path, 
             assert {"pos", "callcenter", "line"} <= set(feeds)
             checked = 0
             for feed in feeds:
-                assert sorted(sftp.listdir(f"/inbox/{feed}")) == sorted(
-                    os.listdir(drop_folder / "inbox" / feed)
-                )
+                assert sorted(sftp.listdir(f"/inbox/{feed}")) == sorted(os.listdir(drop_folder / "inbox" / feed))
                 for name in sftp.listdir(f"/inbox/{feed}"):
                     if not name.endswith(".manifest.json"):
                         continue
@@ -176,9 +173,7 @@ def test_authorized_keys_file(
 
 
 def test_wrong_password_or_user_is_refused(drop_folder: Path, host_key_path: Path) -> None:
-    with serve_in_thread(
-        drop_folder, username=USER, password=PASSWORD, host_key_path=host_key_path
-    ) as server:
+    with serve_in_thread(drop_folder, username=USER, password=PASSWORD, host_key_path=host_key_path) as server:
         with pytest.raises(paramiko.AuthenticationException), _sftp(server, password="wrong-password"):
             pass
         with pytest.raises(paramiko.AuthenticationException), _sftp(server, password=""):
@@ -191,9 +186,7 @@ def test_wrong_password_or_user_is_refused(drop_folder: Path, host_key_path: Pat
 
 
 def test_sftp_only_no_shell_or_exec(drop_folder: Path, host_key_path: Path) -> None:
-    with serve_in_thread(
-        drop_folder, username=USER, password=PASSWORD, host_key_path=host_key_path
-    ) as server:
+    with serve_in_thread(drop_folder, username=USER, password=PASSWORD, host_key_path=host_key_path) as server:
         client = _pinned_client(server.host, server.port, server.host_key_public)
         client.connect(
             server.host, server.port, username=USER, password=PASSWORD, look_for_keys=False, allow_agent=False
@@ -258,9 +251,7 @@ def test_changed_host_key_is_refused(drop_folder: Path, tmp_path: Path) -> None:
         pinned = server_a.host_key_public
         with _sftp(server_a, password=PASSWORD) as sftp:
             assert sftp.listdir("/inbox/pos")
-    with serve_in_thread(
-        drop_folder, username=USER, password=PASSWORD, host_key_path=key_b, port=port
-    ) as server_b:
+    with serve_in_thread(drop_folder, username=USER, password=PASSWORD, host_key_path=key_b, port=port) as server_b:
         assert server_b.port == port
         assert server_b.host_key_public != pinned
         with pytest.raises(paramiko.BadHostKeyException), _sftp(server_b, pinned=pinned, password=PASSWORD):
@@ -337,9 +328,7 @@ def test_serve_runs_in_the_foreground_until_sigterm(drop_folder: Path, host_key_
         " sys.argv[3])\n"
     )
     env = {**os.environ, "TEST_SFTP_PASSWORD": PASSWORD}
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, str(drop_folder), str(port), str(host_key_path)], env=env
-    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(drop_folder), str(port), str(host_key_path)], env=env)
     try:
         deadline = time.monotonic() + 20
         while True:

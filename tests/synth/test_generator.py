@@ -17,8 +17,11 @@ from yorisoi.synth.stats import summarize
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files(synth_xs: Path, tmp_path: Path) -> None:
@@ -61,27 +64,37 @@ def one(con: duckdb.DuckDBPyConnection, sql: str):
 
 
 def test_every_source_record_has_a_true_person(con, synth_xs: Path) -> None:
-    assert one(con, "select count(*) from ec_customers c anti join truth_source_records r "
-                    "on r.source = 'ecommerce' and r.source_id = c.id::varchar") == 0
+    assert (
+        one(
+            con,
+            "select count(*) from ec_customers c anti join truth_source_records r "
+            "on r.source = 'ecommerce' and r.source_id = c.id::varchar",
+        )
+        == 0
+    )
     with sqlite3.connect(synth_xs / "oms" / "oms.sqlite") as db:
         codes = {r[0] for r in db.execute("select customer_code from customers")}
-    truth_codes = {r[0] for r in con.execute("select source_id from truth_source_records where source = 'oms'").fetchall()}
+    truth_codes = {
+        r[0] for r in con.execute("select source_id from truth_source_records where source = 'oms'").fetchall()
+    }
     assert codes == truth_codes
     members = next((synth_xs / "sftp" / "inbox" / "pos").glob("members_*.csv"))
     text = members.read_bytes().decode("cp932").splitlines()[1:]
     card_ids = {line.split(",")[0].strip('"') for line in text}
-    truth_cards = {r[0] for r in con.execute("select source_id from truth_source_records where source = 'pos'").fetchall()}
+    truth_cards = {
+        r[0] for r in con.execute("select source_id from truth_source_records where source = 'pos'").fetchall()
+    }
     assert card_ids == truth_cards
 
 
 def test_truth_orders_match_the_source_systems(con, synth_xs: Path) -> None:
     assert one(con, "select count(*) from ec_orders") == one(
-        con, "select count(*) from truth_orders where source = 'ecommerce'")
+        con, "select count(*) from truth_orders where source = 'ecommerce'"
+    )
     assert one(con, "select count(*) from ec_orders o anti join truth_orders t on t.order_id = o.id::varchar") == 0
     with sqlite3.connect(synth_xs / "oms" / "oms.sqlite") as db:
         oms_orders = db.execute("select count(*), sum(total) from orders").fetchone()
-    assert oms_orders == con.execute(
-        "select count(*), sum(total) from truth_orders where source = 'oms'").fetchone()
+    assert oms_orders == con.execute("select count(*), sum(total) from truth_orders where source = 'oms'").fetchone()
     # Every POS member sale in the drops is a truth order.
     receipts = set()
     for f in (synth_xs / "sftp" / "inbox" / "pos").glob("sales_*.csv"):
@@ -94,32 +107,65 @@ def test_truth_orders_match_the_source_systems(con, synth_xs: Path) -> None:
 
 
 def test_person_totals_agree_with_their_orders(con) -> None:
-    mismatches = one(con, """
+    mismatches = one(
+        con,
+        """
         with o as (select person_id, count(*) as n, sum(total) as spend
                    from truth_orders where counted group by all)
         select count(*) from truth_people p left join o using (person_id)
-        where p.order_count <> coalesce(o.n, 0) or p.spend <> coalesce(o.spend, 0)""")
+        where p.order_count <> coalesce(o.n, 0) or p.spend <> coalesce(o.spend, 0)""",
+    )
     assert mismatches == 0
 
 
 def test_ecommerce_lines_add_up_to_subtotals(con) -> None:
-    assert one(con, """
+    assert (
+        one(
+            con,
+            """
         select count(*) from ec_orders o join (
             select order_id, sum(quantity * price) as s from ec_order_lines group by all) l on l.order_id = o.id
-        where l.s <> o.subtotal_price""") == 0
-    assert one(con, "select count(*) from ec_orders where total_price <> subtotal_price - total_discounts "
-                    "+ shipping_price - points_used") == 0
+        where l.s <> o.subtotal_price""",
+        )
+        == 0
+    )
+    assert (
+        one(
+            con,
+            "select count(*) from ec_orders where total_price <> subtotal_price - total_discounts "
+            "+ shipping_price - points_used",
+        )
+        == 0
+    )
 
 
 def test_real_world_mess_is_present(con, synth_xs: Path) -> None:
     # Duplicate accounts, and the same person in several systems.
-    assert one(con, "select count(*) from (select person_id from truth_source_records where source = 'ecommerce' "
-                    "group by all having count(*) > 1)") > 0
-    assert one(con, "select count(*) from (select person_id from truth_source_records "
-                    "group by all having count(distinct source) >= 3)") > 0
+    assert (
+        one(
+            con,
+            "select count(*) from (select person_id from truth_source_records where source = 'ecommerce' "
+            "group by all having count(*) > 1)",
+        )
+        > 0
+    )
+    assert (
+        one(
+            con,
+            "select count(*) from (select person_id from truth_source_records "
+            "group by all having count(distinct source) >= 3)",
+        )
+        > 0
+    )
     # Staff test accounts share one address but are different people.
-    assert one(con, "select count(distinct r.person_id) from ec_customers c join truth_source_records r "
-                    "on r.source_id = c.id::varchar where c.email = 'test@example.com'") >= 3
+    assert (
+        one(
+            con,
+            "select count(distinct r.person_id) from ec_customers c join truth_source_records r "
+            "on r.source_id = c.id::varchar where c.email = 'test@example.com'",
+        )
+        >= 3
+    )
     with sqlite3.connect(synth_xs / "oms" / "oms.sqlite") as db:
         phones = [r[0] for r in db.execute("select phone from customers where phone is not null")]
         kana = [r[0] for r in db.execute("select name_kana from customers")]
@@ -156,14 +202,32 @@ def test_manifests_match_their_files(synth_xs: Path) -> None:
 
 def test_consent_truth_follows_the_rules(con) -> None:
     assert one(con, "select count(*) from truth_people where deliverable_email and not consent_email") == 0
-    assert one(con, "select count(*) from truth_people where blacklisted and (deliverable_email or deliverable_dm)") == 0
-    assert one(con, "select count(*) from truth_people where erased and (consent_email or consent_line or consent_dm)") == 0
+    assert (
+        one(
+            con,
+            "select count(*) from truth_people where blacklisted and (deliverable_email or deliverable_dm)",
+        )
+        == 0
+    )
+    assert (
+        one(
+            con,
+            "select count(*) from truth_people where erased and (consent_email or consent_line or consent_dm)",
+        )
+        == 0
+    )
     # The latest event wins: recompute it from the event log.
-    assert one(con, """
+    assert (
+        one(
+            con,
+            """
         with last as (select person_id, channel, arg_max(action, event_at) as action
                       from truth_consent_events group by all)
         select count(*) from truth_people p join last l on l.person_id = p.person_id and l.channel = 'email'
-        where not p.erased and p.consent_email <> (l.action = 'opt_in')""") == 0
+        where not p.erased and p.consent_email <> (l.action = 'opt_in')""",
+        )
+        == 0
+    )
     # Nobody was sent an email campaign without email consent at send time … as the generator
     # used the same log, the control share is what we can check here.
     share = one(con, "select avg((\"group\" = 'control')::int) from truth_campaign_assignments")
@@ -173,10 +237,13 @@ def test_consent_truth_follows_the_rules(con) -> None:
 def test_ecommerce_snapshot_misses_unsubscribes_made_elsewhere(con) -> None:
     """Shop records still say 'subscribed' for some people who unsubscribed at the email provider
     or the call centre: the reason a consent ledger must union every system."""
-    stale = one(con, """
+    stale = one(
+        con,
+        """
         select count(*) from ec_customers c join truth_source_records r on r.source_id = c.id::varchar
         join truth_people p on p.person_id = r.person_id
-        where c.email_marketing_state = 'subscribed' and not p.consent_email""")
+        where c.email_marketing_state = 'subscribed' and not p.consent_email""",
+    )
     assert stale > 0
 
 
@@ -190,10 +257,11 @@ def test_behaviour_is_realistic_at_scale_s(tmp_path: Path) -> None:
     assert 0.4 <= s["line_link_share"] <= 0.7
     assert 6 <= s["orders_per_person"] <= 12
     months = duckdb.sql(f"""select month(ordered_at + interval 9 hour) as m, count(*) as n
-        from read_parquet('{tmp_path / 'truth' / 'orders.parquet'}') group by all""").fetchall()
+        from read_parquet('{tmp_path / "truth" / "orders.parquet"}') group by all""").fetchall()
     by_month = dict(months)
     assert by_month[12] > by_month[2] * 1.3, "December gift season beats February"
     sale_share = pq.read_table(tmp_path / "ecommerce" / "order_lines.parquet", columns=["price", "compare_at_price"])
-    on_sale = sum(p < c for p, c in zip(sale_share["price"].to_pylist(), sale_share["compare_at_price"].to_pylist(),
-                                        strict=True))
+    on_sale = sum(
+        p < c for p, c in zip(sale_share["price"].to_pylist(), sale_share["compare_at_price"].to_pylist(), strict=True)
+    )
     assert 0.05 < on_sale / sale_share.num_rows < 0.5, "full-price and sale purchases both occur"

@@ -784,9 +784,7 @@ def _check_resource(version: str, resource: str) -> None:
         raise ApiError(404, "Not Found")
 
 
-def _page_link(
-    request: Request, version: str, resource: str, info: PageInfo, limit: int, fields: str | None
-) -> str:
+def _page_link(request: Request, version: str, resource: str, info: PageInfo, limit: int, fields: str | None) -> str:
     query = {"page_info": info.encode(), "limit": str(limit)}
     if fields:
         query["fields"] = fields
@@ -818,9 +816,7 @@ def create_app(
     limiter = RateLimiter(bucket_size, leak_per_second, clock)
     faults = Faults()
     calls = CallLog()
-    app = FastAPI(
-        title="Yorisoi e-commerce API (Shopify-like)", docs_url=None, redoc_url=None, openapi_url=None
-    )
+    app = FastAPI(title="Yorisoi e-commerce API (Shopify-like)", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.rate_limiter = limiter
     app.state.faults = faults
@@ -860,9 +856,7 @@ def create_app(
             if injected is not None:
                 status, retry_after = injected
                 headers = {"Retry-After": f"{retry_after:.1f}"} if status == 429 else {}
-                response = JSONResponse(
-                    {"errors": HTTPStatus(status).phrase}, status_code=status, headers=headers
-                )
+                response = JSONResponse({"errors": HTTPStatus(status).phrase}, status_code=status, headers=headers)
             else:
                 response = await call_next(request)
         response.headers[CALL_LIMIT_HEADER] = decision.header

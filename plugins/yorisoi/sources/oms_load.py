@@ -159,13 +159,10 @@ def _read_schema(source: sqlite3.Connection) -> list[_SourceTable]:
             lengths = source.execute(f"SELECT {measures} FROM {_q(name)}").fetchone()  # noqa: S608 (quoted)
             measured = {c.name: int(n or 0) for c, n in zip(text_keys, lengths, strict=True)}
             columns = [
-                _Column(c.name, c.kind, c.not_null, measured[c.name]) if c.name in measured else c
-                for c in columns
+                _Column(c.name, c.kind, c.not_null, measured[c.name]) if c.name in measured else c for c in columns
             ]
         tables.append(
-            _SourceTable(
-                name=name, columns=tuple(columns), primary_key=pk, indexes=_read_indexes(source, name)
-            )
+            _SourceTable(name=name, columns=tuple(columns), primary_key=pk, indexes=_read_indexes(source, name))
         )
     return tables
 
@@ -270,13 +267,9 @@ def _target_table(table: _SourceTable, metadata: sa.MetaData, engine: Engine, sc
             f"{prefix}_charset": "utf8mb4",
             f"{prefix}_collate": "utf8mb4_bin",
         }
-        key_chars = sum(
-            c.type.length or 0 for c in columns if c.primary_key and isinstance(c.type, sa.String)
-        )
+        key_chars = sum(c.type.length or 0 for c in columns if c.primary_key and isinstance(c.type, sa.String))
         if key_chars > _MARIADB_MAX_KEY_CHARS:
-            raise ValueError(
-                f"{table.name}: primary key too long for a MariaDB index ({key_chars} characters)"
-            )
+            raise ValueError(f"{table.name}: primary key too long for a MariaDB index ({key_chars} characters)")
     return sa.Table(table.name, metadata, *columns, schema=schema, **options)
 
 
@@ -291,11 +284,7 @@ def _target_indexes(table: _SourceTable, target: sa.Table, engine: Engine) -> li
             if prefix:
                 options[f"{engine.dialect.name}_length"] = prefix
         # Index names are per schema on PostgreSQL: SQLite's autoindex names are made unique.
-        name = (
-            index.name
-            if not index.name.startswith("sqlite_")
-            else f"ux_{table.name}_{'_'.join(index.columns)}"
-        )
+        name = index.name if not index.name.startswith("sqlite_") else f"ux_{table.name}_{'_'.join(index.columns)}"
         indexes.append(sa.Index(name, *(target.c[c] for c in index.columns), unique=index.unique, **options))
     return indexes
 
@@ -444,9 +433,7 @@ def load_oms(
                 if not single_transaction:
                     conn.commit()
                 loaded[table.name] = written
-                log.info(
-                    "OMS %s: %d rows to %s in %.1f s", table.name, written, shown, time.monotonic() - started
-                )
+                log.info("OMS %s: %d rows to %s in %.1f s", table.name, written, shown, time.monotonic() - started)
             conn.commit()
     finally:
         engine.dispose()

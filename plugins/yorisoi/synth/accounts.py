@@ -84,9 +84,7 @@ def _row_lookup(acc: Account, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return primary, dup, dup_at
 
 
-def build_accounts(
-    rng: np.random.Generator, pres: Presence, orders: pa.Table, start: int, as_of: int
-) -> Accounts:
+def build_accounts(rng: np.random.Generator, pres: Presence, orders: pa.Table, start: int, as_of: int) -> Accounts:
     n = len(pres.segment)
     person = orders["person_idx"].to_numpy()
     at = orders["ordered_at"].to_numpy()
@@ -94,8 +92,11 @@ def build_accounts(
     src_code = np.select([src == "ecommerce", src == "oms"], [EC, OMS], POS)
 
     accounts = {}
-    for code, p_dup, lead in ((EC, c.P_EC_DUPLICATE_ACCOUNT, 20), (OMS, c.P_OMS_DUPLICATE_CUSTOMER, 2),
-                              (POS, c.P_POS_REISSUED_CARD, 0)):
+    for code, p_dup, lead in (
+        (EC, c.P_EC_DUPLICATE_ACCOUNT, 20),
+        (OMS, c.P_OMS_DUPLICATE_CUSTOMER, 2),
+        (POS, c.P_POS_REISSUED_CARD, 0),
+    ):
         owners = np.flatnonzero(pres.in_source[:, code])
         first = _first_order_time(person, at, src_code == code, n)
         accounts[code] = _make_accounts(rng, owners, first, p_dup, start, as_of, lead)
@@ -196,8 +197,10 @@ def ec_fields(rng: np.random.Generator, people: pa.Table, acc: Account, test_per
     email = pc.if_else(pa.array(upper), pc.utf8_capitalize(email), email)
     email = pc.if_else(pa.array(test_person[acc.person_idx]), "test@example.com", email)
     phone = pc.coalesce(people["phone_mobile"].take(p), people["phone_home"].take(p))
-    phone = _mask(_phone_formats(rng, pc.coalesce(phone, "090-0000-0000"), "ecommerce"),
-                  (rng.random(n) < 0.7) & pc.is_valid(phone).to_numpy(zero_copy_only=False))
+    phone = _mask(
+        _phone_formats(rng, pc.coalesce(phone, "090-0000-0000"), "ecommerce"),
+        (rng.random(n) < 0.7) & pc.is_valid(phone).to_numpy(zero_copy_only=False),
+    )
     postal = people["postal_code"].take(p)
     return {
         "email": email,
@@ -231,17 +234,24 @@ def oms_fields(rng: np.random.Generator, people: pa.Table, acc: Account) -> dict
     shared = (hh_size > 1) & (people["household_rank"].to_numpy() > 0)
     shared &= rng.random(len(hh)) < c.P_FAMILY_SHARED_EMAIL
     own_email = pc.coalesce(people["email_old"], people["email"])
-    family_email = pc.if_else(pa.array(shared), pc.coalesce(people["email"].take(pa.array(head_of)), own_email), own_email)
+    family_email = pc.if_else(
+        pa.array(shared), pc.coalesce(people["email"].take(pa.array(head_of)), own_email), own_email
+    )
     email = family_email.take(p)
     email = _mask(email, rng.random(n) < 0.45)
     style = rng.random(n)
     email = pc.if_else(pa.array(style < 0.05), pc.utf8_upper(email), email)
     email = pc.if_else(pa.array((style >= 0.05) & (style < 0.08)), pc.replace_substring(email, "@", "＠"), email)
     use_home = pc.is_valid(people["phone_home"].take(p)).to_numpy(zero_copy_only=False) & (rng.random(n) < 0.5)
-    phone = pc.if_else(pa.array(use_home), people["phone_home"].take(p),
-                       pc.coalesce(people["phone_mobile"].take(p), people["phone_home"].take(p)))
-    phone = _mask(_phone_formats(rng, pc.coalesce(phone, "090-0000-0000"), "oms"),
-                  pc.is_valid(phone).to_numpy(zero_copy_only=False))
+    phone = pc.if_else(
+        pa.array(use_home),
+        people["phone_home"].take(p),
+        pc.coalesce(people["phone_mobile"].take(p), people["phone_home"].take(p)),
+    )
+    phone = _mask(
+        _phone_formats(rng, pc.coalesce(phone, "090-0000-0000"), "oms"),
+        pc.is_valid(phone).to_numpy(zero_copy_only=False),
+    )
     birth = pc.strftime(people["birth_date"].take(p), format="%Y-%m-%d")
     return {
         "name_kanji": t.join(people["last_name"].take(p), name_sep, people["first_name"].take(p)),
@@ -264,11 +274,17 @@ def pos_fields(rng: np.random.Generator, people: pa.Table, acc: Account) -> dict
     uniq = pa.array(np.unique(kana.to_numpy(zero_copy_only=False)))
     half = t.pool(t.halfwidth_kana(uniq.to_pylist()))
     use_home = pc.is_valid(people["phone_home"].take(p)).to_numpy(zero_copy_only=False) & (rng.random(n) < 0.4)
-    phone = pc.if_else(pa.array(use_home), people["phone_home"].take(p),
-                       pc.coalesce(people["phone_mobile"].take(p), people["phone_home"].take(p)))
+    phone = pc.if_else(
+        pa.array(use_home),
+        people["phone_home"].take(p),
+        pc.coalesce(people["phone_mobile"].take(p), people["phone_home"].take(p)),
+    )
     return {
         "kana": half.take(pc.index_in(kana, value_set=uniq)),
-        "phone": _mask(pc.replace_substring(pc.coalesce(phone, ""), "-", ""), pc.is_valid(phone).to_numpy(zero_copy_only=False)),
+        "phone": _mask(
+            pc.replace_substring(pc.coalesce(phone, ""), "-", ""),
+            pc.is_valid(phone).to_numpy(zero_copy_only=False),
+        ),
         "birth_date": _mask(pc.strftime(people["birth_date"].take(p), format="%Y/%m/%d"), rng.random(n) < 0.9),
         "postal_code": people["postal_code"].take(p),
         "email": _mask(people["email"].take(p), rng.random(n) < 0.15),

@@ -40,10 +40,16 @@ def build_campaigns(
         target = np.flatnonzero(ok & (rng.random(n) < c.CAMPAIGN_REACH))
         control = rng.random(len(target)) < c.CONTROL_SHARE
         variant = np.where(rng.random(len(target)) < 0.5, "A", "B")
-        assignments.append(pa.table({
-            "campaign_id": np.full(len(target), k), "person_id": target + 1,
-            "group": np.where(control, "control", "treatment"), "variant": np.where(control, None, variant),
-        }))
+        assignments.append(
+            pa.table(
+                {
+                    "campaign_id": np.full(len(target), k),
+                    "person_id": target + 1,
+                    "group": np.where(control, "control", "treatment"),
+                    "variant": np.where(control, None, variant),
+                }
+            )
+        )
         sent = target[~control]
         m = len(sent)
         bounce = rng.random(m) < c.P_BOUNCE
@@ -55,27 +61,39 @@ def build_campaigns(
         clicked_at = opened_at + rng.integers(5, 600, size=m)
         unsub_at = opened_at + rng.integers(5, 600, size=m)
         ev.add(sent[unsub], "email", False, unsub_at[unsub], "esp", "unsubscribe_link")
-        sends.append(pa.table({
-            "campaign_id": np.full(m, k),
-            "person_idx": sent,
-            "ec_row": ec_primary_row[sent],
-            "variant": variant[~control],
-            "sent_at": at,
-            "delivered": ~bounce,
-            "bounce_type": np.where(bounce, np.where(rng.random(m) < 0.6, "hard", "soft"), None),
-            "opened_at": np.where(opened, opened_at, -1),
-            "clicked_at": np.where(clicked, clicked_at, -1),
-            "unsubscribed_at": np.where(unsub, unsub_at, -1),
-        }))
+        sends.append(
+            pa.table(
+                {
+                    "campaign_id": np.full(m, k),
+                    "person_idx": sent,
+                    "ec_row": ec_primary_row[sent],
+                    "variant": variant[~control],
+                    "sent_at": at,
+                    "delivered": ~bounce,
+                    "bounce_type": np.where(bounce, np.where(rng.random(m) < 0.6, "hard", "soft"), None),
+                    "opened_at": np.where(opened, opened_at, -1),
+                    "clicked_at": np.where(clicked, clicked_at, -1),
+                    "unsubscribed_at": np.where(unsub, unsub_at, -1),
+                }
+            )
+        )
         subject = SUBJECTS[(k - 1) % len(SUBJECTS)]
         campaigns.append((k, f"CP{k:03d} {subject[0][:12]}", "email", int(sent_at), subject[0], subject[1]))
-    camp = pa.table({
-        "campaign_id": [x[0] for x in campaigns], "name": [x[1] for x in campaigns],
-        "channel": [x[2] for x in campaigns], "sent_at": [x[3] for x in campaigns],
-        "subject_a": [x[4] for x in campaigns], "subject_b": [x[5] for x in campaigns],
-    })
-    return (camp, pa.concat_tables(assignments, promote_options="default"),
-            pa.concat_tables(sends, promote_options="default"))
+    camp = pa.table(
+        {
+            "campaign_id": [x[0] for x in campaigns],
+            "name": [x[1] for x in campaigns],
+            "channel": [x[2] for x in campaigns],
+            "sent_at": [x[3] for x in campaigns],
+            "subject_a": [x[4] for x in campaigns],
+            "subject_b": [x[5] for x in campaigns],
+        }
+    )
+    return (
+        camp,
+        pa.concat_tables(assignments, promote_options="default"),
+        pa.concat_tables(sends, promote_options="default"),
+    )
 
 
 def build_web_events(
@@ -94,7 +112,11 @@ def build_web_events(
     parts = []
     # Funnel of real orders: product view, add to cart, checkout started (of one product).
     o_prod = rng.integers(0, n_products, size=len(o_at))
-    for etype, lo, hi in (("product_view", 600, 1800), ("add_to_cart", 120, 600), ("checkout_started", 10, 110)):
+    for etype, lo, hi in (
+        ("product_view", 600, 1800),
+        ("add_to_cart", 120, 600),
+        ("checkout_started", 10, 110),
+    ):
         parts.append((o_person, o_acc, o_at - rng.integers(lo, hi, size=len(o_at)), etype, o_prod))
     # Browsing of known customers without a purchase: views, some carts, some checkouts.
     ec_people = acc.ec.person_idx
@@ -113,8 +135,15 @@ def build_web_events(
     m = len(ec_people) // 2 + n // 2
     pv_row = rng.integers(-len(ec_people), len(ec_people), size=m)  # negative: anonymous
     known = pv_row >= 0
-    parts.append((np.where(known, ec_people[np.maximum(pv_row, 0)], -1), np.where(known, pv_row, -1),
-                  since + (rng.random(m) * (as_of - since - 3600)).astype(np.int64), "page_view", np.full(m, -1)))
+    parts.append(
+        (
+            np.where(known, ec_people[np.maximum(pv_row, 0)], -1),
+            np.where(known, pv_row, -1),
+            since + (rng.random(m) * (as_of - since - 3600)).astype(np.int64),
+            "page_view",
+            np.full(m, -1),
+        )
+    )
 
     person = np.concatenate([p[0] for p in parts])
     ec_row = np.concatenate([p[1] for p in parts])
@@ -122,11 +151,13 @@ def build_web_events(
     etype = np.concatenate([np.full(len(p[0]), p[3]) for p in parts])
     product = np.concatenate([p[4] for p in parts])
     order = np.argsort(ev_at, kind="stable")
-    return pa.table({
-        "event_id": np.arange(1, len(order) + 1, dtype=np.int64),
-        "event_at": ev_at[order],
-        "person_idx": person[order],
-        "ec_row": ec_row[order],
-        "event_type": etype[order],
-        "product_idx": product[order],
-    })
+    return pa.table(
+        {
+            "event_id": np.arange(1, len(order) + 1, dtype=np.int64),
+            "event_at": ev_at[order],
+            "person_idx": person[order],
+            "ec_row": ec_row[order],
+            "event_type": etype[order],
+            "product_idx": product[order],
+        }
+    )

@@ -39,8 +39,10 @@ class ConsentEvents:
         self.account_row.append(np.full(n, -1) if account_row is None else np.asarray(account_row, dtype=np.int64))
 
     def table(self) -> pa.Table:
-        cols = {k: np.concatenate(getattr(self, k)) for k in
-                ("person", "channel", "opt_in", "at", "source", "evidence", "account_row")}
+        cols = {
+            k: np.concatenate(getattr(self, k))
+            for k in ("person", "channel", "opt_in", "at", "source", "evidence", "account_row")
+        }
         order = np.lexsort((cols["at"], cols["channel"], cols["person"]))
         return pa.table({k: v[order] for k, v in cols.items()})
 
@@ -73,21 +75,44 @@ def build_consent(rng: np.random.Generator, n: int, acc: Accounts, as_of: int) -
     stop_at = _later(rng, ec_at[stop], as_of)
     ev.add(ec_p[stop], "email", False, stop_at, "ecommerce", "account_settings", ec_primary[stop])
     again = rng.random(stop.sum()) < c.P_EMAIL_REOPT_IN
-    ev.add(ec_p[stop][again], "email", True, _later(rng, stop_at[again], as_of), "ecommerce",
-           "account_settings", ec_primary[stop][again])
+    ev.add(
+        ec_p[stop][again],
+        "email",
+        True,
+        _later(rng, stop_at[again], as_of),
+        "ecommerce",
+        "account_settings",
+        ec_primary[stop][again],
+    )
 
     # SMS: opt-in at sign-up.
     sms = rng.random(len(ec_primary)) < c.P_SMS_OPT_IN
     ev.add(ec_p[sms], "sms", True, ec_at[sms], "ecommerce", "signup_form_checkbox", ec_primary[sms])
 
     # LINE: following the official account is the consent, blocking withdraws it.
-    ev.add(acc.line.person_idx, "line", True, acc.line.created_at, "line", "friend_added", np.arange(len(acc.line.person_idx)))
+    ev.add(
+        acc.line.person_idx,
+        "line",
+        True,
+        acc.line.created_at,
+        "line",
+        "friend_added",
+        np.arange(len(acc.line.person_idx)),
+    )
     block = rng.random(len(acc.line.person_idx)) < c.P_LINE_BLOCK
     block_at = _later(rng, acc.line.created_at[block], as_of)
     rows = np.flatnonzero(block)
     ev.add(acc.line.person_idx[block], "line", False, block_at, "line", "blocked", rows)
     back = rng.random(len(rows)) < c.P_LINE_REFOLLOW
-    ev.add(acc.line.person_idx[rows[back]], "line", True, _later(rng, block_at[back], as_of), "line", "friend_added", rows[back])
+    ev.add(
+        acc.line.person_idx[rows[back]],
+        "line",
+        True,
+        _later(rng, block_at[back], as_of),
+        "line",
+        "friend_added",
+        rows[back],
+    )
 
     # DM and calls: the OMS records permission at registration (DM is sent unless refused).
     dm = rng.random(len(oms_primary)) < c.P_DM_PERMISSION
@@ -98,7 +123,13 @@ def build_consent(rng: np.random.Generator, n: int, acc: Accounts, as_of: int) -
     # Call-centre requests: 配信停止 (email), SMS stop, 発送停止 (DM), 架電停止 (call).
     requests = []
     for channel, pool_p, pool_at, pool_rows, p_stop in (
-        ("email", np.r_[ec_p[opt], oms_p[mail]], np.r_[ec_at[opt], oms_at[mail]], None, c.P_EMAIL_UNSUBSCRIBE_CALL),
+        (
+            "email",
+            np.r_[ec_p[opt], oms_p[mail]],
+            np.r_[ec_at[opt], oms_at[mail]],
+            None,
+            c.P_EMAIL_UNSUBSCRIBE_CALL,
+        ),
         ("sms", ec_p[sms], ec_at[sms], None, c.P_SMS_STOP),
         ("dm", oms_p[dm], oms_at[dm], oms_primary[dm], c.P_DM_STOP),
         ("call", oms_p[call], oms_at[call], oms_primary[call], c.P_CALL_STOP),

@@ -37,9 +37,7 @@ SEGMENT_NAMES = np.array(list(c.SEGMENTS))
 
 def build_presence(rng: np.random.Generator, n: int, n_categories: int) -> Presence:
     seg = rng.choice(len(c.SEGMENTS), size=n, p=np.array(list(c.SEGMENTS.values())))
-    in_source = np.column_stack(
-        [rng.random(n) < c.P_ECOMMERCE, rng.random(n) < c.P_OMS, rng.random(n) < c.P_POS]
-    )
+    in_source = np.column_stack([rng.random(n) < c.P_ECOMMERCE, rng.random(n) < c.P_OMS, rng.random(n) < c.P_POS])
     subscriber = SEGMENT_NAMES[seg] == "subscriber"
     in_source[subscriber, OMS] = True  # 定期購入 contracts live in the OMS
     in_source[~in_source.any(axis=1), EC] = True
@@ -141,7 +139,11 @@ def build_orders(
 
     order = np.lexsort((ordered_at, person))
     person, ordered_at, source, is_sub, day_idx = (
-        person[order], ordered_at[order], source[order], is_sub[order], day_idx[order]
+        person[order],
+        ordered_at[order],
+        source[order],
+        is_sub[order],
+        day_idx[order],
     )
     seq = _group_rank(person) + 1  # 1 = first purchase (F1), 2 = second (F2), …
 

@@ -13,12 +13,23 @@ from .geography import PREFECTURES
 
 # Faker's ja_JP pools, plus the spellings with 髙 and 﨑 (異体字) that real customer masters hold
 # and that Shift_JIS cannot encode.
-LAST_NAMES = [*PersonProvider.last_name_pairs, ("髙橋", "タカハシ", "Takahashi"), ("山﨑", "ヤマザキ", "Yamazaki")]
+LAST_NAMES = [
+    *PersonProvider.last_name_pairs,
+    ("髙橋", "タカハシ", "Takahashi"),
+    ("山﨑", "ヤマザキ", "Yamazaki"),
+]
 FIRST_F = list(PersonProvider.first_name_female_pairs)
-FIRST_M = list(PersonProvider.first_name_male_pairs) + [("翔太", "ショウタ", "Shota"), ("勝", "マサル", "Masaru")]
+FIRST_M = [*list(PersonProvider.first_name_male_pairs), ("翔太", "ショウタ", "Shota"), ("勝", "マサル", "Masaru")]
 EMAIL_DOMAINS = {
-    "gmail.com": 0.34, "yahoo.co.jp": 0.2, "icloud.com": 0.12, "docomo.ne.jp": 0.08, "ezweb.ne.jp": 0.05,
-    "softbank.ne.jp": 0.04, "outlook.jp": 0.06, "hotmail.co.jp": 0.05, "nifty.com": 0.06,
+    "gmail.com": 0.34,
+    "yahoo.co.jp": 0.2,
+    "icloud.com": 0.12,
+    "docomo.ne.jp": 0.08,
+    "ezweb.ne.jp": 0.05,
+    "softbank.ne.jp": 0.04,
+    "outlook.jp": 0.06,
+    "hotmail.co.jp": 0.05,
+    "nifty.com": 0.06,
 }
 
 
@@ -64,12 +75,21 @@ def build_people(rng: np.random.Generator, n: int, as_of: int) -> pa.Table:
     last = [x[0] for x in LAST_NAMES]
     last_kana = [x[1] for x in LAST_NAMES]
     last_romaji = [x[2].lower() for x in LAST_NAMES]
-    first_kanji = t.where(female, t.take(t.pool([x[0] for x in FIRST_F]), first_f),
-                          t.take(t.pool([x[0] for x in FIRST_M]), first_m))
-    first_kana = t.where(female, t.take(t.pool([x[1] for x in FIRST_F]), first_f),
-                         t.take(t.pool([x[1] for x in FIRST_M]), first_m))
-    first_romaji = t.where(female, t.take(t.pool([x[2].lower() for x in FIRST_F]), first_f),
-                           t.take(t.pool([x[2].lower() for x in FIRST_M]), first_m))
+    first_kanji = t.where(
+        female,
+        t.take(t.pool([x[0] for x in FIRST_F]), first_f),
+        t.take(t.pool([x[0] for x in FIRST_M]), first_m),
+    )
+    first_kana = t.where(
+        female,
+        t.take(t.pool([x[1] for x in FIRST_F]), first_f),
+        t.take(t.pool([x[1] for x in FIRST_M]), first_m),
+    )
+    first_romaji = t.where(
+        female,
+        t.take(t.pool([x[2].lower() for x in FIRST_F]), first_f),
+        t.take(t.pool([x[2].lower() for x in FIRST_M]), first_m),
+    )
     last_romaji_p = t.take(t.pool(last_romaji), last_idx)
 
     # Email: romaji name, a separator and digits; duplicates made unique with the person number.
@@ -87,20 +107,36 @@ def build_people(rng: np.random.Generator, n: int, as_of: int) -> pa.Table:
     email_old = _make_unique(email_old, np.arange(n) + n)
 
     has_mobile = rng.random(n) < c.P_HAS_MOBILE
-    mobile = t.join(t.choose(rng, n, ["090", "080", "070"], [5, 4, 1]), "-",
-                    t.digits(rng.integers(0, 10_000, size=n), 4), "-", t.digits(rng.integers(0, 10_000, size=n), 4))
+    mobile = t.join(
+        t.choose(rng, n, ["090", "080", "070"], [5, 4, 1]),
+        "-",
+        t.digits(rng.integers(0, 10_000, size=n), 4),
+        "-",
+        t.digits(rng.integers(0, 10_000, size=n), 4),
+    )
     mobile = _make_unique(mobile, None, rng)
     area = area_h[household]
     local_no = landline_h[household]
-    landline = t.join("0", pa.array(area.astype(str)), "-",
-                      t.digits(local_no // 10_000 % (10 ** np.maximum(1, 5 - len_digits(area))), 1), "-",
-                      t.digits(local_no % 10_000, 4))
+    landline = t.join(
+        "0",
+        pa.array(area.astype(str)),
+        "-",
+        t.digits(local_no // 10_000 % (10 ** np.maximum(1, 5 - len_digits(area))), 1),
+        "-",
+        t.digits(local_no % 10_000, 4),
+    )
     has_landline = has_landline_h[household]
 
     cities = t.pool(AddressProvider.cities)
     towns = t.pool(AddressProvider.towns)
-    address = t.join(t.take(towns, town_h[household]), t.digits(chome_h[household], 1), "丁目",
-                     t.digits(ban_h[household], 1), "-", t.digits(go_h[household], 1))
+    address = t.join(
+        t.take(towns, town_h[household]),
+        t.digits(chome_h[household], 1),
+        "丁目",
+        t.digits(ban_h[household], 1),
+        "-",
+        t.digits(go_h[household], 1),
+    )
 
     return pa.table(
         {
@@ -146,7 +182,8 @@ def _make_unique(values: pa.Array, salt: np.ndarray | None, rng: np.random.Gener
         fixed = [v.replace("@", f"{s}@", 1) for v, s in zip(arr[rows], salt[rows], strict=True)]
         arr[rows] = fixed
         return pa.array(arr, type=pa.string())
-    assert rng is not None
+    if rng is None:
+        raise ValueError("phones need a generator to draw new numbers from")
     while dup.any():
         rows = np.flatnonzero(dup)
         arr[rows] = [f"{v[:4]}{rng.integers(1000, 9999)}-{rng.integers(1000, 9999)}" for v in arr[rows]]

@@ -41,11 +41,13 @@ def summarize(out: Path | str) -> dict:
                round(avg(consent_dm::int), 4), round(avg(consent_call::int), 4),
                round(avg(deliverable_email::int), 4), round(avg(blacklisted::int), 4), round(avg(erased::int), 4)
         from {people}""")[0]
-    opt_outs = dict(q(f"""
+    opt_outs = dict(
+        q(f"""
         with given as (select channel, count(distinct person_id) filter (where action = 'opt_in') as opted_in,
                               count(distinct person_id) filter (where action = 'opt_out') as opted_out
                        from {consent} group by all)
-        select channel, round(opted_out / nullif(opted_in, 0), 4) from given order by 1"""))
+        select channel, round(opted_out / nullif(opted_in, 0), 4) from given order by 1""")
+    )
     spend = q(f"select round(avg(spend)), round(avg(order_count), 2), sum(order_count) from {people}")[0]
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     return {
@@ -67,8 +69,12 @@ def summarize(out: Path | str) -> dict:
             {"f": k, "customers": reached, "to_next": round(nxt / reached, 4) if reached else None}
             for k, reached, nxt in ladder
         ],
-        "consent_share": dict(zip(
-            ["email", "line", "sms", "dm", "call", "deliverable_email", "blacklisted", "erased"],
-            consent_rates, strict=True)),
+        "consent_share": dict(
+            zip(
+                ["email", "line", "sms", "dm", "call", "deliverable_email", "blacklisted", "erased"],
+                consent_rates,
+                strict=True,
+            )
+        ),
         "opt_out_rate_of_opted_in": opt_outs,
     }
