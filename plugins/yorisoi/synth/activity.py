@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from . import config as c
 from .accounts import Accounts
-from .consent import ConsentEvents, latest_state
+from .consent import ConsentEvents
 
 SUBJECTS = (
     ("【新発売】ボタニカル美容液のご案内", "春の新作、先行でお届けします"),
@@ -33,9 +33,24 @@ def build_campaigns(
     send_times = np.sort(rng.integers(first, as_of - 3 * c.DAY, size=c.N_EMAIL_CAMPAIGNS))
     send_times = send_times // 3600 * 3600 + 10 * 3600  # 19:00 JST
     campaigns, assignments, sends = [], [], []
+    # Email consent events so far, sorted by person then time; unsubscribes made through the
+    # campaigns below are tracked per person and override anything older.
+    events = ev.table()
+    is_email = events["channel"].to_numpy(zero_copy_only=False) == "email"
+    e_person = events["person"].to_numpy()[is_email]
+    e_at = events["at"].to_numpy()[is_email]
+    e_opt = events["opt_in"].to_numpy(zero_copy_only=False)[is_email]
+    unsubscribed_at = np.full(n, np.iinfo(np.int64).max)
     for k, sent_at in enumerate(send_times, start=1):
-        events = ev.table()
-        ok = latest_state(events, n, "email", before=int(sent_at)) & (ec_primary_row >= 0)
+        sel = e_at <= sent_at
+        p, at_, opt_ = e_person[sel], e_at[sel], e_opt[sel]
+        last = np.r_[p[1:] != p[:-1], True]
+        state = np.zeros(n, dtype=bool)
+        changed_at = np.full(n, -1, dtype=np.int64)
+        state[p[last]] = opt_[last]
+        changed_at[p[last]] = at_[last]
+        later_unsub = (unsubscribed_at <= sent_at) & (unsubscribed_at > changed_at)
+        ok = state & ~later_unsub & (ec_primary_row >= 0)
         ok &= ~flags["blacklisted"]
         target = np.flatnonzero(ok & (rng.random(n) < c.CAMPAIGN_REACH))
         control = rng.random(len(target)) < c.CONTROL_SHARE
@@ -61,6 +76,7 @@ def build_campaigns(
         clicked_at = opened_at + rng.integers(5, 600, size=m)
         unsub_at = opened_at + rng.integers(5, 600, size=m)
         ev.add(sent[unsub], "email", False, unsub_at[unsub], "esp", "unsubscribe_link")
+        unsubscribed_at[sent[unsub]] = np.minimum(unsubscribed_at[sent[unsub]], unsub_at[unsub])
         sends.append(
             pa.table(
                 {
