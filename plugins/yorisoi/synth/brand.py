@@ -103,12 +103,27 @@ def stage_web_events(b: Brand) -> int:
 # ---- writers of each system -------------------------------------------------------------------
 
 
+def _source_rows(orders: pa.Table, source: str) -> np.ndarray:
+    """Rows of one system's orders, oldest first: the order their numbers are given in."""
+    rows = np.flatnonzero(orders["source"].to_numpy(zero_copy_only=False) == source)
+    return rows[np.argsort(orders["ordered_at"].to_numpy()[rows], kind="stable")]
+
+
 def _ec_order_ids(b: Brand) -> tuple[np.ndarray, np.ndarray]:
     """Rows of e-commerce orders (sorted by time) and their ids (increasing with time)."""
-    o = b.state["orders"]
-    rows = np.flatnonzero(o["source"].to_numpy(zero_copy_only=False) == "ecommerce")
-    rows = rows[np.argsort(o["ordered_at"].to_numpy()[rows], kind="stable")]
+    rows = _source_rows(b.state["orders"], "ecommerce")
     return rows, np.arange(1, len(rows) + 1, dtype=np.int64)
+
+
+def _lines_of(n_orders: int, lines: pa.Table, rows: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Line rows of the orders at `rows` (numbered `ids`), sorted by order id and line number,
+    with each line's order id."""
+    new_id = np.full(n_orders, -1, dtype=np.int64)
+    new_id[rows] = ids
+    l_order = new_id[lines["order_idx"].to_numpy()]
+    keep = np.flatnonzero(l_order > 0)
+    keep = keep[np.lexsort((lines["line_no"].to_numpy()[keep], l_order[keep]))]
+    return keep, l_order
 
 
 def stage_write_ecommerce(b: Brand) -> int:
@@ -180,11 +195,7 @@ def stage_write_ecommerce(b: Brand) -> int:
     total += write_parquet(orders, folder / "orders.parquet")
 
     # Lines of those orders, in order-id order.
-    new_id = np.full(o.num_rows, -1, dtype=np.int64)
-    new_id[rows] = ids
-    l_order = new_id[lines["order_idx"].to_numpy()]
-    keep = np.flatnonzero(l_order > 0)
-    keep = keep[np.lexsort((lines["line_no"].to_numpy()[keep], l_order[keep]))]
+    keep, l_order = _lines_of(o.num_rows, lines, rows, ids)
     prod = lines["product_idx"].to_numpy()[keep]
     line_table = pa.table(
         {
@@ -242,8 +253,7 @@ def stage_write_oms(b: Brand) -> int:
             "updated_at": local_text(updated, "%Y-%m-%d %H:%M:%S"),
         }
     )
-    rows = np.flatnonzero(o["source"].to_numpy(zero_copy_only=False) == "oms")
-    rows = rows[np.argsort(o["ordered_at"].to_numpy()[rows], kind="stable")]
+    rows = _source_rows(o, "oms")
     ids = np.arange(1, len(rows) + 1)
     account = acc.order_account[rows]
     is_sub = o["is_subscription"].to_numpy(zero_copy_only=False)[rows]
@@ -275,11 +285,7 @@ def stage_write_oms(b: Brand) -> int:
             "updated_at": local_text(o["updated_at"].to_numpy()[rows], "%Y-%m-%d %H:%M:%S"),
         }
     )
-    new_id = np.full(o.num_rows, -1, dtype=np.int64)
-    new_id[rows] = ids
-    l_order = new_id[lines["order_idx"].to_numpy()]
-    keep = np.flatnonzero(l_order > 0)
-    keep = keep[np.lexsort((lines["line_no"].to_numpy()[keep], l_order[keep]))]
+    keep, l_order = _lines_of(o.num_rows, lines, rows, ids)
     prod = lines["product_idx"].to_numpy()[keep]
     order_lines = pa.table(
         {
@@ -379,8 +385,7 @@ def stage_write_sftp(b: Brand) -> int:
     manifests.append(write_drop(inbox / "pos", f"members_{day}.csv", members, "cp932"))
 
     # POS sales: member receipts, their returns, and anonymous receipts.
-    rows = np.flatnonzero(o["source"].to_numpy(zero_copy_only=False) == "pos")
-    rows = rows[np.argsort(o["ordered_at"].to_numpy()[rows], kind="stable")]
+    rows = _source_rows(o, "pos")
     receipt = np.full(o.num_rows, -1, dtype=np.int64)
     receipt[rows] = np.arange(1, len(rows) + 1)
     l_idx = np.flatnonzero(receipt[lines["order_idx"].to_numpy()] > 0)
@@ -594,42 +599,23 @@ def stage_write_truth(b: Brand) -> int:
         [
             pa.table(
                 {
-                    "source": np.full(len(acc.ec.ids), "ecommerce"),
-                    "source_id": pc.cast(pa.array(EC_CUSTOMER_BASE + acc.ec.ids), pa.string()),
-                    "person_id": pid(acc.ec.person_idx),
-                    "is_duplicate": acc.ec.is_duplicate,
+                    "source": np.full(len(account.ids), source),
+                    "source_id": source_id,
+                    "person_id": pid(account.person_idx),
+                    "is_duplicate": account.is_duplicate,
                 }
-            ),
-            pa.table(
-                {
-                    "source": np.full(len(acc.oms.ids), "oms"),
-                    "source_id": b.state["oms_codes"],
-                    "person_id": pid(acc.oms.person_idx),
-                    "is_duplicate": acc.oms.is_duplicate,
-                }
-            ),
-            pa.table(
-                {
-                    "source": np.full(len(acc.pos.ids), "pos"),
-                    "source_id": cards,
-                    "person_id": pid(acc.pos.person_idx),
-                    "is_duplicate": acc.pos.is_duplicate,
-                }
-            ),
-            pa.table(
-                {
-                    "source": np.full(len(acc.line.ids), "line"),
-                    "source_id": b.state["line_uid"],
-                    "person_id": pid(acc.line.person_idx),
-                    "is_duplicate": acc.line.is_duplicate,
-                }
-            ),
+            )
+            for source, account, source_id in (
+                ("ecommerce", acc.ec, pc.cast(pa.array(EC_CUSTOMER_BASE + acc.ec.ids), pa.string())),
+                ("oms", acc.oms, b.state["oms_codes"]),
+                ("pos", acc.pos, cards),
+                ("line", acc.line, b.state["line_uid"]),
+            )
         ]
     )
     total = write_parquet(records, folder / "source_records.parquet")
 
     # Orders with their source keys.
-    src = o["source"].to_numpy(zero_copy_only=False)
     person = o["person_idx"].to_numpy()
     order_id = np.empty(o.num_rows, dtype=object)
     cust_id = np.empty(o.num_rows, dtype=object)
@@ -637,8 +623,7 @@ def stage_write_truth(b: Brand) -> int:
     order_id[rows] = (EC_ORDER_BASE + ids).astype(str)
     cust_id[rows] = (EC_CUSTOMER_BASE + acc.ec.ids[acc.order_account[rows]]).astype(str)
     for source, prefix, width in (("oms", "O", 9), ("pos", "R", 10)):
-        r = np.flatnonzero(src == source)
-        r = r[np.argsort(o["ordered_at"].to_numpy()[r], kind="stable")]
+        r = _source_rows(o, source)
         order_id[r] = t.join(prefix, t.digits(np.arange(1, len(r) + 1), width)).to_numpy(zero_copy_only=False)
         if source == "oms":
             cust_id[r] = b.state["oms_codes"].take(pa.array(acc.order_account[r])).to_numpy(zero_copy_only=False)
