@@ -80,7 +80,8 @@ def run_bench(scale: str, repeat: int = 3, console: Console | None = None) -> di
     work = paths.var_dir() / "bench" / scale
     runs: dict[str, list[dict]] = {}
     for i in range(repeat):
-        shutil.rmtree(work, ignore_errors=True)
+        if work.exists():
+            shutil.rmtree(work)
         brand = new_brand(work, scale=scale, seed=42)
         work.mkdir(parents=True)
         total = 0.0

@@ -31,7 +31,8 @@ def generate(
     out = Path(out)
     brand = new_brand(out, scale, seed, as_of, people)
     for sub in ("ecommerce", "oms", "sftp", "truth"):
-        shutil.rmtree(out / sub, ignore_errors=True)
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
     out.mkdir(parents=True, exist_ok=True)
     for name, stage in STAGES:
         rows = stage(brand)
