@@ -228,8 +228,7 @@ def test_consent_truth_follows_the_rules(con) -> None:
         )
         == 0
     )
-    # Nobody was sent an email campaign without email consent at send time … as the generator
-    # used the same log, the control share is what we can check here.
+    # Campaigns hold out a control group of about 10 %.
     share = one(con, "select avg((\"group\" = 'control')::int) from truth_campaign_assignments")
     assert 0.05 < share < 0.15
 

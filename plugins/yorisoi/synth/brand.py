@@ -486,6 +486,7 @@ def stage_write_sftp(b: Brand) -> int:
         pa.array(oms_row[req_p] >= 0), b.state["oms_codes"].take(pa.array(np.maximum(oms_row[req_p], 0))), ""
     )
     kind = {"email": "配信停止", "sms": "配信停止", "dm": "発送停止", "call": "架電停止", "all": "削除依頼"}
+    kinds, kind_idx = np.unique(req_ch, return_inverse=True)
     pp = pa.array(req_p)
     requests = pa.table(
         {
@@ -498,7 +499,7 @@ def stage_write_sftp(b: Brand) -> int:
                 pa.array(np.isin(req_ch, ["email", "all"])), pc.coalesce(people["email"].take(pp), ""), ""
             ),
             "対象チャネル": req_ch,
-            "依頼種別": np.vectorize(kind.get, otypes=[object])(req_ch) if len(req_ch) else req_ch,
+            "依頼種別": np.array([kind[k] for k in kinds], dtype=object)[kind_idx],
         }
     )
     manifests += write_monthly(inbox / "callcenter", "requests", requests, req_at, "cp932")

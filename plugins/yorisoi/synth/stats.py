@@ -22,11 +22,10 @@ def summarize(out: Path | str) -> dict:
     per_source = dict(q(f"select source, count(*) from {records} group by all order by 1"))
     people_per_source = dict(q(f"select source, count(distinct person_id) from {records} group by all order by 1"))
     dup = dict(q(f"select source, round(avg(is_duplicate::int), 4) from {records} group by all order by 1"))
-    links = sum(1 for _ in (out / "sftp" / "inbox" / "line").glob("id_links_*.csv"))
+    links = next((out / "sftp" / "inbox" / "line").glob("id_links_*.csv"), None)
     linked = 0
     if links:
-        path = next((out / "sftp" / "inbox" / "line").glob("id_links_*.csv"))
-        linked = q(f"select count(*) from read_csv('{path}', header=true)")[0][0]
+        linked = q(f"select count(*) from read_csv('{links}', header=true)")[0][0]
     line_friends = per_source.get("line", 0)
     orders_by = dict(q(f"select source, count(*) from {orders} group by all order by 1"))
     status = dict(q(f"select status, count(*) from {orders} group by all order by 1"))

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +129,7 @@ def write_monthly(folder: Path, prefix: str, table: pa.Table, at: np.ndarray, en
     """Split a table into monthly drop files by the (JST) month of `at`."""
     month = ((np.asarray(at) + c.JST).astype("datetime64[s]").astype("datetime64[M]")).astype(str)
     out = []
-    for m in _unique_sorted(month):
+    for m in np.unique(month):
         idx = np.flatnonzero(month == m)
         out.append(write_drop(folder, f"{prefix}_{m.replace('-', '')}.csv", table.take(pa.array(idx)), encoding))
     return out
-
-
-def _unique_sorted(values: Iterable[str]) -> list[str]:
-    return sorted(set(np.asarray(values).tolist()))
