@@ -1,0 +1,158 @@
+"""The source registry (`include/sources/registry.yml`): every source and table, described once.
+
+Loaded into typed objects with clear errors, so a typo in the YAML stops the DAG file from loading
+with a message that names the entry, instead of failing in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_REGISTRY = PROJECT_ROOT / "include" / "sources" / "registry.yml"
+TYPES = {"string", "integer", "boolean", "date", "timestamp", "timestamptz"}
+METHODS = {"automatic", "manual"}
+KINDS = {"api", "database", "files"}
+
+
+class RegistryError(ValueError):
+    """The registry or a mapping file is invalid; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    source: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Table:
+    source: str
+    name: str
+    primary_key: tuple[str, ...]
+    watermark: str | None
+    description: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    columns: tuple[Column, ...] = ()
+
+    @property
+    def raw_name(self) -> str:
+        """Table name in the warehouse's `raw` schema: `<source>__<table>`."""
+        return f"{self.source}__{self.name}"
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    system: str
+    conn_id: str
+    schedule: str
+    method: str
+    kind: str
+    description: str
+    tables: dict[str, Table]
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    folder: Path = PROJECT_ROOT
+
+    def duration(self, key: str, default: str) -> timedelta:
+        return parse_duration(str(self.options.get(key, default)), f"{self.name}.{key}")
+
+
+def parse_duration(text: str, where: str) -> timedelta:
+    m = re.fullmatch(r"\s*(\d+)\s*(minute|hour|day)s?\s*", text)
+    if not m:
+        raise RegistryError(f"{where}: {text!r} is not a duration like '3 days' or '6 hours'")
+    return timedelta(**{f"{m.group(2)}s": int(m.group(1))})
+
+
+def _req(entry: dict, key: str, where: str) -> Any:
+    if key not in entry or entry[key] in (None, ""):
+        raise RegistryError(f"{where}: '{key}' is required")
+    return entry[key]
+
+
+def _table(source: str, name: str, entry: dict) -> Table:
+    where = f"sources.{source}.tables.{name}"
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{where}: expected a mapping")
+    pk = _req(entry, "primary_key", where)
+    if isinstance(pk, str):
+        pk = [pk]
+    columns = []
+    for col, spec in (entry.get("columns") or {}).items():
+        if not isinstance(spec, dict) or "source" not in spec or spec.get("type") not in TYPES:
+            raise RegistryError(f"{where}.columns.{col}: needs 'source' and a 'type' in {sorted(TYPES)}")
+        columns.append(Column(col, str(spec["source"]), spec["type"]))
+    names = {c.name for c in columns}
+    if columns and not set(pk) <= names:
+        raise RegistryError(f"{where}: primary key {pk} is not among its columns")
+    known = {"primary_key", "watermark", "description", "columns"}
+    return Table(
+        source=source,
+        name=name,
+        primary_key=tuple(pk),
+        watermark=entry.get("watermark"),
+        description=str(entry.get("description", "")),
+        options={k: v for k, v in entry.items() if k not in known},
+        columns=tuple(columns),
+    )
+
+
+@dataclass(frozen=True)
+class Registry:
+    sources: dict[str, Source]
+    path: Path
+
+    def source(self, name: str) -> Source:
+        try:
+            return self.sources[name]
+        except KeyError:
+            raise RegistryError(f"no source {name!r} in {self.path}; have {sorted(self.sources)}") from None
+
+
+def load_registry(path: Path | str | None = None) -> Registry:
+    """Read and check the registry (default: `$YORISOI_REGISTRY` or include/sources/registry.yml)."""
+    path = Path(path or os.environ.get("YORISOI_REGISTRY") or DEFAULT_REGISTRY)
+    return _load(path.resolve())
+
+
+@cache
+def _load(path: Path) -> Registry:
+    try:
+        doc = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"cannot read the source registry {path}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("sources"), dict):
+        raise RegistryError(f"{path}: expected a top-level 'sources' mapping")
+    sources = {}
+    for name, entry in doc["sources"].items():
+        where = f"sources.{name}"
+        method, kind = _req(entry, "method", where), _req(entry, "kind", where)
+        if method not in METHODS:
+            raise RegistryError(f"{where}.method: {method!r} is not one of {sorted(METHODS)}")
+        if kind not in KINDS:
+            raise RegistryError(f"{where}.kind: {kind!r} is not one of {sorted(KINDS)}")
+        tables = {t: _table(name, t, e) for t, e in (_req(entry, "tables", where)).items()}
+        known = {"system", "conn_id", "schedule", "method", "kind", "description", "tables"}
+        sources[name] = Source(
+            name=name,
+            system=str(_req(entry, "system", where)),
+            conn_id=str(_req(entry, "conn_id", where)),
+            schedule=str(_req(entry, "schedule", where)),
+            method=method,
+            kind=kind,
+            description=str(entry.get("description", "")),
+            tables=tables,
+            options={k: v for k, v in entry.items() if k not in known},
+            folder=path.parent,
+        )
+    return Registry(sources=sources, path=path)
