@@ -11,6 +11,7 @@ from datetime import timedelta
 log = logging.getLogger("yorisoi.dags")
 
 OWNER = "data-engineering"
+POOL = "duckdb_writer"  # one slot: DuckDB has a single writer, so warehouse writers queue here
 
 
 def log_failure(context: dict) -> None:

@@ -1,0 +1,10 @@
+"""Ingest the `sftp` source into the raw layer: tables, schedule and connection come from
+include/sources/registry.yml; see the DAG's doc for what each task lands."""
+
+from yorisoi.dag_factory import ingest_dag
+
+dag = ingest_dag(
+    "sftp",
+    catchup=False,  # incremental by watermark: one run catches up on everything since the last
+    max_active_runs=1,  # runs of one source never overlap (watermarks move in order)
+)

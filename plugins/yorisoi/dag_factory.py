@@ -1,0 +1,66 @@
+"""Ingest DAGs generated from the source registry: one DAG per source, one task per table,
+each task publishing the Airflow Asset of its raw table so downstream DAGs run on data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Asset, task
+
+from .dag_defaults import DEFAULT_ARGS, POOL
+from .sources.registry import Source, Table, load_registry
+
+
+def raw_asset(table: Table) -> Asset:
+    """The Asset of a raw table: downstream DAGs schedule on these."""
+    return Asset(name=f"raw.{table.raw_name}", uri=f"duckdb://yorisoi/raw/{table.raw_name}")
+
+
+def _doc(source: Source) -> str:
+    rows = "\n".join(
+        f"| `raw.{t.raw_name}` | {', '.join(t.primary_key)} | {t.watermark or '—'} | {t.description} |"
+        for t in source.tables.values()
+    )
+    return f"""
+### Ingest {source.name}: {source.system}
+{source.description}
+
+- **Frequency (連携頻度):** `{source.schedule}` · **Method (連携方法):** {source.method}
+- **Connection:** Airflow connection `{source.conn_id}` (credentials live only there)
+- **Rerun:** clear a task or the run: the batch of that run is replaced, never duplicated.
+  Writers share the `{POOL}` pool (one slot), because DuckDB has a single writer.
+
+| raw table | primary key | watermark | content |
+|---|---|---|---|
+{rows}
+"""
+
+
+def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG:
+    """Build `ingest_<source>` from the registry entry of `source_name`."""
+    source = load_registry().source(source_name)
+    with DAG(
+        dag_id=f"ingest_{source.name}",
+        schedule=source.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=catchup,
+        max_active_runs=max_active_runs,
+        default_args=DEFAULT_ARGS,
+        tags=["ingest", source.name, source.kind],
+        doc_md=_doc(source),
+    ) as dag:
+        for table in source.tables.values():
+            if table.options.get("parent"):
+                continue  # landed by its parent's task (order lines come with their orders)
+            outlets = [raw_asset(table)] + [
+                raw_asset(child) for child in source.tables.values() if child.options.get("parent") == table.name
+            ]
+
+            @task(task_id=f"land_{table.name}", pool=POOL, outlets=outlets)
+            def land(table_name: str, kind: str, run_id: str | None = None, data_interval_end=None) -> dict:
+                from yorisoi.ingest import TASKS  # DuckDB and Arrow load when the task runs, not at parse
+
+                return TASKS[kind](table_name, run_id or "manual", data_interval_end)
+
+            land(table.name, source.kind)
+    return dag

@@ -1,0 +1,136 @@
+"""What the ingest DAGs run: one function per source kind, each landing one registry table.
+
+Connections come from Airflow (credentials never live in code or in the registry); the warehouse
+and the lake come from `yorisoi.paths` (or `YORISOI_LAKE_URL=s3://bucket/prefix` with the AWS
+connection `YORISOI_AWS_CONN_ID`, default `aws_default`, for an S3 lake)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .landing import Lake, Warehouse
+from .sources.registry import load_registry
+
+log = logging.getLogger(__name__)
+
+
+class IngestAlert(RuntimeError):
+    """Raised after a run that loaded what it could but found files that need a person."""
+
+
+def warehouse() -> Warehouse:
+    url = os.environ.get("YORISOI_LAKE_URL", "")
+    if url.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        client = S3Hook(aws_conn_id=os.environ.get("YORISOI_AWS_CONN_ID", "aws_default")).get_conn()
+        lake = Lake(url, staging=paths.lake_dir(), s3_client=client)
+    else:
+        lake = Lake(url or paths.lake_dir())
+    return Warehouse(paths.warehouse_path(), lake)
+
+
+def sqlalchemy_url(conn: Any) -> str:
+    """A SQLAlchemy URL from an Airflow connection: its extra `sqlalchemy_url` if given, else
+    built from the connection type (postgres, mysql, sqlite) and fields."""
+    from sqlalchemy.engine import URL
+
+    extra = conn.extra_dejson or {}
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    kind = (conn.conn_type or "").lower()
+    if kind == "sqlite":
+        return f"sqlite:///{conn.host}"
+    drivers = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+    if kind not in drivers:
+        raise ValueError(
+            f"connection {conn.conn_id}: type {kind!r} is not supported for the OMS; set extra.sqlalchemy_url"
+        )
+    return URL.create(
+        drivers[kind],
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port or None,
+        database=conn.schema or None,
+    ).render_as_string(hide_password=False)
+
+
+def load_date_of(run_end: datetime | None) -> date:
+    """The lake partition of a run: the Japan date of its data interval's end (or of now)."""
+    from zoneinfo import ZoneInfo
+
+    return (run_end or datetime.now(UTC)).astimezone(ZoneInfo("Asia/Tokyo")).date()
+
+
+def _summary(results: dict) -> dict:
+    return {name: {"rows": r.rows, "files": r.files, "watermark": r.watermark} for name, r in results.items()}
+
+
+def ingest_ecommerce_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    from airflow.sdk import BaseHook
+
+    from .sources.ecommerce import ShopClient, ingest_ecommerce
+
+    source = load_registry().source("ecommerce")
+    conn = BaseHook.get_connection(source.conn_id)
+    base = conn.host if "://" in (conn.host or "") else f"{conn.schema or 'http'}://{conn.host}"
+    if conn.port:
+        base += f":{conn.port}"
+    client = ShopClient(base, conn.password)
+    results = ingest_ecommerce(
+        warehouse(), source, client, run_id=run_id, load_date=load_date_of(run_end), tables=[table]
+    )
+    return _summary(results)
+
+
+def ingest_oms_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    import sqlalchemy
+    from airflow.sdk import BaseHook
+
+    from .sources.oms import ingest_oms
+
+    source = load_registry().source("oms")
+    engine = sqlalchemy.create_engine(sqlalchemy_url(BaseHook.get_connection(source.conn_id)))
+    try:
+        results = ingest_oms(
+            warehouse(), source, engine, run_id=run_id, load_date=load_date_of(run_end), tables=[table]
+        )
+    finally:
+        engine.dispose()
+    return _summary(results)
+
+
+def ingest_sftp_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+    from .sources.sftp_files import ingest_drops
+
+    source = load_registry().source("sftp")
+    hook = SFTPHook(ssh_conn_id=source.conn_id)
+    with tempfile.TemporaryDirectory(prefix="yorisoi-sftp-") as work:
+        report = ingest_drops(
+            warehouse(),
+            source,
+            hook.get_conn(),
+            run_id=run_id,
+            load_date=load_date_of(run_end),
+            now=datetime.now(UTC),
+            tables=[table],
+            workdir=Path(work),
+        )
+    hook.close_conn()
+    for line in report.alerts():
+        log.error("ALERT %s", line)
+    if report.should_stop_downstream or report.alerts():
+        raise IngestAlert(f"sftp.{table}: " + "; ".join(report.alerts()))
+    return report.summary() if hasattr(report, "summary") else {"table": table}
+
+
+TASKS = {"api": ingest_ecommerce_table, "database": ingest_oms_table, "files": ingest_sftp_table}
