@@ -30,7 +30,7 @@ SFTP_USER_ENV = "YORISOI_SFTP_USER"
 SFTP_PASSWORD_ENV = "YORISOI_SFTP_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 
 
-def _generate(scale: str, seed: int, out: Path) -> None:
+def _generate(scale: str, seed: int, out: Path, *, defects: bool = False) -> None:
     from .synth import STAGES, generate
 
     with Progress(
@@ -45,7 +45,7 @@ def _generate(scale: str, seed: int, out: Path) -> None:
         def on_stage(name: str, rows: int) -> None:
             progress.update(task, advance=1, description=f"{name}: {rows:,} rows")
 
-        generate(out, scale=scale, seed=seed, on_stage=on_stage)
+        generate(out, scale=scale, seed=seed, on_stage=on_stage, defects=defects)
 
 
 @app.command()
@@ -54,11 +54,12 @@ def synth(
     seed: Annotated[int, typer.Option(help="same seed, byte-identical files")] = 42,
     out: Annotated[Path | None, typer.Option(help="output folder [default: var/sources]")] = None,
     stats: Annotated[bool, typer.Option(help="print statistics of the result as JSON")] = False,
+    defects: Annotated[bool, typer.Option(help="add deliberately bad drops (see truth/defects.json)")] = False,
 ) -> None:
     """Generate the synthetic brand in each source system's native shape, with ground truth."""
     out = out or paths.sources_dir()
     t0 = time.perf_counter()
-    _generate(scale.upper(), seed, out)
+    _generate(scale.upper(), seed, out, defects=defects)
     console.print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
     if stats:
         from .synth.stats import summarize
@@ -133,12 +134,20 @@ def demo(
     scale: Annotated[str, typer.Option(help="scale of the demo brand")] = "S",
     seed: int = 42,
     keep_serving: Annotated[bool, typer.Option(help="keep the servers up until Ctrl-C")] = False,
+    ingest: Annotated[bool, typer.Option(help="run the ingest DAGs through Airflow")] = True,
 ) -> None:
     """Generate the brand (unless already there), start the source servers on loopback and show
     each one serving through a real client."""
     from .demo import run_demo
 
-    run_demo(scale.upper(), seed, keep_serving=keep_serving, generate=_generate, console=console)
+    run_demo(
+        scale.upper(),
+        seed,
+        keep_serving=keep_serving,
+        ingest=ingest,
+        console=console,
+        generate=lambda sc, sd, out: _generate(sc, sd, out, defects=True),
+    )
 
 
 @app.command()

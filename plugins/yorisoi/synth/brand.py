@@ -49,6 +49,7 @@ class Brand:
     n: int
     state: dict = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
+    defects: bool = False
 
     @property
     def start(self) -> int:
@@ -722,6 +723,7 @@ def write_manifest(b: Brand) -> None:
         "people": b.n,
         "as_of": local_text(np.array([b.as_of]), "%Y-%m-%dT%H:%M:%S+09:00")[0].as_py(),
         "window_days": c.WINDOW_DAYS,
+        "defects": b.defects,
         "rows": dict(sorted(b.files.items())),
     }
     (b.out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", "utf-8")

@@ -110,18 +110,26 @@ def csv_bytes(table: pa.Table, encoding: str) -> bytes:
 def write_drop(folder: Path, name: str, table: pa.Table, encoding: str) -> dict:
     """Write one drop file and its manifest (rows without the header, bytes, SHA-256)."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = csv_bytes(table, encoding)
-    (folder / name).write_bytes(data)
+    (folder / name).write_bytes(csv_bytes(table, encoding))
+    return write_manifest_for(folder / name, rows=table.num_rows, encoding=encoding, columns=table.column_names)
+
+
+def write_manifest_for(path: Path, *, rows: int, encoding: str, columns: list[str] | None = None) -> dict:
+    """The manifest a source writes after its data file: `<file>.manifest.json`."""
+    data = path.read_bytes()
     manifest = {
-        "file": name,
-        "feed": folder.name,
-        "rows": table.num_rows,
+        "file": path.name,
+        "feed": path.parent.name,
+        "rows": rows,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "encoding": encoding,
-        "columns": table.column_names,
     }
-    (folder / f"{name}.manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", "utf-8")
+    if columns is not None:
+        manifest["columns"] = columns
+    path.with_name(f"{path.name}.manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", "utf-8"
+    )
     return manifest
 
 
