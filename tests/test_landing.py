@@ -74,6 +74,7 @@ def test_a_failing_batch_lands_nothing(wh: Warehouse) -> None:
         wh.land(ORDERS, broken(), batch_id="run2", load_date=DAY, watermark="updated_at")
     assert rows(wh) == [(1, "v1", "run1")]
     assert datetime.fromisoformat(wh.get_watermark(ORDERS)) == at(1)
+    assert not list(wh.lake.folder("shop", "orders", DAY).glob("run2-*.parquet")), "no partial files left"
 
 
 def test_a_new_source_column_is_kept(wh: Warehouse) -> None:

@@ -156,10 +156,18 @@ def bench(
     repeat: Annotated[int, typer.Option(help="repetitions (the median is reported)")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="also print the results as JSON")] = False,
     out: Annotated[Path, typer.Option(help="folder for results")] = Path("bench"),
+    suite: Annotated[str, typer.Option(help="generate | ingest")] = "generate",
 ) -> None:
-    """Time each named stage (wall time, rows/s, peak memory) against a DuckDB lower bound."""
-    from .bench import run_bench, write_results
+    """Time each named stage (wall time, rows/s, peak memory) against a DuckDB lower bound, or
+    (`--suite ingest`) the ingestion of all three sources and a re-ingest after a 1 % change."""
+    from .bench import run_bench, run_ingest_bench, write_results
 
+    if suite == "ingest":
+        results = run_ingest_bench(scale.upper(), console=console)
+        write_results(results, out)
+        if json_out:
+            console.print_json(json.dumps(results))
+        return
     results = run_bench(scale.upper(), repeat=repeat, console=console)
     write_results(results, out)
     table = Table("stage", "median s", "rows", "rows/s", "peak RSS MB", "× reference")

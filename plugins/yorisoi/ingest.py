@@ -126,11 +126,12 @@ def ingest_sftp_table(table: str, run_id: str, run_end: datetime | None = None) 
             workdir=Path(work),
         )
     hook.close_conn()
+    log.info("sftp.%s: %s", table, report.summary())
     for line in report.alerts():
         log.error("ALERT %s", line)
-    if report.should_stop_downstream or report.alerts():
+    if report.alerts():  # quarantined files (column drift, checksum) and files whose manifest never came
         raise IngestAlert(f"sftp.{table}: " + "; ".join(report.alerts()))
-    return report.summary() if hasattr(report, "summary") else {"table": table}
+    return report.to_dict()
 
 
 TASKS = {"api": ingest_ecommerce_table, "database": ingest_oms_table, "files": ingest_sftp_table}

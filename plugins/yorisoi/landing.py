@@ -146,7 +146,8 @@ class Warehouse:
             con.execute("begin")
             con.execute(
                 f"create temp table incoming as select * exclude (filename, file_row_number) "  # noqa: S608
-                f"from read_parquet({file_list}, filename = true, file_row_number = true, union_by_name = true) "
+                f"from read_parquet({file_list}, filename = true, file_row_number = true, union_by_name = true, "
+                f"hive_partitioning = false) "
                 f"qualify row_number() over (partition by {pk} order by filename desc, file_row_number desc) = 1"
             )
             con.execute(
@@ -298,6 +299,8 @@ class BatchWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
+            for path in self.files:  # a failed batch leaves nothing behind in the local lake either
+                path.unlink(missing_ok=True)
             return
         if not self.files:
             self.result = LandResult(self.table.raw_name, 0, 0, 0, self.wh.get_watermark(self.table))

@@ -23,7 +23,8 @@ def touch_orders(out: Path, share: float, seed: int, at: datetime) -> dict[str, 
     pick = rng.random(orders.num_rows) < share
     stamp = pa.scalar(at, pa.timestamp("us"))
     orders = orders.set_column(
-        orders.schema.get_field_index("updated_at"), "updated_at",
+        orders.schema.get_field_index("updated_at"),
+        "updated_at",
         pc.if_else(pa.array(pick), stamp, orders["updated_at"]),
     )
     pq.write_table(orders, path, compression="zstd", row_group_size=256_000)

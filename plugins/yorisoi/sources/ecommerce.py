@@ -1,0 +1,737 @@
+"""Incremental extraction from the e-commerce API (Shopify-like Admin REST) into the raw layer.
+
+Three parts:
+
+- :class:`ShopClient`: an httpx client that walks a list endpoint page by page, following the
+  ``Link: <...>; rel="next"`` header (Shopify's cursor pagination: later pages carry only
+  ``page_info`` and ``limit``), and retries what is worth retrying (RELIABILITY.md requirement 5).
+- ``flatten_customers`` / ``flatten_orders`` / ``flatten_products``: one page of API JSON to Arrow
+  tables with explicit schemas (ids and yen as int64, timestamps as UTC microseconds), nested
+  consent, address, shipping and variant objects flattened into the columns of the data contract
+  (``docs/synthetic-brand.md``).
+- :func:`ingest_ecommerce`: per registry table, read the watermark, request
+  ``updated_at_min = watermark``, stream the pages into parts of at most ``rows_per_part`` rows and
+  land them with :meth:`yorisoi.landing.Warehouse.batch`, so the rows and the new watermark reach
+  the warehouse in one transaction, or not at all.
+
+Retry rules (what the client does with each answer):
+
+===========================================  ===================================================
+answer                                       action
+===========================================  ===================================================
+2xx                                          done
+429 or 5xx carrying ``Retry-After``          wait ``Retry-After + jitter() * backoff_base`` seconds
+                                             (never less than the server asked), retry
+other 429 / 5xx, timeout, connection or      wait ``min(backoff_cap, backoff_base * 2**(n-1) +
+protocol error                               jitter() * backoff_base)`` after the n-th attempt,
+                                             retry
+any other 4xx (400, 401, 403, 404, 422...)   raise :class:`ShopApiError` at once (never retried)
+===========================================  ===================================================
+
+``jitter()`` returns a number in [0, 1) (``random.random`` by default; tests pass a constant).
+After ``max_attempts`` attempts the client raises :class:`ShopApiError` naming the last failure.
+Every wait is logged at WARNING with the URL, the reason and the attempt number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.compute as pc
+import tenacity
+
+from ..landing import BatchWriter, LandResult, Warehouse
+from .registry import Source, Table
+
+log = logging.getLogger(__name__)
+
+TOKEN_HEADER = "X-Shopify-Access-Token"  # noqa: S105 (a header name, not a secret)
+DEFAULT_API_VERSION = "2025-01"
+
+TS = pa.timestamp("us", tz="UTC")
+
+CUSTOMERS_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("email", pa.string()),
+        ("first_name", pa.string()),
+        ("last_name", pa.string()),
+        ("phone", pa.string()),
+        ("created_at", TS),
+        ("updated_at", TS),
+        ("state", pa.string()),
+        ("tags", pa.string()),
+        ("email_marketing_state", pa.string()),
+        ("email_marketing_opt_in_level", pa.string()),
+        ("email_marketing_updated_at", TS),
+        ("sms_marketing_state", pa.string()),
+        ("sms_marketing_updated_at", TS),
+        ("zip", pa.string()),
+        ("province", pa.string()),
+        ("city", pa.string()),
+        ("address1", pa.string()),
+        ("verified_email", pa.bool_()),
+    ]
+)
+
+ORDERS_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("name", pa.string()),
+        ("customer_id", pa.int64()),
+        ("email", pa.string()),
+        ("created_at", TS),
+        ("processed_at", TS),
+        ("updated_at", TS),
+        ("cancelled_at", TS),
+        ("cancel_reason", pa.string()),
+        ("financial_status", pa.string()),
+        ("fulfillment_status", pa.string()),
+        ("source_name", pa.string()),
+        ("subtotal_price", pa.int64()),
+        ("total_discounts", pa.int64()),
+        ("shipping_price", pa.int64()),
+        ("points_used", pa.int64()),
+        ("points_earned", pa.int64()),
+        ("total_price", pa.int64()),
+        ("currency", pa.string()),
+    ]
+)
+
+ORDER_LINES_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("order_id", pa.int64()),
+        ("product_id", pa.int64()),
+        ("sku", pa.string()),
+        ("title", pa.string()),
+        ("quantity", pa.int64()),
+        ("price", pa.int64()),
+        ("compare_at_price", pa.int64()),
+    ]
+)
+
+PRODUCTS_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("sku", pa.string()),
+        ("title", pa.string()),
+        ("vendor", pa.string()),
+        ("product_type", pa.string()),
+        ("variant_title", pa.string()),
+        ("price", pa.int64()),
+        ("sale_price", pa.int64()),
+        ("created_at", TS),
+        ("updated_at", TS),
+    ]
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+
+class ShopApiError(RuntimeError):
+    """The API refused a request (a 4xx other than 429), or kept failing until the attempts ran out.
+
+    Attributes: ``status`` the last HTTP status (None after a timeout or connection error);
+    ``url`` the request URL; ``errors`` the body's ``"errors"`` (or the start of the body);
+    ``attempts`` how many attempts were made.
+    """
+
+    def __init__(self, message: str, *, status: int | None, url: str, errors: Any = None, attempts: int = 1):
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.errors = errors
+        self.attempts = attempts
+
+
+class _Transient(Exception):
+    """A failure worth retrying: ``status`` (None for a transport error), ``retry_after`` seconds
+    the server asked for (or None), ``url``, ``errors`` and a short ``reason`` for the log."""
+
+    def __init__(
+        self, reason: str, *, url: str, status: int | None = None, retry_after: float | None = None, errors: Any = None
+    ):
+        super().__init__(reason)
+        self.reason = reason
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+        self.errors = errors
+
+
+# Timeouts, refused / reset connections and a server that hangs up mid-response are transient;
+# an unsupported scheme or an invalid URL (other TransportErrors) are not.
+_TRANSIENT_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: a number of seconds (Shopify sends ``"2.0"``)
+    or an HTTP date. Returns None when ``value`` is absent or unreadable, never a negative number.
+    ``now`` gives the current time for the HTTP-date form."""
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now()).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _errors_of(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500]
+    return body.get("errors", body) if isinstance(body, dict) else body
+
+
+class ShopClient:
+    """A client of the Shopify-like Admin REST API.
+
+    Parameters: ``base_url`` the shop's root (``https://shop.example`` or ``http://127.0.0.1:PORT``;
+    paths ``/admin/api/{api_version}/...`` are added); ``token`` the access token, sent as
+    ``X-Shopify-Access-Token``; ``api_version`` the Admin API version; ``timeout`` seconds per
+    request (connect, read, write, pool); ``max_attempts`` attempts per request, the first one
+    included (at least 1); ``backoff_base`` seconds of the first back-off and the scale of the
+    jitter; ``backoff_cap`` the longest back-off (a server's ``Retry-After`` is honoured in full
+    even when longer); ``sleep`` called with each wait in seconds (inject a recorder or a fake clock
+    in tests); ``jitter`` returns a number in [0, 1) (see the module docstring for the rules);
+    ``transport`` an optional httpx transport (tests).
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        if not token:
+            raise ValueError("token must not be empty")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if backoff_base < 0 or backoff_cap < 0:
+            raise ValueError("backoff_base and backoff_cap must not be negative")
+        self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._jitter = jitter
+        self._http = httpx.Client(
+            headers={TOKEN_HEADER: token, "Accept": "application/json", "User-Agent": "yorisoi-ingest"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+        )
+
+    def __enter__(self) -> ShopClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def resource_url(self, resource: str) -> str:
+        """URL of a list endpoint: ``resource`` is ``"orders"`` or ``"orders.json"``."""
+        return f"{self.base_url}/admin/api/{self.api_version}/{resource.removesuffix('.json')}.json"
+
+    # ---- waits ------------------------------------------------------------------------------
+
+    def _jitter01(self) -> float:
+        return min(1.0, max(0.0, float(self._jitter())))
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): ``retry_after`` (the
+        server's ``Retry-After``) plus up to ``backoff_base`` of jitter when given, else the capped
+        exponential back-off with jitter."""
+        spread = self._jitter01() * self.backoff_base
+        if retry_after is not None:
+            return retry_after + spread
+        return min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1) + spread)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after if isinstance(exc, _Transient) else None
+        return self.backoff(state.attempt_number, retry_after)
+
+    def _log_wait(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = exc.reason if isinstance(exc, _Transient) else repr(exc)
+        url = exc.url if isinstance(exc, _Transient) else "?"
+        log.warning(
+            "GET %s: %s; retrying in %.2f s (attempt %d of %d failed)",
+            url,
+            reason,
+            state.upcoming_sleep,
+            state.attempt_number,
+            self.max_attempts,
+        )
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def _attempt(self, url: str, params: Mapping[str, Any] | None) -> httpx.Response:
+        try:
+            response = self._http.get(url, params=params)
+        except _TRANSIENT_TRANSPORT as exc:
+            shown = str(httpx.URL(url, params=params))
+            raise _Transient(f"{type(exc).__name__}: {exc}", url=shown) from exc
+        status = response.status_code
+        if status < 400:
+            return response
+        shown = str(response.url)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            errors = _errors_of(response)
+            raise _Transient(
+                f"HTTP {status} ({errors})", url=shown, status=status, retry_after=retry_after, errors=errors
+            )
+        errors = _errors_of(response)
+        raise ShopApiError(f"GET {shown} answered HTTP {status}: {errors}", status=status, url=shown, errors=errors)
+
+    def get(self, url: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+        """GET ``url`` (absolute) with the retry rules; returns the successful response.
+
+        ``params`` are query parameters (None when ``url`` already carries them). Raises
+        :class:`ShopApiError` on a non-retryable answer or when the attempts run out.
+        """
+        # tenacity expresses every rule: `wait` is a callable of the retry state, so it can read
+        # the Retry-After of the failure it is waiting after; `sleep` is injectable.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._log_wait,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(url, params)
+        except _Transient as exc:
+            raise ShopApiError(
+                f"GET {exc.url} still failing after {self.max_attempts} attempt(s): {exc.reason}",
+                status=exc.status,
+                url=exc.url,
+                errors=exc.errors,
+                attempts=self.max_attempts,
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def pages(self, resource: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Yield the records of a list endpoint page by page.
+
+        ``resource``: ``"customers"``, ``"orders"``, ``"products"`` (``.json`` optional).
+        ``params``: query parameters of the first request (``limit``, ``updated_at_min``...); the
+        following requests are the ``rel="next"`` URLs of the ``Link`` header, which carry only
+        ``page_info`` and ``limit`` (and ``fields``), as Shopify requires.
+        """
+        key = resource.removesuffix(".json")
+        url: str = self.resource_url(key)
+        query: Mapping[str, Any] | None = {k: v for k, v in params.items() if v is not None}
+        seen: set[str] = set()
+        while True:
+            response = self.get(url, query)
+            try:
+                body = response.json()
+                records = body[key]
+            except (ValueError, KeyError, TypeError):
+                raise ShopApiError(
+                    f"GET {response.url}: expected a JSON object with {key!r}, got {response.text[:200]!r}",
+                    status=response.status_code,
+                    url=str(response.url),
+                ) from None
+            yield records
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url:
+                return
+            if next_url in seen:
+                raise ShopApiError(f"pagination loops: {next_url} came twice", status=None, url=next_url)
+            seen.add(next_url)
+            url, query = next_url, None
+
+
+# --------------------------------------------------------------------------------------------
+# Flattening: API JSON pages → Arrow
+# --------------------------------------------------------------------------------------------
+
+
+def _ts(values: list[str | None]) -> pa.Array:
+    """ISO 8601 strings with an offset (``2025-03-01T09:30:00+09:00``) → UTC microseconds;
+    Arrow's cast parses and normalises the offsets in one vectorised pass."""
+    return pa.array(values, pa.string()).cast(TS)
+
+
+def _money(values: list[Any]) -> pa.Array:
+    """Yen amounts as the API sends them (``"1234"``, also ``"1234.00"``) → int64. A fractional
+    amount raises (yen have no subunit)."""
+    strings = pa.array([None if v is None else str(v) for v in values], pa.string())
+    try:
+        return strings.cast(pa.int64())
+    except pa.ArrowInvalid:
+        return strings.cast(pa.decimal128(38, 6)).cast(pa.int64())
+
+
+def _table(schema: pa.Schema, columns: dict[str, pa.Array | list[Any]]) -> pa.Table:
+    """One table of ``schema`` from columns given as Arrow arrays or as plain Python lists."""
+    arrays = []
+    for f in schema:
+        column = columns[f.name]
+        arrays.append(column if isinstance(column, pa.Array) else pa.array(column, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def flatten_customers(records: list[dict[str, Any]]) -> pa.Table:
+    """Customers JSON → Arrow (:data:`CUSTOMERS_SCHEMA`). ``records``: the ``customers`` of a page.
+
+    ``email_marketing_consent`` and ``sms_marketing_consent`` become ``*_state``, ``*_opt_in_level``
+    (email) and ``*_updated_at``; ``default_address`` becomes ``zip``, ``province``, ``city``,
+    ``address1``.
+    """
+    email = [r.get("email_marketing_consent") or {} for r in records]
+    sms = [r.get("sms_marketing_consent") or {} for r in records]
+    addr = [r.get("default_address") or {} for r in records]
+    return _table(
+        CUSTOMERS_SCHEMA,
+        {
+            "id": [r["id"] for r in records],
+            "email": [r.get("email") for r in records],
+            "first_name": [r.get("first_name") for r in records],
+            "last_name": [r.get("last_name") for r in records],
+            "phone": [r.get("phone") for r in records],
+            "created_at": _ts([r.get("created_at") for r in records]),
+            "updated_at": _ts([r.get("updated_at") for r in records]),
+            "state": [r.get("state") for r in records],
+            "tags": [r.get("tags") for r in records],
+            "email_marketing_state": [c.get("state") for c in email],
+            "email_marketing_opt_in_level": [c.get("opt_in_level") for c in email],
+            "email_marketing_updated_at": _ts([c.get("consent_updated_at") for c in email]),
+            "sms_marketing_state": [c.get("state") for c in sms],
+            "sms_marketing_updated_at": _ts([c.get("consent_updated_at") for c in sms]),
+            "zip": [a.get("zip") for a in addr],
+            "province": [a.get("province") for a in addr],
+            "city": [a.get("city") for a in addr],
+            "address1": [a.get("address1") for a in addr],
+            "verified_email": [r.get("verified_email") for r in records],
+        },
+    )
+
+
+def flatten_orders(records: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
+    """Orders JSON → ``(orders, order_lines)`` Arrow tables (:data:`ORDERS_SCHEMA`,
+    :data:`ORDER_LINES_SCHEMA`). ``records``: the ``orders`` of a page.
+
+    ``customer.id`` becomes ``customer_id`` (null for a guest); ``total_shipping_price_set.
+    shop_money.amount`` becomes ``shipping_price``; each of ``line_items`` becomes an order line
+    carrying its ``order_id``.
+    """
+    shipping = [((r.get("total_shipping_price_set") or {}).get("shop_money") or {}).get("amount") for r in records]
+    orders = _table(
+        ORDERS_SCHEMA,
+        {
+            "id": [r["id"] for r in records],
+            "name": [r.get("name") for r in records],
+            "customer_id": [(r.get("customer") or {}).get("id") for r in records],
+            "email": [r.get("email") for r in records],
+            "created_at": _ts([r.get("created_at") for r in records]),
+            "processed_at": _ts([r.get("processed_at") for r in records]),
+            "updated_at": _ts([r.get("updated_at") for r in records]),
+            "cancelled_at": _ts([r.get("cancelled_at") for r in records]),
+            "cancel_reason": [r.get("cancel_reason") for r in records],
+            "financial_status": [r.get("financial_status") for r in records],
+            "fulfillment_status": [r.get("fulfillment_status") for r in records],
+            "source_name": [r.get("source_name") for r in records],
+            "subtotal_price": _money([r.get("subtotal_price") for r in records]),
+            "total_discounts": _money([r.get("total_discounts") for r in records]),
+            "shipping_price": _money(shipping),
+            "points_used": [r.get("points_used") for r in records],
+            "points_earned": [r.get("points_earned") for r in records],
+            "total_price": _money([r.get("total_price") for r in records]),
+            "currency": [r.get("currency") for r in records],
+        },
+    )
+    pairs = [(r["id"], item) for r in records for item in r.get("line_items") or ()]
+    lines = _table(
+        ORDER_LINES_SCHEMA,
+        {
+            "id": [item["id"] for _, item in pairs],
+            "order_id": [order_id for order_id, _ in pairs],
+            "product_id": [item.get("product_id") for _, item in pairs],
+            "sku": [item.get("sku") for _, item in pairs],
+            "title": [item.get("title") for _, item in pairs],
+            "quantity": [item.get("quantity") for _, item in pairs],
+            "price": _money([item.get("price") for _, item in pairs]),
+            "compare_at_price": _money([item.get("compare_at_price") for _, item in pairs]),
+        },
+    )
+    return orders, lines
+
+
+def flatten_products(records: list[dict[str, Any]]) -> pa.Table:
+    """Products JSON → Arrow (:data:`PRODUCTS_SCHEMA`), one row per product from its first
+    variant. ``records``: the ``products`` of a page.
+
+    Shopify's variant ``price`` is the selling price and ``compare_at_price`` the list price (null
+    when not on sale), so the contract's ``price`` (list) is ``compare_at_price`` or else ``price``,
+    and ``sale_price`` is the variant ``price`` when it differs from the list price, else null.
+    A ``variant_title`` of ``"Default Title"`` (Shopify's name for "no options") becomes null.
+    """
+    multi = sum(1 for r in records if len(r.get("variants") or ()) > 1)
+    if multi:
+        log.warning("%d product(s) have several variants; keeping the first variant of each", multi)
+    variants = [(r.get("variants") or [{}])[0] or {} for r in records]
+    selling = _money([v.get("price") for v in variants])
+    compare = _money([v.get("compare_at_price") for v in variants])
+    list_price = pc.coalesce(compare, selling)
+    on_sale = pc.fill_null(pc.not_equal(selling, list_price), False)
+    sale_price = pc.if_else(on_sale, selling, pa.scalar(None, pa.int64()))
+    titles = pa.array([v.get("title") for v in variants], pa.string())
+    titles = pc.if_else(pc.fill_null(pc.equal(titles, "Default Title"), False), pa.scalar(None, pa.string()), titles)
+    return _table(
+        PRODUCTS_SCHEMA,
+        {
+            "id": [r["id"] for r in records],
+            "sku": [v.get("sku") for v in variants],
+            "title": [r.get("title") for r in records],
+            "vendor": [r.get("vendor") for r in records],
+            "product_type": [r.get("product_type") for r in records],
+            "variant_title": titles,
+            "price": list_price,
+            "sale_price": sale_price,
+            "created_at": _ts([r.get("created_at") for r in records]),
+            "updated_at": _ts([r.get("updated_at") for r in records]),
+        },
+    )
+
+
+def _flatten_customers(records: list[dict[str, Any]]) -> dict[str, pa.Table]:
+    return {"customers": flatten_customers(records)}
+
+
+def _flatten_orders(records: list[dict[str, Any]]) -> dict[str, pa.Table]:
+    orders, lines = flatten_orders(records)
+    return {"orders": orders, "order_lines": lines}
+
+
+def _flatten_products(records: list[dict[str, Any]]) -> dict[str, pa.Table]:
+    return {"products": flatten_products(records)}
+
+
+# resource (endpoint without .json) → flattener giving one Arrow table per registry table
+FLATTENERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, pa.Table]]] = {
+    "customers": _flatten_customers,
+    "orders": _flatten_orders,
+    "products": _flatten_products,
+}
+
+# extra query parameters per resource: Shopify lists only open orders unless asked for all
+_EXTRA_PARAMS: dict[str, dict[str, str]] = {"orders": {"status": "any"}}
+
+
+# --------------------------------------------------------------------------------------------
+# Ingestion
+# --------------------------------------------------------------------------------------------
+
+
+class _Parts:
+    """Buffers Arrow pages for one batch and writes a part each time ``rows_per_part`` rows are
+    buffered, so memory holds at most about one part per table."""
+
+    def __init__(self, writer: BatchWriter, rows_per_part: int):
+        self.writer = writer
+        self.rows_per_part = rows_per_part
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+
+    def add(self, page: pa.Table) -> None:
+        if page.num_rows == 0:
+            return
+        self.buffer.append(page)
+        self.buffered += page.num_rows
+        if self.buffered >= self.rows_per_part:
+            whole = pa.concat_tables(self.buffer)
+            start = 0
+            while whole.num_rows - start >= self.rows_per_part:
+                self.writer.write(whole.slice(start, self.rows_per_part).combine_chunks())
+                start += self.rows_per_part
+            rest = whole.slice(start)
+            self.buffer = [rest] if rest.num_rows else []
+            self.buffered = rest.num_rows
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.writer.write(pa.concat_tables(self.buffer).combine_chunks())
+        self.buffer, self.buffered = [], 0
+
+
+def _iso(value: str | datetime) -> str:
+    """A watermark or bound as ISO 8601 with an offset (a naive value is taken as UTC, how the
+    warehouse stores time), so the API never reads it as shop time."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def _plan(source: Source, tables: list[str] | None) -> list[tuple[Table, list[Table]]]:
+    """The endpoint tables to read, each with its child tables (``parent:`` in the registry)."""
+    parents = [t for t in source.tables.values() if t.options.get("endpoint") and not t.options.get("parent")]
+    children = {p.name: [t for t in source.tables.values() if t.options.get("parent") == p.name] for p in parents}
+    for parent in parents:
+        resource = str(parent.options["endpoint"]).removesuffix(".json")
+        if resource not in FLATTENERS:
+            raise ValueError(f"sources.{source.name}.tables.{parent.name}: no flattener for endpoint {resource!r}")
+    if tables is None:
+        return [(p, children[p.name]) for p in parents]
+    wanted: set[str] = set()
+    for name in tables:
+        table = source.tables.get(name)
+        if table is None or not table.options.get("endpoint"):
+            known = sorted(t.name for t in source.tables.values() if t.options.get("endpoint"))
+            raise ValueError(f"{name!r} is not an API table of source {source.name!r}; have {known}")
+        wanted.add(str(table.options.get("parent") or name))  # a child is read with its parent
+    return [(p, children[p.name]) for p in parents if p.name in wanted]
+
+
+def _ingest_endpoint(
+    warehouse: Warehouse,
+    parent: Table,
+    children: list[Table],
+    client: ShopClient,
+    *,
+    run_id: str,
+    load_date: date,
+    page_limit: int,
+    rows_per_part: int,
+    until: str,
+) -> dict[str, LandResult]:
+    resource = str(parent.options["endpoint"]).removesuffix(".json")
+    flatten = FLATTENERS[resource]
+    mark_column = parent.watermark
+    mark = warehouse.get_watermark(parent) if mark_column else None
+    params: dict[str, Any] = {"limit": page_limit, **_EXTRA_PARAMS.get(resource, {})}
+    if mark_column:
+        params[f"{mark_column}_max"] = until
+        if mark is not None:
+            # inclusive: the API truncates to the second, so the boundary second is read again;
+            # the upsert by primary key makes that overlap harmless (never a gap)
+            params[f"{mark_column}_min"] = _iso(mark)
+    log.info("reading %s from %s (watermark %s, until %s)", resource, client.base_url, mark, until)
+    started = time.perf_counter()
+    pages = records = 0
+    writers: dict[str, BatchWriter] = {}
+    with contextlib.ExitStack() as stack:
+        # The parent's batch is entered first and so closed last: its rows and watermark are
+        # committed only after every child's rows are in. An error anywhere skips every upsert.
+        for table, watermark in [(parent, mark_column)] + [(child, None) for child in children]:
+            writers[table.name] = stack.enter_context(
+                warehouse.batch(table, batch_id=f"{run_id}:{table.name}", load_date=load_date, watermark=watermark)
+            )
+        parts = {name: _Parts(writer, rows_per_part) for name, writer in writers.items()}
+        for page in client.pages(resource, params):
+            pages += 1
+            records += len(page)
+            for name, flat in flatten(page).items():
+                if name in parts:
+                    parts[name].add(flat)
+        for part in parts.values():
+            part.flush()
+    elapsed = time.perf_counter() - started
+    log.info(
+        "%s: %d record(s) in %d page(s) in %.1f s (%.0f records/s)",
+        resource,
+        records,
+        pages,
+        elapsed,
+        records / elapsed if elapsed else 0.0,
+    )
+    return {name: writer.result for name, writer in writers.items() if writer.result is not None}
+
+
+def ingest_ecommerce(
+    warehouse: Warehouse,
+    source: Source,
+    client: ShopClient,
+    *,
+    run_id: str,
+    load_date: date,
+    tables: list[str] | None = None,
+    page_limit: int = 250,
+    rows_per_part: int = 50_000,
+    until: datetime | None = None,
+) -> dict[str, LandResult]:
+    """Pull the e-commerce tables changed since their watermarks into ``raw.ecommerce__<table>``.
+
+    Parameters: ``warehouse`` the DuckDB warehouse and its lake; ``source`` the registry's
+    ``ecommerce`` source (every table with an ``endpoint`` is read; a table with ``parent`` is
+    landed together with its parent); ``client`` a :class:`ShopClient`; ``run_id`` names the
+    batches (``f"{run_id}:{table}"``: rerunning the same run replaces its files and rows);
+    ``load_date`` the lake partition; ``tables`` a subset of table names (None: all; naming
+    ``order_lines`` reads ``orders``); ``page_limit`` records per request (1..250);
+    ``rows_per_part`` rows per Parquet part (memory stays at about one part per table);
+    ``until`` the upper bound ``updated_at_max`` of this run (default: now, UTC).
+
+    Each table's request is ``updated_at_min`` = its watermark (inclusive) and ``updated_at_max`` =
+    ``until``. The upper bound closes a gap: the API walks by id, so a record updated during the
+    walk behind the cursor would be missed while a later one ahead of it raised the watermark past
+    it; bounded, such records wait for the next run. The watermark moves in the same transaction as
+    the rows. Orders and their lines are two batches; the lines are committed first, so the orders
+    watermark advances only once the lines are in. An error (after the client's retries) leaves the
+    table's rows and watermark unchanged. Returns the :class:`~yorisoi.landing.LandResult` per table.
+    """
+    if not 1 <= page_limit <= 250:
+        raise ValueError(f"page_limit must be between 1 and 250, got {page_limit}")
+    if rows_per_part < 1:
+        raise ValueError(f"rows_per_part must be positive, got {rows_per_part}")
+    bound = _iso(until or datetime.now(UTC).replace(microsecond=0))
+    results: dict[str, LandResult] = {}
+    for parent, children in _plan(source, tables):
+        results.update(
+            _ingest_endpoint(
+                warehouse,
+                parent,
+                children,
+                client,
+                run_id=run_id,
+                load_date=load_date,
+                page_limit=page_limit,
+                rows_per_part=rows_per_part,
+                until=bound,
+            )
+        )
+    return results
