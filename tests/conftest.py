@@ -14,6 +14,7 @@ _SESSION_VAR = Path(tempfile.mkdtemp(prefix="yorisoi-test-var-"))
 os.environ["YORISOI_VAR"] = str(_SESSION_VAR)
 os.environ["AIRFLOW_HOME"] = str(_SESSION_VAR / "airflow")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_VAR / 'airflow' / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 
 

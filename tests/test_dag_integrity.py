@@ -21,7 +21,7 @@ def dagbag_loader():
 
     def load(path: Path) -> tuple[DagBag, float]:
         t0 = time.perf_counter()
-        bag = DagBag(dag_folder=str(path), safe_mode=False)
+        bag = DagBag(dag_folder=str(path))  # safe mode, as the DAG processor parses
         return bag, time.perf_counter() - t0
 
     load(DAG_FILES[0])  # warm Airflow's own imports so the budget measures the DAG file

@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from . import paths
 from .landing import Lake, Warehouse
 from .sources.registry import load_registry
@@ -20,8 +22,10 @@ from .sources.registry import load_registry
 log = logging.getLogger(__name__)
 
 
-class IngestAlert(RuntimeError):
-    """Raised after a run that loaded what it could but found files that need a person."""
+class IngestAlert(AirflowFailException):
+    """Raised after a run that loaded what it could but found files that need a person. It fails
+    the task without retries (a retry cannot fix a bad file), which alerts through the failure
+    callback and keeps the table's Asset from triggering anything downstream."""
 
 
 def warehouse() -> Warehouse:
