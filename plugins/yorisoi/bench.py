@@ -138,16 +138,6 @@ def _machine() -> dict:
     }
 
 
-def _machine() -> dict:
-    return {
-        "cpus": psutil.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-    }
-
-
 def write_results(results: dict, folder: Path) -> None:
     """`bench/results/<scale>.json` per scale, and `bench/RESULTS.md` rebuilt from all of them."""
     res_dir = folder / "results"

@@ -39,9 +39,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-import yaml
 
-from .registry import RegistryError, Source, Table
+from .registry import RegistryError, Source, Table, read_yaml
 
 if TYPE_CHECKING:
     from ..landing import LandResult, Warehouse
@@ -301,12 +300,7 @@ def load_mapping(path: Path | str, tables: Mapping[str, Table] | None = None) ->
         Without it, every canonical entity is required, with its canonical key.
     """
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RegistryError(f"cannot read the OMS mapping {path}: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("entities"), dict):
-        raise RegistryError(f"{path}: expected a top-level 'entities' mapping")
+    doc = read_yaml(path, "OMS mapping", "entities")
     unknown = sorted(set(doc) - _MAPPING_KEYS)
     if unknown:
         raise RegistryError(f"{path}: unknown top-level key(s) {unknown}; expected {sorted(_MAPPING_KEYS)}")

@@ -125,14 +125,20 @@ def load_registry(path: Path | str | None = None) -> Registry:
     return _load(path.resolve())
 
 
-@cache
-def _load(path: Path) -> Registry:
+def read_yaml(path: Path, what: str, top_key: str) -> dict:
+    """A YAML document with a top-level mapping under `top_key`, or a RegistryError saying why not."""
     try:
         doc = yaml.safe_load(path.read_text("utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise RegistryError(f"cannot read the source registry {path}: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("sources"), dict):
-        raise RegistryError(f"{path}: expected a top-level 'sources' mapping")
+        raise RegistryError(f"cannot read the {what} {path}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get(top_key), dict):
+        raise RegistryError(f"{path}: expected a top-level '{top_key}' mapping")
+    return doc
+
+
+@cache
+def _load(path: Path) -> Registry:
+    doc = read_yaml(path, "source registry", "sources")
     sources = {}
     for name, entry in doc["sources"].items():
         where = f"sources.{name}"
