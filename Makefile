@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock demo test test-all lint format bench clean
+.PHONY: install lock demo test test-all lint format bench bench-ingest clean
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ format: install
 
 bench: install
 	$(BIN)/yorisoi bench --scale $(SCALE) --json
+
+bench-ingest: install
+	$(BIN)/yorisoi bench --suite ingest --scale $(SCALE)
 
 clean:
 	rm -rf var/ .pytest_cache
