@@ -84,6 +84,9 @@ def write_tiny_brand(out: Path, seed: int = 7) -> Path:
             "email": (pa.string(), [f"user{i}@example.jp" for i in range(n_customers)]),
             "first_name": (pa.string(), [rng.choice(["花子", "太郎", "髙子"]) for _ in customer_ids]),
             "last_name": (pa.string(), [rng.choice(["山田", "佐藤", "﨑田"]) for _ in customer_ids]),
+            # フリガナ: katakana, hiragana or not given (by index, so the draws above and below stay)
+            "last_name_kana": (pa.string(), [("ヤマダ", "さとう", None)[i % 3] for i in range(n_customers)]),
+            "first_name_kana": (pa.string(), [("ハナコ", "たろう", None)[i % 3] for i in range(n_customers)]),
             "phone": (
                 pa.string(),
                 [rng.choice(["090-1234-5678", "+819012345678", None]) for _ in customer_ids],
@@ -392,6 +395,10 @@ def test_customer_shape_consent_and_default_address(
     for customer in walk(client, "customers", {"limit": 250}):
         row = by_id[customer["id"]]
         assert customer["email"] == row["email"]
+        assert (customer["last_name_kana"], customer["first_name_kana"]) == (
+            row["last_name_kana"],
+            row["first_name_kana"],
+        )
         assert customer["updated_at"] == jst(row["updated_at"])
         assert customer["email_marketing_consent"] == {
             "state": row["email_marketing_state"],
@@ -413,6 +420,15 @@ def test_customer_shape_consent_and_default_address(
             assert {k: address[k] for k in ("zip", "province", "city", "address1")} == {
                 k: row[k] for k in ("zip", "province", "city", "address1")
             }
+    # フリガナ on a fetched customer too, given or null
+    with_kana = next(r for r in tables["customers"] if r["last_name_kana"] is not None)
+    without_kana = next(r for r in tables["customers"] if r["last_name_kana"] is None)
+    for row in (with_kana, without_kana):
+        customer = client.get(f"/customers/{row['id']}.json").json()["customer"]
+        assert (customer["last_name_kana"], customer["first_name_kana"]) == (
+            row["last_name_kana"],
+            row["first_name_kana"],
+        )
 
 
 def test_fields_keeps_only_the_named_keys_across_pages(client: httpx.Client) -> None:

@@ -178,6 +178,33 @@ def test_real_world_mess_is_present(con, synth_xs: Path) -> None:
     assert len(emails) > len({e.lower() for e in emails})
 
 
+def test_shop_accounts_carry_furigana(con) -> None:
+    """Japanese carts ask for the name in kana (フリガナ): mostly katakana, sometimes typed in
+    hiragana, sometimes left empty; folded to katakana it is the person's true kana."""
+    rows = con.execute(
+        """
+        select c.last_name_kana, c.first_name_kana, p.last_kana, p.first_kana
+        from ec_customers c
+        join truth_source_records r on r.source = 'ecommerce' and r.source_id = c.id::varchar
+        join truth_people p on p.person_id = r.person_id"""
+    ).fetchall()
+    n = one(con, "select count(*) from ec_customers")
+    assert len(rows) == n
+    assert all((last is None) == (first is None) for last, first, _, _ in rows), "both given, or neither"
+    given = [r for r in rows if r[0] is not None]
+    assert 0.9 * n <= len(given) < n, "kana for most accounts, but the field is optional"
+
+    def is_hiragana(text: str) -> bool:
+        return any("ぁ" <= ch <= "ゖ" for ch in text)
+
+    hiragana = [r for r in given if is_hiragana(r[0] + r[1])]
+    assert 0 < len(hiragana) < 0.2 * n
+    assert not any("ァ" <= ch <= "ヶ" for r in hiragana for ch in r[0] + r[1]), "typed in one script"
+    to_katakana = {cp: cp + 0x60 for cp in range(ord("ぁ"), ord("ゖ") + 1)}
+    for last, first, true_last, true_first in given:
+        assert (last.translate(to_katakana), first.translate(to_katakana)) == (true_last, true_first)
+
+
 def test_cp932_drops_hold_characters_shift_jis_cannot_encode(synth_xs: Path) -> None:
     sales = b"".join(p.read_bytes() for p in (synth_xs / "sftp" / "inbox" / "pos").glob("sales_*.csv"))
     text = sales.decode("cp932")

@@ -36,11 +36,13 @@ Shapes, Shopify-like:
 - **timestamps** are ISO 8601 in shop time, ``2025-03-01T09:30:00+09:00``, converted from the stored
   UTC and truncated to the second (so ``updated_at_min`` set to the largest value seen re-reads that
   second: harmless overlap, never a gap).
-- customers: ``id, email, first_name, last_name, phone, state, tags, verified_email, currency,
-  created_at, updated_at, email_marketing_consent {state, opt_in_level, consent_updated_at},
-  sms_marketing_consent {state, opt_in_level, consent_updated_at} (null without an SMS state),
-  default_address {id, customer_id, zip, province, city, address1, country_code "JP", ...}
-  (null without any address field), addresses [default_address]``. The address id is the customer id.
+- customers: ``id, email, first_name, last_name, last_name_kana, first_name_kana, phone, state,
+  tags, verified_email, currency, created_at, updated_at, email_marketing_consent {state,
+  opt_in_level, consent_updated_at}, sms_marketing_consent {state, opt_in_level,
+  consent_updated_at} (null without an SMS state), default_address {id, customer_id, zip,
+  province, city, address1, country_code "JP", ...} (null without any address field), addresses
+  [default_address]``. The address id is the customer id. ``last_name_kana`` / ``first_name_kana``
+  are the フリガナ Japanese carts collect (katakana, sometimes hiragana, null when not given).
 - orders: ``id, name, order_number, email, created_at, processed_at, updated_at, cancelled_at,
   cancel_reason, financial_status, fulfillment_status, source_name, currency, subtotal_price,
   total_discounts, total_price, total_shipping_price_set {shop_money, presentment_money},
@@ -447,10 +449,10 @@ _MACROS = (
 
 _REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": (
-        "id", "email", "first_name", "last_name", "phone", "created_at", "updated_at", "state", "tags",
-        "email_marketing_state", "email_marketing_opt_in_level", "email_marketing_updated_at",
-        "sms_marketing_state", "sms_marketing_updated_at", "zip", "province", "city", "address1",
-        "verified_email",
+        "id", "email", "first_name", "last_name", "last_name_kana", "first_name_kana", "phone", "created_at",
+        "updated_at", "state", "tags", "email_marketing_state", "email_marketing_opt_in_level",
+        "email_marketing_updated_at", "sms_marketing_state", "sms_marketing_updated_at", "zip", "province",
+        "city", "address1", "verified_email",
     ),
     "orders": (
         "id", "name", "customer_id", "email", "created_at", "processed_at", "updated_at", "cancelled_at",
@@ -469,7 +471,7 @@ _REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 # only its rows are formatted: formatting before the limit costs ~40 ms a page at 11 M orders.
 _COLUMNS: dict[str, str] = {
     "customers": """
-        id, email, first_name, last_name, phone, state, tags, verified_email,
+        id, email, first_name, last_name, last_name_kana, first_name_kana, phone, state, tags, verified_email,
         iso_jst(created_at) AS created_at, iso_jst(updated_at) AS updated_at,
         email_marketing_state, email_marketing_opt_in_level,
         iso_jst(email_marketing_updated_at) AS email_marketing_updated_at,
@@ -554,6 +556,8 @@ def _customer_json(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": row["updated_at"],
         "first_name": row["first_name"],
         "last_name": row["last_name"],
+        "last_name_kana": row["last_name_kana"],
+        "first_name_kana": row["first_name_kana"],
         "state": row["state"],
         "note": None,
         "verified_email": bool(row["verified_email"]) if row["verified_email"] is not None else None,

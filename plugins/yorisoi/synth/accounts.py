@@ -181,8 +181,13 @@ def _mask(values: pa.Array, keep: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(keep), values, pa.scalar(None, pa.string()))
 
 
+# Shop accounts' フリガナ: the rest (~85 %) is full-width katakana as the cart asks for it.
+P_EC_KANA_HIRAGANA = 0.08  # typed in hiragana
+P_EC_KANA_MISSING = 0.07  # left empty (an optional field)
+
+
 def ec_fields(rng: np.random.Generator, people: pa.Table, acc: Account, test_person: np.ndarray) -> dict:
-    """Email, names, phone and address of each e-commerce account."""
+    """Email, names and their フリガナ, phone and address of each e-commerce account."""
     p = pa.array(acc.person_idx)
     n = len(acc.person_idx)
     email = people["email"].take(p)
@@ -202,10 +207,20 @@ def ec_fields(rng: np.random.Generator, people: pa.Table, acc: Account, test_per
         (rng.random(n) < 0.7) & pc.is_valid(phone).to_numpy(zero_copy_only=False),
     )
     postal = people["postal_code"].take(p)
+    # フリガナ, as Japanese carts ask for it: mostly katakana, sometimes typed in hiragana, and
+    # missing where the field was optional. Drawn last, so the columns above keep their values.
+    style = rng.random(n)
+    as_hiragana = pa.array(style < P_EC_KANA_HIRAGANA)
+    given = ~((style >= P_EC_KANA_HIRAGANA) & (style < P_EC_KANA_HIRAGANA + P_EC_KANA_MISSING))
+    kana = {}
+    for field, column in (("last_name_kana", "last_kana"), ("first_name_kana", "first_kana")):
+        katakana = people[column].take(p)
+        kana[field] = _mask(pc.if_else(as_hiragana, t.hiragana(katakana), katakana), given)
     return {
         "email": email,
         "first_name": people["first_name"].take(p),
         "last_name": people["last_name"].take(p),
+        **kana,
         "phone": phone,
         "zip": t.join(pc.utf8_slice_codeunits(postal, 0, 3), "-", pc.utf8_slice_codeunits(postal, 3)),
         "province": people["prefecture"].take(p),

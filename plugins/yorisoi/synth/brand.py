@@ -37,7 +37,7 @@ from .writers import (
     write_sqlite,
 )
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "3"  # 2: household members have distinct first names; 3: shop accounts carry furigana
 
 
 @dataclass
@@ -145,7 +145,9 @@ def stage_write_ecommerce(b: Brand) -> int:
     customers = pa.table(
         {
             "id": EC_CUSTOMER_BASE + acc.ec.ids,
-            **{k: fields[k] for k in ("email", "first_name", "last_name", "phone")},
+            **{
+                k: fields[k] for k in ("email", "first_name", "last_name", "last_name_kana", "first_name_kana", "phone")
+            },
             "created_at": ts(acc.ec.created_at),
             "updated_at": ts(updated),
             "state": np.full(n_rows, "enabled"),

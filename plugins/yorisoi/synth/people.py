@@ -39,6 +39,25 @@ def _weights(n: int, power: float = 0.8) -> np.ndarray:
     return w / w.sum()
 
 
+def _distinct_in_household(
+    rng: np.random.Generator, household: np.ndarray, female: np.ndarray, first_f: np.ndarray, first_m: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parents do not give a child their own first name, nor siblings the same one: redraw the
+    first name of a later household member who repeats an earlier member's."""
+    first_f, first_m = first_f.copy(), first_m.copy()
+    for _ in range(20):
+        name = np.where(female, first_f, len(FIRST_F) + first_m)
+        key = household * (len(FIRST_F) + len(FIRST_M)) + name
+        _, first_seen = np.unique(key, return_index=True)
+        repeat = np.ones(len(key), dtype=bool)
+        repeat[first_seen] = False
+        if not repeat.any():
+            break
+        first_f[repeat & female] = rng.integers(0, len(FIRST_F), size=int((repeat & female).sum()))
+        first_m[repeat & ~female] = rng.integers(0, len(FIRST_M), size=int((repeat & ~female).sum()))
+    return first_f, first_m
+
+
 def build_people(rng: np.random.Generator, n: int, as_of: int) -> pa.Table:
     """`n` people in households of one to four, with names, birthdays, addresses and contacts."""
     sizes = rng.choice([1, 2, 3, 4], size=n, p=[0.55, 0.25, 0.12, 0.08])
@@ -68,6 +87,7 @@ def build_people(rng: np.random.Generator, n: int, as_of: int) -> pa.Table:
     female = rng.random(n) < 0.7
     first_f = rng.choice(len(FIRST_F), size=n, p=_weights(len(FIRST_F), 0.5))
     first_m = rng.choice(len(FIRST_M), size=n, p=_weights(len(FIRST_M), 0.5))
+    first_f, first_m = _distinct_in_household(rng, household, female, first_f, first_m)
     age = np.clip(rng.normal(44, 13, size=n), 18, 85)
     age = np.where(rank_in_household >= 2, np.clip(age - 25, 18, 85), age)  # children
     birth = (as_of - (age * 365.25 * c.DAY).astype(np.int64)) // c.DAY * c.DAY

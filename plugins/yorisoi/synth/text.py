@@ -65,6 +65,19 @@ def big_kana(values: pa.Array) -> pa.Array:
     return values
 
 
+def hiragana(values: pa.Array) -> pa.Array:
+    """やまだ for ヤマダ: kana typed without converting to katakana (ー and other marks stay).
+
+    Katakana ァ..ヶ (U+30A1–30F6) sit 0x60 above their hiragana, so the column becomes a
+    (rows × width) UTF-32 code-point matrix and one masked subtraction converts every row.
+    """
+    valid = pc.is_valid(values)
+    text = np.array(pc.fill_null(values, "").to_numpy(zero_copy_only=False), dtype=np.str_)
+    points = text.view(np.uint32)  # shares memory with `text`
+    points[(points >= 0x30A1) & (points <= 0x30F6)] -= 0x60
+    return pc.if_else(valid, pa.array(text, type=pa.string()), pa.scalar(None, pa.string()))
+
+
 def typo(rng: np.random.Generator, emails: pa.Array) -> pa.Array:
     """Drop or double one character of an email's local part: the typos of a sign-up form.
 
