@@ -1,0 +1,1 @@
+"""Normalisation of contact fields and keyed match keys, in Python and as vectorised DuckDB UDFs."""
