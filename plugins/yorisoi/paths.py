@@ -32,3 +32,14 @@ def out_dir() -> Path:
 
 def airflow_home() -> Path:
     return var_dir() / "airflow"
+
+
+def analytics_path() -> Path:
+    """The analysts' database: marts without raw personal data, a separate file because DuckDB
+    has no GRANT."""
+    return var_dir() / "analytics.duckdb"
+
+
+def match_key_file() -> Path:
+    """The demo's match-key secret (production passes it from an Airflow connection)."""
+    return var_dir() / "keys" / "match_key"

@@ -1,0 +1,62 @@
+"""Airflow DAG: build the unified customer model (identity, consent, exclusions) with dbt whenever
+customer, consent or order data lands in the raw layer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Asset, AssetAny, dag, task
+
+from yorisoi.dag_defaults import DEFAULT_ARGS, POOL
+
+RAW_TABLES = (
+    "ecommerce__customers",
+    "ecommerce__orders",
+    "oms__customers",
+    "oms__orders",
+    "sftp__pos_members",
+    "sftp__pos_sales",
+    "sftp__callcenter_requests",
+    "sftp__line_friends",
+    "sftp__line_id_links",
+    "sftp__esp_sends",
+)
+MARTS = ("dim_customers", "bridge_customer_identities", "fct_orders", "consent_ledger", "deliverable_customers")
+
+
+@dag(
+    dag_id="build_customer_model",
+    schedule=AssetAny(*(Asset(name=f"raw.{t}", uri=f"duckdb://yorisoi/raw/{t}") for t in RAW_TABLES)),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,  # data-triggered: one build covers everything landed since the last
+    max_active_runs=1,  # identity keeps stable IDs by reading its previous result: builds never overlap
+    default_args=DEFAULT_ARGS,
+    tags=["transform", "dbt", "identity", "consent"],
+    doc_md="""
+### Unified customer model
+`dbt build` of the customer layer (dbt_project/): staging (normalised), identity resolution,
+the consent ledger, exclusions and deliverable customers, the golden record and its snapshot,
+and the analysts' tables (var/analytics.duckdb). dbt tests run in the same build: a failing test
+fails the task without retries and nothing downstream (exports) runs.
+
+- **Inputs:** raw customer, order and consent tables (runs when any of them lands).
+- **Outputs:** assets `marts.dim_customers`, `marts.bridge_customer_identities`, `marts.fct_orders`,
+  `marts.consent_ledger`, `marts.deliverable_customers`.
+- **Secret:** the match key (HMAC) is the password of the Airflow connection `yorisoi_match_key`.
+- **Rerun:** safe: models are rebuilt; person IDs stay stable (the identity model reads its last result).
+""",
+)
+def build_customer_model():
+    @task(
+        pool=POOL,
+        outlets=[Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in MARTS],
+    )
+    def dbt_build_customer_layer() -> dict:
+        from yorisoi.transform import CUSTOMER_LAYER, build_task  # loaded when the task runs, not at parse
+
+        return build_task(CUSTOMER_LAYER)
+
+    dbt_build_customer_layer()
+
+
+build_customer_model()

@@ -1,0 +1,159 @@
+{# Call-centre requests matched to people. A request names an OMS customer code, or only a name,
+   phone and email. An opt-out must reach everyone it plausibly meant, so every match counts:
+   the customer code, the email, a mobile number (one person's), or a landline together with
+   the same name (a landline alone is the household's), and the same name at a matched
+   record's postal code (a part of the person identity resolution could not join). A request that matches nobody by an
+   identifier falls back to everyone with the same full name (matched_by = name_only): the
+   opt-out holds for them until a data steward resolves it, because sending to someone who
+   asked to stop is the one mistake that cannot be undone. Requests that match nobody at all
+   keep a null person_id and are reported by a test. #}
+
+with
+
+requests as (
+
+    select * from {{ ref('stg_callcenter__requests') }}
+
+),
+
+records as (
+
+    select * from {{ ref('int_identity_records') }}
+
+),
+
+person_ids as (
+
+    select * from {{ ref('int_identity_person_ids') }}
+
+),
+
+request_keys as (
+
+    select
+        request_no,
+        oms_customer_id,
+        {{ match_key('email', 'email') }} as email_key,
+        {{ match_key('phone', 'phone') }} as phone_key,
+        {{ match_key('name', 'full_name') }} as name_key
+    from requests
+
+),
+
+by_customer_code as (
+
+    select request_keys.request_no, records.record_key, 'customer_code' as matched_by
+    from request_keys
+    inner join records
+        on records.source = 'oms'
+        and records.source_id = request_keys.oms_customer_id
+
+),
+
+by_email as (
+
+    select request_keys.request_no, records.record_key, 'email' as matched_by
+    from request_keys
+    inner join records
+        on request_keys.email_key = records.email_key
+
+),
+
+by_mobile as (
+
+    select request_keys.request_no, records.record_key, 'mobile_phone' as matched_by
+    from request_keys
+    inner join records
+        on request_keys.phone_key = records.mobile_key
+
+),
+
+by_landline_and_name as (
+
+    select request_keys.request_no, records.record_key, 'landline_and_name' as matched_by
+    from request_keys
+    inner join records
+        on request_keys.phone_key = records.landline_key
+        and request_keys.name_key = records.name_key
+
+),
+
+matches as (
+
+    select * from by_customer_code
+    union all
+    select * from by_email
+    union all
+    select * from by_mobile
+    union all
+    select * from by_landline_and_name
+
+),
+
+near_matches as (
+
+    {# The person may be split over records that share nothing with the request but the name:
+       a shop account next to the store card the request matched. The opt-out also reaches
+       records with the request's name at a postal code of a matched record. #}
+    select distinct request_keys.request_no, records.record_key, 'name_and_postal' as matched_by
+    from request_keys
+    inner join matches
+        on request_keys.request_no = matches.request_no
+    inner join records as matched
+        on matches.record_key = matched.record_key
+    inner join records
+        on request_keys.name_key = records.name_key
+        and matched.postal_key = records.postal_key
+
+),
+
+by_name_only as (
+
+    select request_keys.request_no, records.record_key, 'name_only' as matched_by
+    from request_keys
+    inner join records
+        on request_keys.name_key = records.name_key
+    where request_keys.request_no not in (select request_no from matches)
+
+),
+
+all_matches as (
+
+    select * from matches
+    union all
+    select * from near_matches
+    union all
+    select * from by_name_only
+
+),
+
+matched_people as (
+
+    select
+        all_matches.request_no,
+        person_ids.person_id,
+        min(all_matches.matched_by) as matched_by
+    from all_matches
+    inner join person_ids
+        on all_matches.record_key = person_ids.record_key
+    group by all_matches.request_no, person_ids.person_id
+
+),
+
+final as (
+
+    select
+        requests.request_no,
+        requests.request_type,
+        requests.request_type_ja,
+        requests.requested_channel,
+        requests.received_at,
+        matched_people.person_id,
+        matched_people.matched_by
+    from requests
+    left join matched_people
+        on requests.request_no = matched_people.request_no
+
+)
+
+select * from final

@@ -1,0 +1,111 @@
+{# Candidate links between two source records, one row per pair and rule, from the rules in
+   dbt_project.yml (vars.identity.rules). A link is vetoed when the two records disagree on
+   something a person does not change: name, name in kana or birthday (a family member who
+   gave the household's email or landline), or when a data steward listed the pair in the
+   identity_do_not_merge seed. Key values shared by more than max_group_size records link
+   nothing and are listed in int_identity_shared_keys instead. #}
+
+{%- set identity = var('identity') %}
+
+with
+
+records as (
+
+    select * from {{ ref('int_identity_records') }}
+
+),
+
+do_not_merge as (
+
+    select * from {{ ref('identity_do_not_merge') }}
+
+),
+
+{% for rule in identity.rules %}
+{%- set keys = rule['keys'] %}
+{{ rule.name }}_groups as (
+
+    select
+        {{ keys | join(', ') }},
+        count(*) as group_size
+    from records
+    where {% for key in keys %}{{ key }} is not null{{ " and " if not loop.last }}{% endfor %}
+    group by {{ keys | join(', ') }}
+    having count(*) between 2 and {{ identity.max_group_size }}
+
+),
+
+{{ rule.name }}_members as (
+
+    select
+        records.record_key,
+        {% for key in keys %}records.{{ key }}{{ ", " if not loop.last }}{% endfor %}
+    from records
+    inner join {{ rule.name }}_groups
+        on {% for key in keys %}records.{{ key }} = {{ rule.name }}_groups.{{ key }}{{ " and " if not loop.last }}{% endfor %}
+
+),
+
+{{ rule.name }}_pairs as (
+
+    select
+        member_a.record_key as record_a,
+        member_b.record_key as record_b,
+        '{{ rule.name }}' as rule,
+        {{ rule.priority }} as priority
+    from {{ rule.name }}_members as member_a
+    inner join {{ rule.name }}_members as member_b
+        on {% for key in keys %}member_a.{{ key }} = member_b.{{ key }} and {% endfor %}member_a.record_key < member_b.record_key
+
+),
+
+{% endfor %}
+
+pairs as (
+
+    {% for rule in identity.rules %}
+    select * from {{ rule.name }}_pairs
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+
+),
+
+checked as (
+
+    select
+        pairs.record_a,
+        pairs.record_b,
+        pairs.rule,
+        pairs.priority,
+        case
+            when do_not_merge.record_a is not null then 'do_not_merge'
+            when a.name_key <> b.name_key then 'name_differs'
+            when a.kana_key <> b.kana_key then 'kana_differs'
+            when a.birth_key <> b.birth_key then 'birthday_differs'
+        end as veto_reason
+    from pairs
+    inner join records as a
+        on pairs.record_a = a.record_key
+    inner join records as b
+        on pairs.record_b = b.record_key
+    left join do_not_merge
+        on (pairs.record_a = do_not_merge.record_a and pairs.record_b = do_not_merge.record_b)
+        or (pairs.record_a = do_not_merge.record_b and pairs.record_b = do_not_merge.record_a)
+
+),
+
+final as (
+
+    select
+        {{ dbt.concat(['record_a', "'|'", 'record_b', "'|'", 'rule']) }} as edge_id,
+        record_a,
+        record_b,
+        rule,
+        priority,
+        veto_reason is null as accepted,
+        veto_reason
+    from checked
+
+)
+
+select * from final

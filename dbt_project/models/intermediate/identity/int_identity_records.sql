@@ -1,0 +1,211 @@
+{# Every source record that can identify a person, with keyed match keys (HMAC-SHA256) of its
+   normalised identifiers. Raw identifiers stay in staging; from here on only keys travel. #}
+
+with
+
+ecommerce_customers as (
+
+    select * from {{ ref('stg_ecommerce__customers') }}
+
+),
+
+oms_customers as (
+
+    select * from {{ ref('stg_oms__customers') }}
+
+),
+
+pos_members as (
+
+    select * from {{ ref('stg_pos__members') }}
+
+),
+
+line_friend_events as (
+
+    select * from {{ ref('stg_line__friend_events') }}
+
+),
+
+line_id_links as (
+
+    select * from {{ ref('stg_line__id_links') }}
+
+),
+
+blocked_values as (
+
+    select * from {{ ref('identity_blocked_values') }}
+
+),
+
+ecommerce_records as (
+
+    select
+        'ecommerce' as source,
+        customer_id as source_id,
+        email,
+        phone,
+        full_name,
+        name_kana,
+        cast(null as date) as birth_date,
+        postal_code,
+        customer_id as ec_account,
+        cast(null as {{ dbt.type_string() }}) as member_card,
+        is_test_account,
+        created_at
+    from ecommerce_customers
+
+),
+
+oms_records as (
+
+    select
+        'oms' as source,
+        customer_id as source_id,
+        email,
+        phone,
+        full_name,
+        name_kana,
+        birth_date,
+        postal_code,
+        cast(null as {{ dbt.type_string() }}) as ec_account,
+        cast(null as {{ dbt.type_string() }}) as member_card,
+        false as is_test_account,
+        registered_at as created_at
+    from oms_customers
+
+),
+
+pos_records as (
+
+    select
+        'pos' as source,
+        card_no as source_id,
+        email,
+        phone,
+        cast(null as {{ dbt.type_string() }}) as full_name,
+        name_kana,
+        birth_date,
+        postal_code,
+        cast(null as {{ dbt.type_string() }}) as ec_account,
+        card_no as member_card,
+        false as is_test_account,
+        cast(joined_on as timestamp) as created_at
+    from pos_members
+
+),
+
+latest_line_links as (
+
+    select
+        line_user_id,
+        ec_customer_id,
+        row_number() over (partition by line_user_id order by linked_at desc) as link_rank
+    from line_id_links
+
+),
+
+line_users as (
+
+    select
+        line_user_id,
+        min(event_at) as first_seen_at
+    from line_friend_events
+    group by line_user_id
+
+    union
+
+    select
+        line_user_id,
+        min(linked_at) as first_seen_at
+    from line_id_links
+    group by line_user_id
+
+),
+
+line_records as (
+
+    select
+        'line' as source,
+        line_users.line_user_id as source_id,
+        cast(null as {{ dbt.type_string() }}) as email,
+        cast(null as {{ dbt.type_string() }}) as phone,
+        cast(null as {{ dbt.type_string() }}) as full_name,
+        cast(null as {{ dbt.type_string() }}) as name_kana,
+        cast(null as date) as birth_date,
+        cast(null as {{ dbt.type_string() }}) as postal_code,
+        latest_line_links.ec_customer_id as ec_account,
+        cast(null as {{ dbt.type_string() }}) as member_card,
+        false as is_test_account,
+        min(line_users.first_seen_at) as created_at
+    from line_users
+    left join latest_line_links
+        on line_users.line_user_id = latest_line_links.line_user_id
+        and latest_line_links.link_rank = 1
+    group by line_users.line_user_id, latest_line_links.ec_customer_id
+
+),
+
+unioned as (
+
+    select * from ecommerce_records
+    union all
+    select * from oms_records
+    union all
+    select * from pos_records
+    union all
+    select * from line_records
+
+),
+
+blocked_emails as (
+
+    select {{ norm_email('value') }} as email
+    from blocked_values
+    where key_type = 'email'
+
+),
+
+blocked_phones as (
+
+    select {{ norm_phone('value') }} as phone
+    from blocked_values
+    where key_type = 'phone'
+
+),
+
+keyed as (
+
+    select
+        {{ dbt.concat(['unioned.source', "':'", 'unioned.source_id']) }} as record_key,
+        unioned.source,
+        unioned.source_id,
+        unioned.is_test_account,
+        unioned.created_at,
+        case
+            when blocked_emails.email is null then {{ match_key('email', 'unioned.email') }}
+        end as email_key,
+        case
+            when blocked_phones.phone is null and {{ is_mobile_e164('unioned.phone') }}
+                then {{ match_key('phone', 'unioned.phone') }}
+        end as mobile_key,
+        case
+            when blocked_phones.phone is null and not {{ is_mobile_e164('unioned.phone') }}
+                then {{ match_key('phone', 'unioned.phone') }}
+        end as landline_key,
+        {{ match_key('name', 'unioned.full_name') }} as name_key,
+        {{ match_key('kana', fold_kana('unioned.name_kana')) }} as kana_key,
+        {{ match_key('birth', 'cast(unioned.birth_date as ' ~ dbt.type_string() ~ ')') }} as birth_key,
+        {{ match_key('postal', 'unioned.postal_code') }} as postal_key,
+        {{ match_key('ec_account', 'unioned.ec_account') }} as ec_account_key,
+        {{ match_key('member_card', 'unioned.member_card') }} as member_card_key
+    from unioned
+    left join blocked_emails
+        on unioned.email = blocked_emails.email
+    left join blocked_phones
+        on unioned.phone = blocked_phones.phone
+
+)
+
+select * from keyed

@@ -1,0 +1,188 @@
+"""A whole brand at a given scale, end to end outside Airflow: generate it, ingest it from the
+loopback servers with the same extractors the DAGs run, and build the dbt layers. Used by
+`yorisoi eval identity --scale` and the benchmarks, which need S, M and L warehouses of their own
+(under var/eval/<scale>, never the demo's)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from . import paths
+
+LOAD_DATE = date(2026, 11, 1)
+# Scope "customers": what identity resolution, consent and the golden record read. At L the shop
+# API alone serves ~27 M order and line rows (about 40 minutes on this machine), which the
+# customer benchmark does not need.
+CUSTOMER_TABLES = {
+    "ecommerce": ["customers"],
+    "oms": ["customers"],
+    "sftp": ["pos_members", "callcenter_requests", "line_friends", "line_id_links", "esp_sends"],
+}
+ORDER_MODELS = "stg_ecommerce__orders+ stg_oms__orders+ stg_pos__sales+"
+
+
+@dataclass
+class IngestTiming:
+    source: str
+    seconds: float
+    rows: int
+
+
+@dataclass
+class ScaleRun:
+    scale: str
+    work: Path
+    scope: str = "all"
+    generated_s: float | None = None
+    ingest: list[IngestTiming] = field(default_factory=list)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.work / "warehouse.duckdb"
+
+    @property
+    def truth(self) -> Path:
+        return self.work / "sources" / "truth"
+
+
+@contextlib.contextmanager
+def using_var(work: Path) -> Iterator[None]:
+    """Point yorisoi.paths (and dbt) at `work` for the duration."""
+    old = os.environ.get("YORISOI_VAR")
+    os.environ["YORISOI_VAR"] = str(work)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("YORISOI_VAR", None)
+        else:
+            os.environ["YORISOI_VAR"] = old
+
+
+def ingest_shop(brand: Path, wh, run_id: str, tables: list[str] | None = None) -> IngestTiming:
+    """The e-commerce API (served from the brand's files on loopback, no rate limit)."""
+    from .demo import DEMO_API_KEY
+    from .servers import ecommerce
+    from .sources.ecommerce import ShopClient, ingest_ecommerce
+    from .sources.registry import load_registry
+
+    with ecommerce.serve_in_thread(
+        brand / "ecommerce", api_key=DEMO_API_KEY, bucket_size=10**9, leak_per_second=10**9
+    ) as shop:
+        client = ShopClient(shop.base_url, DEMO_API_KEY)
+        t0 = time.perf_counter()
+        res = ingest_ecommerce(
+            wh, load_registry().source("ecommerce"), client, run_id=run_id, load_date=LOAD_DATE, tables=tables
+        )
+        return IngestTiming("ecommerce", time.perf_counter() - t0, sum(r.rows for r in res.values()))
+
+
+def ingest_back_office(brand: Path, wh, run_id: str, tables: list[str] | None = None) -> IngestTiming:
+    """The OMS database (the brand's SQLite file through SQLAlchemy, as PostgreSQL would be)."""
+    import sqlalchemy
+
+    from .sources.oms import ingest_oms
+    from .sources.registry import load_registry
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{brand / 'oms' / 'oms.sqlite'}")
+    try:
+        t0 = time.perf_counter()
+        res = ingest_oms(wh, load_registry().source("oms"), engine, run_id=run_id, load_date=LOAD_DATE, tables=tables)
+        return IngestTiming("oms", time.perf_counter() - t0, sum(r.rows for r in res.values()))
+    finally:
+        engine.dispose()
+
+
+def ingest_drop_folder(brand: Path, wh, work: Path, run_id: str, tables: list[str] | None = None) -> IngestTiming:
+    """Every SFTP drop, through a local SFTP server with a pinned host key."""
+    from .demo import DEMO_SFTP_PASSWORD, DEMO_SFTP_USER, pinned_sftp
+    from .servers import sftp
+    from .sources.registry import load_registry
+    from .sources.sftp_files import ingest_drops
+
+    source = load_registry().source("sftp")
+    with sftp.serve_in_thread(
+        brand / "sftp", username=DEMO_SFTP_USER, password=DEMO_SFTP_PASSWORD, host_key_path=work / "host_key"
+    ) as drop:
+        client = pinned_sftp(drop.host, drop.port, drop.host_key_public, DEMO_SFTP_USER, DEMO_SFTP_PASSWORD)
+        t0 = time.perf_counter()
+        ingest_drops(
+            wh,
+            source,
+            client,
+            run_id=run_id,
+            load_date=LOAD_DATE,
+            now=datetime.now(UTC),
+            tables=tables,
+            workdir=work / "sftp_work",
+        )
+        seconds = time.perf_counter() - t0
+        client.close()
+    con = wh.connect(read_only=True)
+    try:
+        rows = sum(
+            con.execute(f'select count(*) from raw."sftp__{t}"').fetchall()[0][0]  # noqa: S608 - registry names
+            for t in (tables or source.tables)
+        )
+    finally:
+        con.close()
+    return IngestTiming("sftp", seconds, rows)
+
+
+def prepare(scale: str, *, seed: int = 42, scope: str = "all", console=None) -> ScaleRun:
+    """Generate and ingest the brand at `scale` into var/eval/<scale> unless it is already there
+    (same scale, seed and generator version). Scope "customers" ingests only the tables of
+    CUSTOMER_TABLES (into var/eval/<scale>_customers)."""
+    from .landing import Lake, Warehouse
+    from .synth import generate
+    from .synth.brand import GENERATOR_VERSION
+
+    if scope not in ("all", "customers"):
+        raise ValueError(f"scope must be all or customers, not {scope!r}")
+    work = paths.var_dir() / "eval" / (scale if scope == "all" else f"{scale}_customers")
+    run = ScaleRun(scale, work, scope)
+    stamp = work / "prepared.json"
+    wanted = {"scale": scale, "seed": seed, "generator_version": GENERATOR_VERSION, "scope": scope}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted and run.warehouse.exists():
+        return run
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    t0 = time.perf_counter()
+    generate(work / "sources", scale=scale, seed=seed)
+    run.generated_s = time.perf_counter() - t0
+    wh = Warehouse(run.warehouse, Lake(work / "lake"))
+    brand = work / "sources"
+    tables = CUSTOMER_TABLES if scope == "customers" else {}
+    run.ingest.append(ingest_shop(brand, wh, "eval-1", tables.get("ecommerce")))
+    run.ingest.append(ingest_back_office(brand, wh, "eval-1", tables.get("oms")))
+    run.ingest.append(ingest_drop_folder(brand, wh, work, "eval-1", tables.get("sftp")))
+    if console:
+        for t in run.ingest:
+            console.print(f"ingest {t.source}: {t.rows:,} rows in {t.seconds:.1f} s")
+    stamp.write_text(json.dumps(wanted))
+    return run
+
+
+def build(run: ScaleRun, select: str | None = None, *, quiet: bool = False) -> dict:
+    """`dbt build` of the customer layer in the run's folder; wall time and per-node times."""
+    from .transform import CUSTOMER_LAYER, run_dbt
+
+    select = select or CUSTOMER_LAYER
+    with using_var(run.work):
+        t0 = time.perf_counter()
+        args = [*(["--quiet"] if quiet else []), "build", "--select", select, "--indirect-selection", "cautious"]
+        if run.scope == "customers":
+            args += ["--exclude", ORDER_MODELS]
+        result = run_dbt(args, demo_key=True)
+        seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "nodes": result.results}

@@ -1,0 +1,121 @@
+"""Run the dbt project (dbt_project/) in-process against the embedded warehouse.
+
+dbt reads its paths and secrets from the environment (dbt_project/profiles.yml); this module
+sets them from `yorisoi.paths`, so the CLI, the Airflow tasks and the tests build the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .sources.registry import PROJECT_ROOT
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+MATCH_KEY_CONN_ID = "yorisoi_match_key"
+# The customer layer: marts and the analysts' tables with everything they depend on, and the
+# golden record's history.
+CUSTOMER_LAYER = "+tag:marts +tag:analytics customers_snapshot"
+
+log = logging.getLogger(__name__)
+
+
+class DbtFailed(RuntimeError):
+    """A dbt invocation failed (a model error or a failing test)."""
+
+
+@dataclass
+class DbtRun:
+    success: bool
+    results: list[dict]
+
+
+def dbt_env(*, demo_key: bool = False) -> dict[str, str]:
+    """Environment for a dbt invocation. With `demo_key`, a random match key is created under
+    var/keys when none is configured (the demo and tests); otherwise the key must come from
+    YORISOI_MATCH_KEY / YORISOI_MATCH_KEY_FILE (the Airflow task sets it from a connection)."""
+    env = {
+        "YORISOI_WAREHOUSE": str(paths.warehouse_path()),
+        "YORISOI_ANALYTICS_DB": str(paths.analytics_path()),
+        "DBT_TARGET_PATH": str(paths.var_dir() / "dbt" / "target"),
+        "DBT_LOG_PATH": str(paths.var_dir() / "dbt" / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    if demo_key and not (os.environ.get("YORISOI_MATCH_KEY") or os.environ.get("YORISOI_MATCH_KEY_FILE")):
+        from .privacy.keys import ensure_demo_key
+
+        env["YORISOI_MATCH_KEY_FILE"] = str(ensure_demo_key(paths.match_key_file()))
+    return env
+
+
+def run_dbt(args: list[str], *, demo_key: bool = False, raise_on_failure: bool = True) -> DbtRun:
+    """`dbt <args>` in a child process. Not in-process: dbt-duckdb keeps its DuckDB connection
+    open for the life of the process, which would lock the warehouse against the readers that
+    follow a build (checks, evals, the demo's summary)."""
+    env = {**os.environ, **dbt_env(demo_key=demo_key)}
+    paths.warehouse_path().parent.mkdir(parents=True, exist_ok=True)
+    results_file = Path(env["DBT_TARGET_PATH"]) / "run_results.json"
+    results_file.unlink(missing_ok=True)
+    full = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    log.info("dbt %s", " ".join(args))
+    code = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
+    proc = subprocess.run([sys.executable, "-c", code, *full], env=env, check=False)  # noqa: S603 - our own interpreter
+    rows = []
+    if results_file.exists():
+        for r in json.loads(results_file.read_text())["results"]:
+            rows.append(
+                {
+                    "node": r["unique_id"],
+                    "status": r["status"],
+                    "seconds": round(r["execution_time"], 3),
+                    "message": r.get("message"),
+                }
+            )
+    success = proc.returncode == 0
+    if raise_on_failure and not success:
+        failed = [r for r in rows if r["status"] in ("error", "fail")]
+        raise DbtFailed(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {failed}")
+    return DbtRun(success=success, results=rows)
+
+
+def match_key_from_airflow() -> None:
+    """Put the match-key secret of the Airflow connection `yorisoi_match_key` (its password)
+    into this process's environment for dbt, unless the environment already provides one."""
+    if os.environ.get("YORISOI_MATCH_KEY") or os.environ.get("YORISOI_MATCH_KEY_FILE"):
+        return
+    from airflow.sdk import BaseHook
+
+    secret = BaseHook.get_connection(MATCH_KEY_CONN_ID).password
+    if not secret:
+        from .privacy.keys import MissingMatchKey
+
+        raise MissingMatchKey(f"the Airflow connection {MATCH_KEY_CONN_ID} has no password")
+    os.environ["YORISOI_MATCH_KEY"] = secret
+
+
+def build_task(select: str) -> dict:
+    """Airflow task body: `dbt build --select <select>`. A failing dbt test fails the task
+    without retries (rerunning does not fix data); other errors (a busy warehouse file) retry."""
+    from airflow.exceptions import AirflowFailException
+
+    match_key_from_airflow()
+    run = run_dbt(["build", "--select", select], raise_on_failure=False)
+    failed_tests = [r for r in run.results if r["status"] == "fail"]
+    errors = [r for r in run.results if r["status"] == "error"]
+    for r in failed_tests + errors:
+        log.error("dbt %s: %s %s", r["status"], r["node"], r["message"])
+    if failed_tests:
+        raise AirflowFailException(f"{len(failed_tests)} dbt test(s) failed: {[r['node'] for r in failed_tests]}")
+    if not run.success:
+        raise DbtFailed(f"dbt build --select {select} failed: {[r['node'] for r in errors]}")
+    return {
+        "models": sum(1 for r in run.results if r["node"].startswith(("model.", "snapshot."))),
+        "tests": sum(1 for r in run.results if r["node"].startswith("test.")),
+        "warnings": sum(1 for r in run.results if r["status"] == "warn"),
+    }

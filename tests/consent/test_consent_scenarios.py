@@ -1,0 +1,174 @@
+"""The consent rules of RELIABILITY requirement 1, one worked example each, on the same harness
+as the state machine (the dbt models replayed on hand-written source rows)."""
+
+from __future__ import annotations
+
+from consent_harness import CHANNELS, CompiledProject, Person, Warehouse, World
+
+
+def _deliverable(world: World, person: Person) -> set[str]:
+    return world.deliverable_channels(person)
+
+
+def _ledger(world: World, person: Person, channel: str) -> tuple[str, str, str]:
+    pid = world.person_id(person)
+    (row,) = world.wh.query(
+        "select consent_status, source, evidence from marts.consent_ledger where person_id = ? and channel = ?",
+        [pid, channel],
+    )
+    return row
+
+
+def _reasons(world: World, person: Person, channel: str) -> set[str]:
+    pid = world.person_id(person)
+    rows = world.wh.query(
+        "select reason_code from marts.deliverable_exclusions where person_id = ? and channel = ?", [pid, channel]
+    )
+    return {r for (r,) in rows}
+
+
+def test_esp_unsubscribe_beats_an_older_shop_subscribed(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, email_state="subscribed")
+    assert _deliverable(world, p) == {"email"}
+
+    world.esp_unsubscribe(p)  # the shop account still says 'subscribed'
+    assert world.wh.query("select email_marketing_state from raw.ecommerce__customers") == [("subscribed",)]
+    assert "email" not in _deliverable(world, p)
+    assert _ledger(world, p, "email")[:2] == ("opted_out", "esp")
+    assert _reasons(world, p, "email") == {"opted_out"}
+
+    world.shop_marketing(p, "email", "subscribed")  # a later opt-in wins again
+    assert _deliverable(world, p) == {"email"}
+
+
+def test_an_opt_out_wins_a_tie(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, sms_state="subscribed")
+    world.add_shop_account(p)  # a second account of the same person
+    at = world.now()
+    world.shop_marketing(p, "email", "subscribed", account=0, at=at)
+    world.esp_unsubscribe(p, account=1, at=at)  # the same second, through the other account
+    # The call centre writes Japan time without zone: 09:00 JST is 00:00 UTC, the same instant.
+    world.callcenter_request(p, "配信停止", "sms", by="phone", at=at)
+    assert world.wh.query("select received_at from raw.sftp__callcenter_requests") == [(world.jst(at),)]
+    assert _deliverable(world, p) == set()
+    assert _ledger(world, p, "email")[:2] == ("opted_out", "esp")
+    assert _ledger(world, p, "sms")[:2] == ("opted_out", "callcenter")
+
+
+def test_callcenter_stop_found_by_email_suppresses_a_subscribed_shop_account(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, email_state="subscribed")
+    world.add_oms_customer(p, dm_permission=True)
+    assert _deliverable(world, p) == {"email", "dm"}
+
+    # The caller gives only an email address: no customer code, no phone.
+    world.callcenter_request(p, "配信停止", "email", by="email")
+    assert world.wh.query("select customer_code, phone from raw.sftp__callcenter_requests") == [(None, None)]
+    assert _deliverable(world, p) == {"dm"}  # the other channels are untouched
+    status, source, evidence = _ledger(world, p, "email")
+    assert (status, source) == ("opted_out", "callcenter")
+    assert "matched by email" in evidence
+
+
+def test_late_older_follow_does_not_revive_a_line_block(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p)
+    world.add_line_user(p, follow=True)
+    assert _deliverable(world, p) == {"line"}
+    world.line_event(p, follow=False)  # blocked
+    blocked_at = max(e.at for e in p.events["line"])
+    assert _deliverable(world, p) == set()
+
+    # Last month's export, delivered late, holds a follow from before the block.
+    world.line_event(p, follow=True, at=blocked_at - (blocked_at - p.events["line"][0].at) / 2)
+    assert world.wh.query("select count(*) from raw.sftp__line_friends") == [(3,)]
+    assert _deliverable(world, p) == set()
+    assert _ledger(world, p, "line")[:2] == ("opted_out", "line")
+
+    world.line_event(p, follow=True)  # a new follow does
+    assert _deliverable(world, p) == {"line"}
+
+
+def test_erasure_removes_the_person_from_every_channel_and_empties_their_pii(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, email_state="subscribed", sms_state="subscribed")
+    world.add_oms_customer(p, dm_permission=True, call_permission=True)
+    world.add_line_user(p, follow=True)
+    assert _deliverable(world, p) == set(CHANNELS)
+
+    world.callcenter_request(p, "削除依頼", "all", by="code")  # identified by the OMS customer code only
+    assert _deliverable(world, p) == set()
+    pid = world.person_id(p)
+    for channel in CHANNELS:
+        assert "erased" in _reasons(world, p, channel)
+    (row,) = world.wh.query(
+        "select is_erased, full_name, name_kana, email, phone, postal_code, prefecture, address, birth_date, "
+        "gender, line_user_id from marts.dim_customers where person_id = ?",
+        [pid],
+    )
+    assert row[0] is True
+    assert row[1:] == (None,) * 10
+
+    # Consent given again after the erasure, on a re-delivered account and on a new one: still erased.
+    world.shop_marketing(p, "email", "subscribed")
+    world.add_shop_account(p, email_state="subscribed", sms_state="subscribed")
+    world.line_event(p, follow=True)
+    assert _deliverable(world, p) == set()
+
+
+def test_an_opt_out_on_a_merged_record_counts_for_the_person(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, email_state="subscribed")
+    assert _deliverable(world, p) == {"email"}
+
+    world.add_oms_customer(p)  # the same person phones in an order: an OMS record that merges
+    world.callcenter_request(p, "配信停止", "email", by="code")  # matched by the OMS customer code only
+    assert _deliverable(world, p) == set()
+    assert world.wh.query("select matched_by from intermediate.int_callcenter_requests_resolved") == [
+        ("customer_code",)
+    ]
+
+    world.shop_marketing(p, "email", "subscribed")
+    assert _deliverable(world, p) == {"email"}
+    world.oms_update(p, blacklisted=True)  # blacklisted on the OMS record: every channel of the person
+    assert _deliverable(world, p) == set()
+    assert _reasons(world, p, "email") == {"blacklisted"}
+
+
+def test_the_harness_uses_the_landing_types_and_replays_every_model(
+    compiled_project: CompiledProject, session_warehouse: Warehouse
+) -> None:
+    """The hand-made raw tables have the landing's types, and every model the consent marts need
+    is replayed (int_identity_person_ids compiled against no previous version of itself)."""
+    types = {
+        (t, c): d
+        for t, c, d in session_warehouse.query(
+            "select table_name, column_name, data_type from duckdb_columns() where schema_name = 'raw'"
+        )
+    }
+    expected = {
+        ("ecommerce__customers", "id"): "BIGINT",
+        ("ecommerce__customers", "email_marketing_updated_at"): "TIMESTAMP WITH TIME ZONE",
+        ("oms__customers", "registered_at"): "TIMESTAMP",
+        ("oms__customers", "birth_date"): "DATE",
+        ("oms__customers", "dm_permission"): "BOOLEAN",
+        ("sftp__callcenter_requests", "received_at"): "TIMESTAMP",
+        ("sftp__line_friends", "event_at"): "TIMESTAMP WITH TIME ZONE",
+        ("sftp__line_id_links", "ec_customer_id"): "BIGINT",
+        ("sftp__esp_sends", "unsubscribed_at"): "TIMESTAMP WITH TIME ZONE",
+        ("sftp__pos_members", "joined_on"): "DATE",
+        ("sftp__esp_sends", "_loaded_at"): "TIMESTAMP WITH TIME ZONE",
+        ("sftp__esp_sends", "_source_file"): "VARCHAR",
+    }
+    assert {k: types.get(k) for k in expected} == expected
+
+    names = [m.name for m in compiled_project.models]
+    for needed in ("int_consent_events", "consent_ledger", "deliverable_exclusions", "erasure_tombstones"):
+        assert needed in names
+    assert names.index("consent_ledger") < names.index("dim_customers") < names.index("deliverable_exclusions")
+    person_ids = compiled_project.model("int_identity_person_ids")
+    assert person_ids.relation not in person_ids.sql
+    failed = [r for r in compiled_project.dbt_results if r["status"] not in ("success", "pass")]
+    assert not failed
