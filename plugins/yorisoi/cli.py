@@ -21,8 +21,10 @@ app = typer.Typer(
 )
 serve_app = typer.Typer(help="Run a source system's server on this machine (demo and tests).", no_args_is_help=True)
 oms_app = typer.Typer(help="The OMS / ERP database of the synthetic brand.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure the pipeline against the synthetic brand's ground truth.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
 app.add_typer(oms_app, name="oms")
+app.add_typer(eval_app, name="eval")
 console = Console()
 
 DEMO_API_KEY_ENV = "YORISOI_EC_API_KEY"
@@ -156,14 +158,18 @@ def bench(
     repeat: Annotated[int, typer.Option(help="repetitions (the median is reported)")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="also print the results as JSON")] = False,
     out: Annotated[Path, typer.Option(help="folder for results")] = Path("bench"),
-    suite: Annotated[str, typer.Option(help="generate | ingest")] = "generate",
+    suite: Annotated[str, typer.Option(help="generate | ingest | customers")] = "generate",
+    scope: Annotated[str, typer.Option(help="customers suite: all, or customers (no order tables)")] = "all",
 ) -> None:
     """Time each named stage (wall time, rows/s, peak memory) against a DuckDB lower bound, or
-    (`--suite ingest`) the ingestion of all three sources and a re-ingest after a 1 % change."""
-    from .bench import run_bench, run_ingest_bench, write_results
+    (`--suite ingest`) the ingestion of all three sources and a re-ingest after a 1 % change, or
+    (`--suite customers`) the dbt build of the customer layer, identity resolution included."""
+    from .bench import run_bench, run_customer_bench, run_ingest_bench, write_results
 
-    if suite == "ingest":
-        results = run_ingest_bench(scale.upper(), console=console)
+    once = {"ingest": run_ingest_bench, "customers": run_customer_bench}
+    if suite in once:
+        kwargs = {"scope": scope} if suite == "customers" else {}
+        results = once[suite](scale.upper(), console=console, **kwargs)
         write_results(results, out)
         if json_out:
             console.print_json(json.dumps(results))
@@ -183,6 +189,56 @@ def bench(
     console.print(table)
     if json_out:
         console.print_json(json.dumps(results))
+
+
+@eval_app.command("identity")
+def eval_identity(
+    warehouse: Annotated[Path | None, typer.Option(help="DuckDB warehouse [default: var/warehouse.duckdb]")] = None,
+    truth: Annotated[Path | None, typer.Option(help="ground truth folder [default: var/sources/truth]")] = None,
+    json_only: Annotated[bool, typer.Option("--json", help="print the JSON only")] = False,
+    check: Annotated[bool, typer.Option(help="exit 1 when the goal is missed")] = False,
+    scale: Annotated[
+        str | None,
+        typer.Option(help="generate, ingest and build a brand of this scale (XS, S, M, L) under var/eval first"),
+    ] = None,
+) -> None:
+    """Identity resolution against the generator's ground truth: pairwise precision, recall and F1
+    (all records and records that carry an identifier) and each match rule's contribution, as JSON."""
+    from .identity_eval import evaluate
+
+    if scale:
+        from .scale_run import build, prepare
+
+        run = prepare(scale.upper(), console=None if json_only else console)
+        build(run, select="+bridge_customer_identities", quiet=json_only)
+        warehouse, truth = run.warehouse, run.truth
+    try:
+        result = evaluate(warehouse or paths.warehouse_path(), truth or paths.sources_dir() / "truth")
+    except (FileNotFoundError, LookupError) as e:
+        typer.echo(f"yorisoi eval identity: {e}", err=True)
+        raise typer.Exit(2) from e
+    if json_only:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=1))
+    else:
+        console.print_json(json.dumps(result, ensure_ascii=False))
+        r = result["resolvable_records"]
+        verdict = "[green]meets[/green]" if result["meets_goal"] else "[red]misses[/red]"
+        console.print(
+            f"resolvable records: precision {r['precision']:.4f}, recall {r['recall']:.4f}, F1 {r['f1']:.4f} "
+            f"— {verdict} the goal (F1 ≥ {result['goal']['f1']}, precision ≥ {result['goal']['precision']})"
+        )
+    if check and not result["meets_goal"]:
+        raise typer.Exit(1)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt(ctx: typer.Context) -> None:
+    """Run dbt on the project in dbt_project/ against the embedded warehouse, e.g.
+    `yorisoi dbt build --select +deliverable_customers`. Paths and the match key come from var/."""
+    from .transform import run_dbt
+
+    run = run_dbt(list(ctx.args), demo_key=True, raise_on_failure=False)
+    raise typer.Exit(0 if run.success else 1)
 
 
 if __name__ == "__main__":

@@ -87,29 +87,78 @@ def demo_connections(shop, drop, oms_path: Path) -> dict[str, str]:
     }
 
 
+def _test_dag(dag_id: str, console: Console) -> str:
+    """Load dags/<dag_id>.py into a DagBag, run the DAG once with dag.test(); its final state."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py"))
+    if bag.import_errors:
+        raise RuntimeError(f"{dag_id} does not load: {bag.import_errors}")
+    t0 = time.perf_counter()
+    run = bag.get_dag(dag_id).test()
+    state = str(getattr(run, "state", "unknown"))
+    console.print(f"{dag_id}: {state} in {time.perf_counter() - t0:.1f} s")
+    return state
+
+
 def run_ingest_dags(console: Console) -> dict[str, str]:
     """Run ingest_ecommerce, ingest_oms and ingest_sftp once each through Airflow; returns the
     final state of each run (a failed sftp run is expected when the drops hold bad files)."""
-    from airflow.dag_processing.dagbag import DagBag
-
     _airflow("db", "migrate")
     _airflow("pools", "set", POOL, "1", "DuckDB has a single writer")
-    states = {}
-    for name in ("ecommerce", "oms", "sftp"):
-        bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"ingest_{name}.py"))
-        if bag.import_errors:
-            raise RuntimeError(f"ingest_{name} does not load: {bag.import_errors}")
-        t0 = time.perf_counter()
-        run = bag.get_dag(f"ingest_{name}").test()
-        state = str(getattr(run, "state", "unknown"))
-        states[name] = state
-        console.print(f"ingest_{name}: {state} in {time.perf_counter() - t0:.1f} s")
+    states = {name: _test_dag(f"ingest_{name}", console) for name in ("ecommerce", "oms", "sftp")}
     if states.get("sftp") == "failed":
         console.print(
             "[yellow]ingest_sftp failed on purpose:[/] the demo drops hold bad files (truth/defects.json); "
             "the good files loaded, the bad ones are listed below and nothing downstream runs on them."
         )
     return states
+
+
+def run_customer_model(console: Console) -> str:
+    """Build the customer layer through the `build_customer_model` DAG (dbt inside Airflow),
+    with the demo's match key passed as the Airflow connection production uses."""
+    from .privacy.keys import ensure_demo_key
+    from .transform import MATCH_KEY_CONN_ID
+
+    secret = ensure_demo_key(paths.match_key_file()).read_text().strip()
+    os.environ[f"AIRFLOW_CONN_{MATCH_KEY_CONN_ID.upper()}"] = json.dumps({"conn_type": "generic", "password": secret})
+    state = _test_dag("build_customer_model", console)
+    if state != "success":
+        raise RuntimeError("build_customer_model failed: see the log above")
+    return state
+
+
+def print_customer_layer(console: Console) -> None:
+    """People, source records per person and who may be contacted on which channel."""
+    import duckdb
+
+    con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
+    try:
+        people, records = con.execute(
+            "select count(distinct person_id), count(*) from marts.bridge_customer_identities"
+        ).fetchall()[0]
+        rows = con.execute(
+            """
+            select channel,
+                   count(*) filter (where consent_status = 'opted_in') as opted_in,
+                   count(*) filter (where consent_status = 'opted_out') as opted_out,
+                   (select count(*) from marts.deliverable_customers d where d.channel = l.channel) as deliverable
+            from marts.consent_ledger l group by channel order by channel
+            """
+        ).fetchall()
+        reasons = con.execute(
+            "select reason_code, count(*) from marts.deliverable_exclusions group by 1 order by 2 desc"
+        ).fetchall()
+    finally:
+        con.close()
+    console.print(f"[bold]{people:,} people[/] resolved from {records:,} source records")
+    table = Table("channel", "opted in", "opted out", "deliverable", title="Consent and deliverable customers")
+    for ch, opted_in, opted_out, deliverable in rows:
+        table.add_row(ch, f"{opted_in:,}", f"{opted_out:,}", f"{deliverable:,}")
+    console.print(table)
+    console.print("Exclusions (person × channel): " + ", ".join(f"{r} {n:,}" for r, n in reasons))
+    console.print(f"Analysts' database (no raw personal data): {paths.analytics_path()}")
 
 
 def print_raw_layer(console: Console) -> None:
@@ -253,6 +302,8 @@ def run_demo(
             os.environ.update(demo_connections(shop, drop, out / "oms" / "oms.sqlite"))
             run_ingest_dags(console)
             print_raw_layer(console)
+            run_customer_model(console)
+            print_customer_layer(console)
         if keep_serving:
             console.print(
                 f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "
