@@ -17,7 +17,8 @@ renamed as (
         quantity,
         price as unit_price,
         compare_at_price as list_price,
-        price * quantity as amount
+        price * quantity as amount,
+        _loaded_at as loaded_at
 
     from source
 

@@ -16,7 +16,8 @@ renamed as (
         quantity,
         unit_price,
         list_price,
-        amount
+        amount,
+        _loaded_at as loaded_at
 
     from source
 

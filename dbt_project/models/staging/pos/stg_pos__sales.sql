@@ -24,7 +24,8 @@ renamed as (
         amount,
         points_used,
         points_earned,
-        {{ local_to_timestamp('sold_at') }} as sold_at
+        {{ local_to_timestamp('sold_at') }} as sold_at,
+        _loaded_at as loaded_at
 
     from source
 
