@@ -1,0 +1,38 @@
+{# One row per person and purchase day (the local calendar day in the brand's time zone) with the
+   day's counted orders and spend: the transactions of the CLV models (marts/segments/customer_clv),
+   which count purchase days, as lifetimes and the BG/NBD literature do. Anonymous store receipts
+   (no member card, so no person) and cancelled or returned orders are left out. #}
+
+with
+
+orders as (
+
+    select * from {{ ref('fct_orders') }}
+
+),
+
+counted as (
+
+    select
+        person_id,
+        {{ to_local_date('ordered_at') }} as purchase_date,
+        total
+    from orders
+    where person_id is not null
+        and is_counted
+
+),
+
+final as (
+
+    select
+        person_id,
+        purchase_date,
+        count(*) as orders,
+        cast(coalesce(sum(total), 0) as {{ dbt.type_bigint() }}) as spend
+    from counted
+    group by person_id, purchase_date
+
+)
+
+select * from final
