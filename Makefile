@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock demo test test-all lint format bench bench-ingest bench-customers clean
+.PHONY: install lock demo test test-all lint format bench bench-ingest bench-customers bench-segments clean
 
 install: $(STAMP)
 
@@ -60,6 +60,9 @@ bench-ingest: install
 
 bench-customers: install
 	$(BIN)/yorisoi bench --suite customers --scale $(SCALE)
+
+bench-segments: install
+	$(BIN)/yorisoi bench --suite segments --scale $(SCALE)
 
 clean:
 	rm -rf var/ .pytest_cache

@@ -36,7 +36,8 @@ MARTS = ("dim_customers", "bridge_customer_identities", "fct_orders", "consent_l
 ### Unified customer model
 `dbt build` of the customer layer (dbt_project/): staging (normalised), identity resolution,
 the consent ledger, exclusions and deliverable customers, the golden record and its snapshot,
-and the analysts' tables (var/analytics.duckdb). dbt tests run in the same build: a failing test
+order lines and products, and the analysts' tables (var/analytics.duckdb). The segment marts
+are built after it by `build_segments`. dbt tests run in the same build: a failing test
 fails the task without retries and nothing downstream (exports) runs.
 
 - **Inputs:** raw customer, order and consent tables (runs when any of them lands).
@@ -52,9 +53,9 @@ def build_customer_model():
         outlets=[Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in MARTS],
     )
     def dbt_build_customer_layer() -> dict:
-        from yorisoi.transform import CUSTOMER_LAYER, build_task  # loaded when the task runs, not at parse
+        from yorisoi.transform import CUSTOMER_LAYER, SEGMENT_LAYER, build_task  # loaded at run, not parse
 
-        return build_task(CUSTOMER_LAYER)
+        return build_task(CUSTOMER_LAYER, exclude=SEGMENT_LAYER)
 
     dbt_build_customer_layer()
 

@@ -26,3 +26,14 @@ def synth_xs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("brand_xs")
     generate(out, scale="XS", seed=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def xs():
+    """The XS brand (seed 1) ingested through the real extractors and built by dbt (customer
+    layer, segment marts, triggers): shared by every test that reads the marts, built once."""
+    from yorisoi.scale_run import build, prepare
+
+    run = prepare("XS", seed=1)
+    build(run)
+    return run

@@ -331,13 +331,14 @@ def run_customer_bench(scale: str, console: Console | None = None, scope: str = 
     last), so the identity figure is the time identity resolution takes. Scope "customers" leaves
     the order tables out (see yorisoi.scale_run.CUSTOMER_TABLES)."""
     from .scale_run import build, prepare
+    from .transform import SEGMENT_LAYER
 
     run = prepare(scale, scope=scope, console=console)
     con = duckdb.connect(str(run.warehouse))
     con.execute("drop schema if exists intermediate cascade")  # a first build: no previous person IDs
     con.close()
-    first = build(run, quiet=True)
-    second = build(run, quiet=True)
+    first = build(run, exclude=SEGMENT_LAYER, quiet=True)
+    second = build(run, exclude=SEGMENT_LAYER, quiet=True)
     con = duckdb.connect(str(run.warehouse), read_only=True)
     records, people = con.execute(
         "select count(*), count(distinct person_id) from marts.bridge_customer_identities"
@@ -364,6 +365,58 @@ def run_customer_bench(scale: str, console: Console | None = None, scope: str = 
         scope=scope,
         ingest=[vars(t) for t in run.ingest],
     )
+
+
+SEGMENT_STAGES = {
+    "segments": ("model.yorisoi.customer_", "model.yorisoi.product_abc", "model.yorisoi.segment_rfm"),
+    "predicted_clv": ("model.yorisoi.customer_clv", "model.yorisoi.int_customer_purchase_days"),
+    "retention": ("model.yorisoi.f_", "model.yorisoi.cohort_retention", "model.yorisoi.revenue_retention"),
+    "triggers": ("model.yorisoi.trigger_",),
+    "targeting": ("model.yorisoi.segment_4r",),
+    "dbt_tests": ("test.yorisoi.", "unit_test.yorisoi."),
+}
+
+
+def run_segment_bench(scale: str, console: Console | None = None) -> dict:
+    """The segment marts (dbt tags segments, retention, triggers, targeting) on a brand generated
+    and ingested at `scale`, after the customer layer: wall time of the daily build and the summed
+    node times of each part; and the order lines, the largest table under them, loaded in full
+    and then incrementally with nothing new landed (what a daily run costs)."""
+    from .scale_run import build, prepare
+    from .transform import SEGMENT_LAYER
+
+    run = prepare(scale, console=console)
+    build(run, exclude=SEGMENT_LAYER, quiet=True)
+    full = build(run, select="fct_order_lines", full_refresh=True, quiet=True)
+    incremental = build(run, select="fct_order_lines", quiet=True)
+    daily = build(run, select=SEGMENT_LAYER, quiet=True)
+    con = duckdb.connect(str(run.warehouse), read_only=True)
+    customers, lines, orders = con.execute(
+        "select (select count(*) from marts.customer_traits), (select count(*) from marts.fct_order_lines), "
+        "(select count(*) from marts.fct_orders)"
+    ).fetchall()[0]
+    con.close()
+
+    def node_seconds(result: dict, prefixes: tuple[str, ...]) -> float:
+        return sum(n["seconds"] for n in result["nodes"] if n["node"].startswith(prefixes))
+
+    line_model = ("model.yorisoi.fct_order_lines",)
+    stages = [
+        {"stage": "order_lines_full_refresh", "seconds": node_seconds(full, line_model), "rows": lines},
+        {
+            "stage": "order_lines_incremental_nothing_new",
+            "seconds": node_seconds(incremental, line_model),
+            "rows": lines,
+        },
+        {"stage": "segment_marts_daily_build", "seconds": daily["seconds"], "rows": customers},
+    ]
+    for name, prefixes in SEGMENT_STAGES.items():
+        stages.append({"stage": name, "seconds": node_seconds(daily, prefixes), "rows": customers})
+    for s in stages:
+        s["rows_per_second"] = s["rows"] / s["seconds"] if s["seconds"] else 0.0
+        if console:
+            console.print(f"{s['stage']}: {s['seconds']:.2f} s")
+    return _one_run(f"segments_{scale}", stages, customers=customers, orders=orders, order_lines=lines)
 
 
 def _one_run(name: str, stages: list[dict], **extra) -> dict:

@@ -158,15 +158,16 @@ def bench(
     repeat: Annotated[int, typer.Option(help="repetitions (the median is reported)")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="also print the results as JSON")] = False,
     out: Annotated[Path, typer.Option(help="folder for results")] = Path("bench"),
-    suite: Annotated[str, typer.Option(help="generate | ingest | customers")] = "generate",
+    suite: Annotated[str, typer.Option(help="generate | ingest | customers | segments")] = "generate",
     scope: Annotated[str, typer.Option(help="customers suite: all, or customers (no order tables)")] = "all",
 ) -> None:
     """Time each named stage (wall time, rows/s, peak memory) against a DuckDB lower bound, or
     (`--suite ingest`) the ingestion of all three sources and a re-ingest after a 1 % change, or
-    (`--suite customers`) the dbt build of the customer layer, identity resolution included."""
-    from .bench import run_bench, run_customer_bench, run_ingest_bench, write_results
+    (`--suite customers`) the dbt build of the customer layer, identity resolution included, or
+    (`--suite segments`) the daily build of the segment marts and the incremental order lines."""
+    from .bench import run_bench, run_customer_bench, run_ingest_bench, run_segment_bench, write_results
 
-    once = {"ingest": run_ingest_bench, "customers": run_customer_bench}
+    once = {"ingest": run_ingest_bench, "customers": run_customer_bench, "segments": run_segment_bench}
     if suite in once:
         kwargs = {"scope": scope} if suite == "customers" else {}
         results = once[suite](scale.upper(), console=console, **kwargs)

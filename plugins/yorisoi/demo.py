@@ -161,6 +161,58 @@ def print_customer_layer(console: Console) -> None:
     console.print(f"Analysts' database (no raw personal data): {paths.analytics_path()}")
 
 
+def run_segments(console: Console) -> str:
+    """Build the segment marts through the `build_segments` DAG, for the brand's as-of day."""
+    state = _test_dag("build_segments", console)
+    if state != "success":
+        raise RuntimeError("build_segments failed: see the log above")
+    return state
+
+
+def print_segments(console: Console) -> None:
+    """What marketing looks at first: the F-ladder (F別継続率) and the customer statuses."""
+    import duckdb
+
+    con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
+    try:
+        ladder = con.execute(
+            """
+            select from_f, customers_at_f, conversion_rate, conversion_rate_365d
+            from marts.f_retention where dimension = 'overall' and from_f <= 5 order by from_f
+            """
+        ).fetchall()
+        statuses = con.execute(
+            """
+            select s.status, any_value(s.status_ja), count(*), sum(s.monetary)
+            from marts.customer_status s join reference.customer_statuses d using (status)
+            group by s.status, d.sort_order order by d.sort_order
+            """
+        ).fetchall()
+        as_of = con.execute("select max(as_of_date) from marts.customer_status").fetchone()[0]
+        triggers = con.execute("select trigger, count(*) from marts.trigger_audiences group by 1 order by 1").fetchall()
+    finally:
+        con.close()
+    table = Table(
+        "step",
+        "customers at F",
+        "converted (all time)",
+        "within 365 days",
+        title=f"F-ladder (F別継続率), as of {as_of}",
+    )
+    for f, at_f, rate, rate_365 in ladder:
+        table.add_row(f"F{f}→F{f + 1}", f"{at_f:,}", _pct(rate), _pct(rate_365))
+    console.print(table)
+    table = Table("status", "", "customers", "lifetime spend (yen)", title="Customer status (顧客ステータス)")
+    for status, status_ja, n, spend in statuses:
+        table.add_row(status, status_ja, f"{n:,}", f"{int(spend):,}")
+    console.print(table)
+    console.print("Trigger audiences today: " + (", ".join(f"{t} {n:,}" for t, n in triggers) or "none"))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def print_raw_layer(console: Console) -> None:
     """Rows per raw table, rejected rows and the file ledger, read from the warehouse."""
     import duckdb
@@ -218,6 +270,7 @@ def run_demo(
 ) -> None:
     from .servers import ecommerce, sftp
     from .synth.stats import summarize
+    from .transform import brand_as_of
 
     out = paths.sources_dir()
     airflow_environment()
@@ -228,6 +281,8 @@ def run_demo(
     else:
         generate(scale, seed, out)
     summary = summarize(out)
+    # The synthetic data ends on the brand's as-of day; segments and triggers are built for it.
+    os.environ.setdefault("YORISOI_AS_OF", brand_as_of(out))
 
     with ExitStack() as stack:
         # Shopify's REST limit (a bucket of 40, 2 requests/s) would make the demo wait minutes;
@@ -304,6 +359,8 @@ def run_demo(
             print_raw_layer(console)
             run_customer_model(console)
             print_customer_layer(console)
+            run_segments(console)
+            print_segments(console)
         if keep_serving:
             console.print(
                 f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "

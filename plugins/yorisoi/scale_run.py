@@ -173,16 +173,28 @@ def prepare(scale: str, *, seed: int = 42, scope: str = "all", console=None) -> 
     return run
 
 
-def build(run: ScaleRun, select: str | None = None, *, quiet: bool = False) -> dict:
-    """`dbt build` of the customer layer in the run's folder; wall time and per-node times."""
-    from .transform import CUSTOMER_LAYER, run_dbt
+def build(
+    run: ScaleRun,
+    select: str | None = None,
+    *,
+    exclude: str | None = None,
+    full_refresh: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """`dbt build` in the run's folder, by default of every mart (customer layer and segments);
+    wall time and per-node times."""
+    from .transform import CUSTOMER_LAYER, brand_as_of, run_dbt
 
     select = select or CUSTOMER_LAYER
+    os.environ.setdefault("YORISOI_AS_OF", brand_as_of(run.work / "sources"))
     with using_var(run.work):
         t0 = time.perf_counter()
         args = [*(["--quiet"] if quiet else []), "build", "--select", select, "--indirect-selection", "cautious"]
-        if run.scope == "customers":
-            args += ["--exclude", ORDER_MODELS]
+        if full_refresh:
+            args.append("--full-refresh")
+        excluded = [*([exclude] if exclude else []), *([ORDER_MODELS] if run.scope == "customers" else [])]
+        if excluded:
+            args += ["--exclude", " ".join(excluded)]
         result = run_dbt(args, demo_key=True)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "nodes": result.results}

@@ -22,6 +22,9 @@ MATCH_KEY_CONN_ID = "yorisoi_match_key"
 # The customer layer: marts and the analysts' tables with everything they depend on, and the
 # golden record's history.
 CUSTOMER_LAYER = "+tag:marts +tag:analytics customers_snapshot"
+# The marts rebuilt daily for the as-of day (segments, retention, triggers, targeting); the
+# customer layer's DAG leaves them to build_segments.
+SEGMENT_LAYER = "tag:segments tag:retention tag:triggers tag:targeting"
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,13 @@ def dbt_env(*, demo_key: bool = False) -> dict[str, str]:
 
         env["YORISOI_MATCH_KEY_FILE"] = str(ensure_demo_key(paths.match_key_file()))
     return env
+
+
+def brand_as_of(brand: Path) -> str:
+    """The local day a generated brand's data ends on (its manifest's `as_of`), as YYYY-MM-DD:
+    the as-of day its segment marts are built for, since the synthetic data never reaches today."""
+    manifest = json.loads((brand / "manifest.json").read_text())
+    return str(manifest["as_of"])[:10]
 
 
 def run_dbt(args: list[str], *, demo_key: bool = False, raise_on_failure: bool = True) -> DbtRun:
@@ -99,13 +109,15 @@ def match_key_from_airflow() -> None:
     os.environ["YORISOI_MATCH_KEY"] = secret
 
 
-def build_task(select: str) -> dict:
-    """Airflow task body: `dbt build --select <select>`. A failing dbt test fails the task
-    without retries (rerunning does not fix data); other errors (a busy warehouse file) retry."""
+def build_task(select: str, *, exclude: str | None = None) -> dict:
+    """Airflow task body: `dbt build --select <select> [--exclude <exclude>]`. A failing dbt test
+    fails the task without retries (rerunning does not fix data); other errors (a busy warehouse
+    file) retry."""
     from airflow.exceptions import AirflowFailException
 
     match_key_from_airflow()
-    run = run_dbt(["build", "--select", select], raise_on_failure=False)
+    args = ["build", "--select", select, *(["--exclude", exclude] if exclude else [])]
+    run = run_dbt(args, raise_on_failure=False)
     failed_tests = [r for r in run.results if r["status"] == "fail"]
     errors = [r for r in run.results if r["status"] == "error"]
     for r in failed_tests + errors:

@@ -13,18 +13,11 @@ import duckdb
 import pytest
 
 from yorisoi.identity_eval import evaluate
-from yorisoi.scale_run import ScaleRun, build, prepare
+from yorisoi.scale_run import ScaleRun, build
 
 CHANNELS = ("email", "line", "sms", "dm", "call")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+\d{8,15}|\b0\d{1,4}[-\s]?\d{1,4}[-\s]?\d{3,4}\b")
-
-
-@pytest.fixture(scope="module")
-def xs() -> ScaleRun:
-    run = prepare("XS", seed=1)
-    build(run)
-    return run
 
 
 def connect(path: Path) -> duckdb.DuckDBPyConnection:
