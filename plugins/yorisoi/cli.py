@@ -14,6 +14,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import paths
+from .audit.cli import audit_app, customer_app
+from .roles import roles_app
 
 app = typer.Typer(
     help="Yorisoi: warehouse-native customer data platform for D2C and mail-order brands.",
@@ -25,6 +27,9 @@ eval_app = typer.Typer(help="Measure the pipeline against the synthetic brand's 
 app.add_typer(serve_app, name="serve")
 app.add_typer(oms_app, name="oms")
 app.add_typer(eval_app, name="eval")
+app.add_typer(audit_app, name="audit")
+app.add_typer(customer_app, name="customer")
+app.add_typer(roles_app, name="roles")
 console = Console()
 
 DEMO_API_KEY_ENV = "YORISOI_EC_API_KEY"

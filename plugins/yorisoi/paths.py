@@ -43,3 +43,18 @@ def analytics_path() -> Path:
 def match_key_file() -> Path:
     """The demo's match-key secret (production passes it from an Airflow connection)."""
     return var_dir() / "keys" / "match_key"
+
+
+def audit_dir() -> Path:
+    """The operation log (append-only, hash-chained JSON Lines) and its sidecar files. Outside
+    the warehouse so DuckDB's single-writer lock never loses an entry; `YORISOI_AUDIT_DIR` moves
+    it to storage the warehouse's writers cannot rewrite."""
+    return (
+        Path(os.environ["YORISOI_AUDIT_DIR"]).resolve() if os.environ.get("YORISOI_AUDIT_DIR") else var_dir() / "audit"
+    )
+
+
+def roles_dir() -> Path:
+    """The role databases (<role>.duckdb): marts copied without personal-data columns for roles
+    that may not read the warehouse."""
+    return var_dir() / "roles"
