@@ -21,7 +21,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 MATCH_KEY_CONN_ID = "yorisoi_match_key"
 # The customer layer: marts and the analysts' tables with everything they depend on, and the
 # golden record's history.
-CUSTOMER_LAYER = "+tag:marts +tag:analytics customers_snapshot"
+# Every staging and intermediate model (some feed no mart yet, e.g. the stewards' list of shared
+# keys), every mart with what it reads, and the snapshot.
+CUSTOMER_LAYER = "tag:staging tag:intermediate +tag:marts +tag:analytics customers_snapshot"
 # The marts rebuilt daily for the as-of day (segments, retention, triggers, targeting); the
 # customer layer's DAG leaves them to build_segments.
 SEGMENT_LAYER = "tag:segments tag:retention tag:triggers tag:targeting"
