@@ -209,6 +209,22 @@ def print_segments(console: Console) -> None:
     console.print("Trigger audiences today: " + (", ".join(f"{t} {n:,}" for t, n in triggers) or "none"))
 
 
+def run_governance(console: Console) -> None:
+    """The role databases (marts without personal-data columns, for scenario and content
+    authors) and the data-definition document, through its DAG."""
+    from .roles import build_role_databases
+
+    built = build_role_databases()
+    console.print(
+        "Role databases (no personal-data columns): "
+        + ", ".join(f"{db.role} {len(db.tables)} tables at {db.path}" for db in built.values())
+    )
+    if _test_dag("build_data_definition", console) != "success":
+        raise RuntimeError("build_data_definition failed: see the log above")
+    document = paths.out_dir() / "docs" / "data-definition" / "index.html"
+    console.print(f"Data-definition document (データ項目定義書): {document}")
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -361,6 +377,7 @@ def run_demo(
             print_customer_layer(console)
             run_segments(console)
             print_segments(console)
+            run_governance(console)
         if keep_serving:
             console.print(
                 f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "
