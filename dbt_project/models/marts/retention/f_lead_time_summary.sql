@@ -1,7 +1,7 @@
 {# リードタイム (lead time) summary per F: how many repeat purchases, and the mean, median and
    quartiles of the days from purchase F to the (F+1)-th. Same grouping as f_lead_times (F 1..4,
-   5 = "5 or more", var f_lead_time_max_f). Percentiles are interpolated on DuckDB and
-   approximate (an actual value, within 1/10000 of the rank) on Spark: macros/percentiles.sql. #}
+   5 = "5 or more", var f_lead_time_max_f). Percentiles are interpolated between the two nearest
+   values on every engine: macros/percentiles.sql. #}
 
 {%- set max_f = var('f_lead_time_max_f', 5) %}
 

@@ -62,8 +62,8 @@ decile_shares as (
         decile,
         decile_customers,
         decile_spend,
-        decile_spend * 1.0 / sum(decile_spend) over () as decile_spend_share,
-        sum(decile_spend) over (order by decile rows between unbounded preceding and current row) * 1.0
+        cast(decile_spend as double) / sum(decile_spend) over () as decile_spend_share,
+        cast(sum(decile_spend) over (order by decile rows between unbounded preceding and current row) as double)
             / sum(decile_spend) over () as cumulative_spend_share
     from deciles
 

@@ -170,7 +170,7 @@ price_mix as (
 
     select
         person_id,
-        sum(case when is_full_price then amount else 0 end) * 1.0 / nullif(sum(amount), 0) as full_price_share
+        cast(sum(case when is_full_price then amount else 0 end) as double) / nullif(sum(amount), 0) as full_price_share
     from bought_lines
     group by person_id
 
@@ -246,7 +246,7 @@ final as (
         recency_days,
         frequency,
         monetary,
-        case when frequency > 0 then cast(monetary as {{ dbt.type_numeric() }}) / frequency end as aov,
+        case when frequency > 0 then cast(monetary as double) / frequency end as aov,
         tenure_days,
         online_orders,
         store_orders,

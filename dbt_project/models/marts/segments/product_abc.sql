@@ -53,8 +53,8 @@ ranked as (
         sales,
         orders,
         row_number() over (order by sales desc, sku) as sales_rank,
-        sales * 1.0 / sum(sales) over () as sales_share,
-        sum(sales) over (order by sales desc, sku rows between unbounded preceding and current row) * 1.0
+        cast(sales as double) / sum(sales) over () as sales_share,
+        cast(sum(sales) over (order by sales desc, sku rows between unbounded preceding and current row) as double)
             / sum(sales) over () as cumulative_share
     from product_sales
 

@@ -23,7 +23,7 @@ final as (
         statuses.status,
         statuses.status_ja,
         count(*) as customers,
-        count(*) * 1.0 / sum(count(*)) over () as customer_share,
+        cast(count(*) as double) / sum(count(*)) over () as customer_share,
         sum(rfm.monetary) as lifetime_spend,
         avg(rfm.monetary) as avg_lifetime_spend,
         avg(rfm.frequency) as avg_frequency,

@@ -94,7 +94,7 @@ final as (
         sized.reach_{{ channel }},
         {%- endfor %}
         sized.reach_any,
-        case when sized.customers > 0 then sized.reach_any * 1.0 / sized.customers end as reach_share,
+        case when sized.customers > 0 then cast(sized.reach_any as double) / sized.customers end as reach_share,
         {{ t['baseline_conversion'] }} as baseline_conversion,
         {{ t['minimum_lift'] }} as minimum_lift,
         {{ t['holdout_share'] }} as holdout_share,
@@ -107,8 +107,8 @@ final as (
             when floor(sized.reach_any * {{ t['holdout_share'] }}) >= 1 then
                 {{ z_sum }} * sqrt(
                     {{ t['baseline_conversion'] * (1 - t['baseline_conversion']) }}
-                    * (1.0 / floor(sized.reach_any * {{ t['holdout_share'] }})
-                        + 1.0 / (sized.reach_any - floor(sized.reach_any * {{ t['holdout_share'] }})))
+                    * (cast(1 as double) / floor(sized.reach_any * {{ t['holdout_share'] }})
+                        + cast(1 as double) / (sized.reach_any - floor(sized.reach_any * {{ t['holdout_share'] }})))
                 ) / {{ t['baseline_conversion'] }}
         end as detectable_lift,
         {{ as_of_date() }} as as_of_date
