@@ -1,6 +1,6 @@
 {# F別継続率 (retention by purchase count), the F-ladder: of the customers who made at least F
-   purchases, how many made an (F+1)-th. One row per slice (overall, first-purchase category,
-   first-purchase channel, first-purchase month) and F, for F = 1..var f_retention_max_f (10).
+   purchases, how many made an (F+1)-th. One row per slice (overall, first-purchase product and
+   its category, first-purchase channel, first-purchase month) and F, for F = 1..var f_retention_max_f (10).
    Purchases are the counted orders before the as-of day (int_customer_orders_sequenced).
    Two views: all-time (every customer who reached F; recent ones have had little time to buy
    again, so it undercounts recent cohorts) and the matured 365-day view (only customers whose
@@ -49,6 +49,7 @@ first_purchase_lines_ranked as (
 
     select
         first_purchases.person_id,
+        order_lines.sku,
         products.category,
         row_number() over (
             partition by first_purchases.person_id
@@ -62,10 +63,11 @@ first_purchase_lines_ranked as (
 
 ),
 
-first_categories as (
+first_products as (
 
     select
         person_id,
+        sku,
         category
     from first_purchase_lines_ranked
     where line_rank = 1
@@ -76,18 +78,21 @@ customers as (
 
     select
         first_purchases.person_id,
-        coalesce(first_categories.category, 'unknown') as first_category,
+        coalesce(first_products.sku, 'unknown') as first_product,
+        coalesce(first_products.category, 'unknown') as first_category,
         first_purchases.channel as first_channel,
         substr(cast(first_purchases.order_date as {{ dbt.type_string() }}), 1, 7) as cohort_month
     from first_purchases
-    left join first_categories
-        on first_purchases.person_id = first_categories.person_id
+    left join first_products
+        on first_purchases.person_id = first_products.person_id
 
 ),
 
 customer_dimensions as (
 
     select person_id, 'overall' as dimension, 'all' as dimension_value from customers
+    union all
+    select person_id, 'first_product' as dimension, first_product as dimension_value from customers
     union all
     select person_id, 'first_category' as dimension, first_category as dimension_value from customers
     union all
