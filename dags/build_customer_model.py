@@ -40,14 +40,29 @@ order lines and products, and the analysts' tables (var/analytics.duckdb). The s
 are built after it by `build_segments`. dbt tests run in the same build: a failing test
 fails the task without retries and nothing downstream (exports) runs.
 
+**Quality gate (raw → staging):** `validate_raw` runs the Great Expectations suites of
+`expectations/raw/` on the rows landed since the last passing validation (keys, nulls, accepted
+values, references, freshness, row-count change). A failed expectation fails it without retries:
+the dbt build does not run, the failure email / Slack alert names the suites and expectations,
+and the Data Docs (`var/out/docs/quality/index.html`) show the failing values.
+
 - **Inputs:** raw customer, order and consent tables (runs when any of them lands).
 - **Outputs:** assets `marts.dim_customers`, `marts.bridge_customer_identities`, `marts.fct_orders`,
   `marts.consent_ledger`, `marts.deliverable_customers`.
 - **Secret:** the match key (HMAC) is the password of the Airflow connection `yorisoi_match_key`.
 - **Rerun:** safe: models are rebuilt; person IDs stay stable (the identity model reads its last result).
+  After a gate failure, fix or replace the bad batch at the source (a re-ingest replaces rows by key),
+  then clear `validate_raw`.
 """,
 )
 def build_customer_model():
+    # In the writer pool too: DuckDB refuses a read-only connection while another process writes.
+    @task(pool=POOL)
+    def validate_raw(dag_run=None) -> dict:
+        from yorisoi.quality.gate import validate_layer  # GX is imported when the task runs, not at parse
+
+        return validate_layer("raw", run_name=f"{dag_run.dag_id}.{dag_run.run_id}")
+
     @task(
         pool=POOL,
         outlets=[Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in MARTS],
@@ -57,7 +72,7 @@ def build_customer_model():
 
         return build_task(CUSTOMER_LAYER, exclude=SEGMENT_LAYER)
 
-    dbt_build_customer_layer()
+    validate_raw() >> dbt_build_customer_layer()
 
 
 build_customer_model()

@@ -46,29 +46,37 @@ F-retention and lead times, cohorts and revenue retention, the daily trigger aud
 4R check, with their dbt tests and unit tests.
 
 - **As-of day:** the local date of the run (env `YORISOI_AS_OF` pins another day, as the demo does).
+- **Quality gate (marts → activation):** `validate_marts` runs the Great Expectations suites of
+  `expectations/marts/` (keys, nulls, accepted values, references such as deliverable ⊆ opted in,
+  freshness, audience-size jumps). Only when they pass are the segment assets emitted; a failure
+  fails it without retries and alerts by email / Slack with the failed suites and expectations;
+  Data Docs: `var/out/docs/quality/index.html`.
 - **Outputs:** assets `marts.customer_traits`, `marts.trigger_audiences`, `marts.segment_4r`, ...
-  (activation listens to them).
+  emitted by `validate_marts` (activation listens to them).
 - **Rerun:** safe: every model is rebuilt for its as-of day.
 """,
 )
 def build_segments():
+    @task(pool=POOL)
+    def dbt_build_segments(dag_run=None) -> dict:
+        from yorisoi.quality.gate import pin_as_of
+        from yorisoi.transform import SEGMENT_LAYER, build_task  # loaded when the task runs, not at parse
+
+        return {"as_of": pin_as_of(dag_run.run_after), **build_task(SEGMENT_LAYER)}
+
+    # The segment assets are emitted here, after the marts passed, so activation only ever starts
+    # on validated marts.
     @task(
         pool=POOL,
         outlets=[Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in OUTPUTS],
     )
-    def dbt_build_segments(dag_run=None) -> dict:
-        import os
+    def validate_marts(dag_run=None) -> dict:
+        from yorisoi.quality.gate import pin_as_of, validate_layer  # GX is imported at run, not at parse
 
-        import pendulum
+        pin_as_of(dag_run.run_after)  # freshness is measured against the day the marts describe
+        return validate_layer("marts", run_name=f"{dag_run.dag_id}.{dag_run.run_id}")
 
-        from yorisoi.transform import SEGMENT_LAYER, build_task  # loaded when the task runs, not at parse
-
-        if not os.environ.get("YORISOI_AS_OF"):
-            run_day = pendulum.instance(dag_run.run_after).in_timezone(LOCAL_TIME_ZONE).date()
-            os.environ["YORISOI_AS_OF"] = run_day.isoformat()
-        return {"as_of": os.environ["YORISOI_AS_OF"], **build_task(SEGMENT_LAYER)}
-
-    dbt_build_segments()
+    dbt_build_segments() >> validate_marts()
 
 
 build_segments()

@@ -16,6 +16,7 @@ from rich.table import Table
 from . import paths
 from .audit.cli import audit_app, customer_app
 from .docs.cli import docs_app
+from .quality.cli import quality_app
 from .roles import roles_app
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(customer_app, name="customer")
 app.add_typer(roles_app, name="roles")
 app.add_typer(docs_app, name="docs")
+app.add_typer(quality_app, name="quality")
 console = Console()
 
 DEMO_API_KEY_ENV = "YORISOI_EC_API_KEY"

@@ -1,4 +1,6 @@
-"""Defaults every Yorisoi DAG shares: owner, retries with backoff, and failure logging.
+"""Defaults every Yorisoi DAG shares: owner, retries with backoff, failure logging and alerts
+(email through the SMTP connection `smtp_default` to the Airflow Variable `yorisoi_alert_emails`,
+and a Slack webhook when the connection `yorisoi_slack_webhook` exists: yorisoi.quality.notify).
 
 Import this from DAG files (`from yorisoi.dag_defaults import DEFAULT_ARGS`) so that a change of
 policy is made once."""
@@ -27,11 +29,24 @@ def log_failure(context: dict) -> None:
     )
 
 
+def alert_failure(context: dict) -> None:
+    """Send the failure alerts of yorisoi.quality.notify (email; Slack when configured), each on
+    its own so one broken channel does not silence the other. Imported when a task fails, so DAG
+    files stay light to parse."""
+    from .quality.notify import failure_notifiers
+
+    for notifier in failure_notifiers():
+        try:
+            notifier(dict(context))
+        except Exception:
+            log.exception("failure alert %s could not be sent", type(notifier).__name__)
+
+
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
-    "on_failure_callback": log_failure,
+    "on_failure_callback": [log_failure, alert_failure],
 }

@@ -1,0 +1,67 @@
+"""What the quality-gate tasks run (dags/build_customer_model.py: validate_raw before the dbt build;
+dags/build_segments.py: validate_marts after it, carrying the segment assets activation listens to).
+
+A failed expectation fails the task without retries (`QualityGateFailed`: rerunning does not fix
+data), so nothing downstream runs, the failure callbacks alert (dag_defaults), and the task's
+assets are not emitted. Errors a retry may fix (a warehouse file locked for longer than the
+connection retries) raise other exceptions and are retried."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+
+from airflow.sdk.exceptions import AirflowFailException
+
+log = logging.getLogger(__name__)
+
+LOCAL_TIME_ZONE = "Asia/Tokyo"
+
+
+class QualityGateFailed(AirflowFailException):
+    """A quality gate found failed expectations (or a suite file it cannot read). The message
+    lists every failed suite and expectation and where the Data Docs are."""
+
+
+def pin_as_of(run_after: datetime | None) -> str:
+    """The as-of day marts are built and validated for: $YORISOI_AS_OF if set (the demo pins the
+    synthetic brand's day), else the local date of the run; set in the environment so dbt and the
+    gate agree. Returns YYYY-MM-DD."""
+    if not os.environ.get("YORISOI_AS_OF"):
+        from zoneinfo import ZoneInfo
+
+        when = run_after or datetime.now(ZoneInfo(LOCAL_TIME_ZONE))
+        os.environ["YORISOI_AS_OF"] = when.astimezone(ZoneInfo(LOCAL_TIME_ZONE)).date().isoformat()
+    return os.environ["YORISOI_AS_OF"]
+
+
+def validate_layer(layer: str, *, run_name: str | None = None, tables: list[str] | None = None) -> dict:
+    """Airflow task body: validate `layer` ("raw" or "marts") of the warehouse with its suites in
+    expectations/<layer>/, publish Data Docs, record the history. Returns a small summary (XCom);
+    raises QualityGateFailed listing the failed suites and expectations."""
+    from .suites import SuiteError
+    from .validate import validate
+
+    try:
+        result = validate(layer, run_name=run_name, tables=tables)
+    except SuiteError as exc:  # a broken suite file: a retry cannot fix it
+        raise QualityGateFailed(f"quality gate {layer}: a suite file is invalid: {exc}") from exc
+    for suite in result.suites:
+        log.info(
+            "%s: %s, %s rows validated (%s in the table), %.2f s",
+            suite.suite,
+            "passed" if suite.success else "FAILED",
+            f"{suite.rows_validated:,}",
+            f"{suite.row_count:,}" if suite.row_count is not None else "?",
+            suite.seconds,
+        )
+        for warning in suite.warnings:
+            log.warning("quality warning: %s", warning.line())
+    log.info("Data Docs: %s", result.docs_index)
+    if not result.success:
+        message = result.message()
+        for line in message.splitlines():
+            log.error("%s", line)
+        raise QualityGateFailed(message)
+    return result.summary()
