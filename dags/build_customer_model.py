@@ -70,7 +70,7 @@ def build_customer_model():
     def dbt_build_customer_layer() -> dict:
         from yorisoi.transform import CUSTOMER_LAYER, SEGMENT_LAYER, build_task  # loaded at run, not parse
 
-        return build_task(CUSTOMER_LAYER, exclude=SEGMENT_LAYER)
+        return build_task(CUSTOMER_LAYER, exclude=SEGMENT_LAYER, results_name="customer_model")
 
     validate_raw() >> dbt_build_customer_layer()
 

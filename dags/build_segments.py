@@ -62,7 +62,7 @@ def build_segments():
         from yorisoi.quality.gate import pin_as_of
         from yorisoi.transform import SEGMENT_LAYER, build_task  # loaded when the task runs, not at parse
 
-        return {"as_of": pin_as_of(dag_run.run_after), **build_task(SEGMENT_LAYER)}
+        return {"as_of": pin_as_of(dag_run.run_after), **build_task(SEGMENT_LAYER, results_name="segments")}
 
     # The segment assets are emitted here, after the marts passed, so activation only ever starts
     # on validated marts.

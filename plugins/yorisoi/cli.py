@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import paths
+from .activation.cli import activation_app
 from .audit.cli import audit_app, customer_app
 from .docs.cli import docs_app
 from .quality.cli import quality_app
@@ -34,6 +35,7 @@ app.add_typer(customer_app, name="customer")
 app.add_typer(roles_app, name="roles")
 app.add_typer(docs_app, name="docs")
 app.add_typer(quality_app, name="quality")
+app.add_typer(activation_app, name="activation")
 console = Console()
 
 DEMO_API_KEY_ENV = "YORISOI_EC_API_KEY"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -111,15 +112,27 @@ def match_key_from_airflow() -> None:
     os.environ["YORISOI_MATCH_KEY"] = secret
 
 
-def build_task(select: str, *, exclude: str | None = None) -> dict:
+def build_results_path(name: str) -> Path:
+    """A copy of the run_results.json of the last `name` build (customer_model, segments): the
+    target folder's own file is replaced by every dbt command (docs generate included), while the
+    activation circuit breaker needs the build's test results."""
+    return paths.var_dir() / "dbt" / "builds" / f"{name}.json"
+
+
+def build_task(select: str, *, exclude: str | None = None, results_name: str | None = None) -> dict:
     """Airflow task body: `dbt build --select <select> [--exclude <exclude>]`. A failing dbt test
     fails the task without retries (rerunning does not fix data); other errors (a busy warehouse
-    file) retry."""
+    file) retry. With `results_name`, the build's run_results.json is kept as
+    build_results_path(results_name), pass or fail."""
     from airflow.exceptions import AirflowFailException
 
     match_key_from_airflow()
     args = ["build", "--select", select, *(["--exclude", exclude] if exclude else [])]
     run = run_dbt(args, raise_on_failure=False)
+    if results_name:
+        kept = build_results_path(results_name)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths.var_dir() / "dbt" / "target" / "run_results.json", kept)
     failed_tests = [r for r in run.results if r["status"] == "fail"]
     errors = [r for r in run.results if r["status"] == "error"]
     for r in failed_tests + errors:

@@ -8,11 +8,15 @@ connection retries) raise other exceptions and are retried."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from datetime import datetime
+from pathlib import Path
 
 from airflow.sdk.exceptions import AirflowFailException
+
+from .. import paths
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +63,28 @@ def validate_layer(layer: str, *, run_name: str | None = None, tables: list[str]
         for warning in suite.warnings:
             log.warning("quality warning: %s", warning.line())
     log.info("Data Docs: %s", result.docs_index)
+    publish_latest(result.summary())
     if not result.success:
         message = result.message()
         for line in message.splitlines():
             log.error("%s", line)
         raise QualityGateFailed(message)
     return result.summary()
+
+
+def latest_results_path(layer: str) -> Path:
+    """Where the latest gate result of `layer` is kept for the activation circuit breaker."""
+    return paths.var_dir() / "quality" / "latest" / f"{layer}.json"
+
+
+def publish_latest(summary: dict) -> Path:
+    """Write the gate's summary, pass or fail, with the time it was validated, atomically (a
+    reader never sees half a file): the circuit breaker refuses exports unless it says success."""
+    from datetime import UTC
+
+    target = latest_results_path(summary["layer"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**summary, "validated_at": datetime.now(UTC).isoformat()}, ensure_ascii=False))
+    os.replace(tmp, target)
+    return target

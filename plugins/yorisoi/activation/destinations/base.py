@@ -85,9 +85,7 @@ class Destination(ABC):
     rate_per_second: float | None = None  # client-side limit, below the system's published one
 
     @abstractmethod
-    def deliver(
-        self, operation: Operation, records: Sequence[Record], *, idempotency_key: str
-    ) -> list[RowResult]:
+    def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         """Deliver one batch. ``idempotency_key`` is stable for the same (run interval, batch of
         recipients), so a retry of the same batch carries the same key (LINE's X-Line-Retry-Key).
         Return one RowResult per record, or raise TransientError / BatchRejected."""

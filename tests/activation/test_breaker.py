@@ -1,0 +1,183 @@
+"""RELIABILITY 13: a circuit breaker stands before every export. A failing dbt test in the
+build's run_results.json, a failing (or missing) Great Expectations result, or an audience whose
+size jumped beyond the threshold stops the export: the loopback SMTP server receives nothing, no
+sync run or ledger row is written, and the alert says why."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from audiences_harness import (
+    AS_OF,
+    MAIL_AUDIENCE,
+    TinyWarehouse,
+    cart_rows,
+    make_context,
+    person,
+    smtp_server,
+    write_dbt_results,
+    write_quality_results,
+)
+
+from yorisoi.activation import breaker, run
+from yorisoi.activation.store import ActivationStore
+
+PEOPLE = [f"P{i:05d}" for i in range(200)]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """200 people deliverable by email in the cart trigger, a loopback SMTP server behind the
+    smtp_email destination, a store, and passing dbt and GX results."""
+    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
+    wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
+    wh.people = [person(i) for i in range(200)]
+    wh.deliverable = {(p, "email") for p in PEOPLE}
+    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE)}
+    wh.write()
+    store = ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}")
+    ctx = make_context(tmp_path, wh, [MAIL_AUDIENCE], store)
+    write_dbt_results(ctx.dbt_results)
+    write_quality_results(ctx.quality_results)
+    try:
+        yield ctx, mailbox, wh, store
+    finally:
+        controller.stop()
+        store.close()
+
+
+def _export(ctx, *, day: int = 0) -> dict:
+    return run.activate("cart_mail", "smtp_email", as_of=AS_OF + timedelta(days=day), context=ctx)
+
+
+def _assert_stopped(ctx, mailbox, summary: dict, *expected: str) -> None:
+    assert summary["status"] == "skipped", summary
+    for text in expected:
+        assert text in summary["reason"], summary["reason"]
+    assert mailbox.received == [], "a message went out although the breaker tripped"
+    assert ctx.store.runs(audience="cart_mail") == [], "a sync run started although the breaker tripped"
+    alerts = breaker.read_alerts()
+    assert alerts and alerts[-1]["audience"] == "cart_mail" and alerts[-1]["passed"] is False
+    for text in expected:
+        assert text in alerts[-1]["reason"]
+
+
+def test_with_every_check_passing_the_export_goes_out(env) -> None:
+    """The positive control: the same set-up with nothing wrong reaches the SMTP server."""
+    ctx, mailbox, _, _ = env
+    summary = _export(ctx)
+    assert summary["status"] == "synced", summary
+    treatment = summary["stats"]["allocated"]["email"]
+    assert 150 < treatment < 200  # 10 % held out
+    assert len(mailbox.recipients()) == treatment == summary["sync"]["delivered"]
+    assert breaker.read_alerts() == []
+
+
+def test_a_failing_dbt_test_stops_the_export(env) -> None:
+    ctx, mailbox, _, _ = env
+    write_dbt_results(
+        ctx.dbt_results,
+        {
+            "test.yorisoi.not_null_deliverable_customers_person_id.1a2b": "fail",
+            "test.yorisoi.unique_trigger_cart_abandonment_person_id.3c4d": "pass",
+        },
+    )
+    summary = _export(ctx)
+    _assert_stopped(
+        ctx, mailbox, summary, "dbt: 1 of 2 dbt tests did not pass", "not_null_deliverable_customers_person_id"
+    )
+
+
+@pytest.mark.parametrize("status", ["error", "skipped"])
+def test_an_errored_or_skipped_dbt_test_stops_the_export(env, status: str) -> None:
+    ctx, mailbox, _, _ = env
+    write_dbt_results(ctx.dbt_results, {"test.yorisoi.assert_deliverable_is_master_minus_exclusions": status})
+    _assert_stopped(ctx, mailbox, _export(ctx), "assert_deliverable_is_master_minus_exclusions")
+
+
+def test_a_dbt_invocation_without_tests_or_without_results_stops_the_export(env) -> None:
+    ctx, mailbox, _, _ = env
+    write_dbt_results(ctx.dbt_results, {}, models={}, which="docs")
+    _assert_stopped(ctx, mailbox, _export(ctx), "ran no tests")
+    ctx.dbt_results.unlink()
+    _assert_stopped(ctx, mailbox, _export(ctx), "no dbt results at")
+
+
+def test_a_failing_great_expectations_suite_stops_the_export(env) -> None:
+    ctx, mailbox, _, _ = env
+    write_quality_results(ctx.quality_results, success=False)
+    _assert_stopped(
+        ctx,
+        mailbox,
+        _export(ctx),
+        "quality: the Great Expectations suites failed",
+        "expect_column_values_to_not_be_null",
+    )
+
+
+def test_missing_or_stale_great_expectations_results_stop_the_export_unless_not_required(env) -> None:
+    ctx, mailbox, _, _ = env
+    write_quality_results(ctx.quality_results, validated_at=AS_OF - timedelta(days=1))  # before the dbt build
+    _assert_stopped(ctx, mailbox, _export(ctx), "older than the dbt build")
+    ctx.quality_results.unlink()
+    _assert_stopped(ctx, mailbox, _export(ctx), "no Great Expectations results at")
+    # An audience that says require_quality: false goes out without them.
+    ctx.audiences.by_name["cart_mail"] = ctx.audiences["cart_mail"].model_copy(
+        update={"breaker": ctx.audiences["cart_mail"].breaker.model_copy(update={"require_quality": False})}
+    )
+    assert _export(ctx)["status"] == "synced"
+    assert mailbox.received
+
+
+def test_an_audience_size_jump_beyond_the_threshold_stops_the_export(env) -> None:
+    ctx, mailbox, wh, _ = env
+    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE[:60])}
+    wh.write()
+    first = _export(ctx)
+    assert first["status"] == "synced"
+    sent = len(mailbox.received)
+    assert sent > 0
+    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE)}  # 60 → 200 members: +233 %
+    wh.write()
+    summary = _export(ctx, day=1)
+    assert summary["status"] == "skipped"
+    assert "size: the audience changed from 60 to 200 members (+140, 233%)" in summary["reason"]
+    assert len(mailbox.received) == sent, "the second export reached the server"
+    assert len(ctx.store.runs(audience="cart_mail")) == 1
+    assert "changed from 60 to 200" in breaker.read_alerts()[-1]["reason"]
+    # within the threshold (60 → 80, +33 %) it goes out
+    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE[:80])}
+    wh.write()
+    assert _export(ctx, day=2)["status"] == "synced"
+    assert len(mailbox.received) > sent
+
+
+def test_the_dag_task_skips_with_the_reason(env) -> None:
+    """What the DAG's mapped task runs: a tripped breaker raises AirflowSkipException with the
+    reason (the task's on_skipped_callback then notifies)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    ctx, mailbox, _, _ = env
+    write_quality_results(ctx.quality_results, success=False)
+    with pytest.raises(AirflowSkipException, match="circuit breaker: quality: the Great Expectations suites failed"):
+        run.export_task({"audience": "cart_mail", "destination": "smtp_email", "interval": "2026-11-02"}, context=ctx)
+    assert mailbox.received == []
+
+
+def test_breaker_results_files_are_where_the_docs_say(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YORISOI_VAR", str(tmp_path))
+    # the files the segment build and the marts gate keep (yorisoi.transform / yorisoi.quality.gate)
+    from yorisoi.quality.gate import latest_results_path
+    from yorisoi.transform import build_results_path
+
+    assert breaker.dbt_results_path() == build_results_path("segments") == tmp_path / "dbt/builds/segments.json"
+    assert breaker.quality_results_path() == latest_results_path("marts") == tmp_path / "quality/latest/marts.json"
+    write_dbt_results(breaker.dbt_results_path())
+    write_quality_results(breaker.quality_results_path())
+    checks = breaker.check_upstream(breaker.settings_for(None))
+    assert [c.passed for c in checks] == [True, True], [c.reason for c in checks]
+    assert json.loads(breaker.quality_results_path().read_text())["success"] is True
