@@ -70,7 +70,6 @@ import hmac
 import json
 import math
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -973,44 +972,16 @@ def serve_in_thread(
     ``app_kwargs`` passed on to :func:`create_app` (``bucket_size``, ``leak_per_second``, ``clock``).
     Yields a :class:`RunningServer`; the server is stopped and the thread joined on exit.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    from ._loopback import serve_app_in_thread  # imported here: _loopback reuses this module's RateLimiter
+
+    app = create_app(data_dir, api_key, **app_kwargs)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        actual_port = sock.getsockname()[1]
-        app = create_app(data_dir, api_key, **app_kwargs)
-    except BaseException:
-        sock.close()
-        raise
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=actual_port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"ecommerce-api-{actual_port}", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the e-commerce API server failed to start (see the log above)")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the e-commerce API server did not start within {startup_timeout} s")
-            time.sleep(0.01)
-        yield RunningServer(base_url=f"http://{host}:{actual_port}", app=app, port=actual_port, server=server)
+        with serve_app_in_thread(
+            app, name="ecommerce-api", host=host, port=port, startup_timeout=startup_timeout
+        ) as api:
+            yield RunningServer(base_url=api.base_url, app=app, port=api.port, server=api.server)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
-        if not thread.is_alive():
-            app.state.store.close()
+        app.state.store.close()
 
 
 def serve(
