@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import paths
+from ..privacy.duckdb_udfs import register as register_udfs
 from .definitions import (
     CONTACT_FIELDS,
     FILE_KINDS,
@@ -84,6 +85,9 @@ def connect_warehouse(
                 raise
             sleep(min(wait * 2 ** (attempt - 1), 10.0))
             continue
+        # the staging views call the normalisation UDFs dbt's plugin registers on its own
+        # connections (stg_esp__sends, read for exit conditions): register them here too
+        register_udfs(con)
         con.execute("set enable_external_access = false")
         con.execute("set lock_configuration = true")
         return con
