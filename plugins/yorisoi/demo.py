@@ -264,6 +264,228 @@ def print_raw_layer(console: Console) -> None:
     console.print(ft)
 
 
+# ---- activation: the sample audiences to every destination, on loopback ------------------------------
+
+DEMO_LINE_TOKEN = "demo-line-channel-token"  # noqa: S105 - loopback fakes' credentials, not secrets
+DEMO_ESP_KEY = "demo-esp-key"
+DEMO_SMS_SID = "ACdemo00000000000000000000000000"
+DEMO_SMS_TOKEN = "demo-sms-token"  # noqa: S105
+DEMO_S3_REGION = "ap-northeast-1"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_destinations(stack: ExitStack, drop) -> dict[str, str]:
+    """The destination systems on loopback (LINE, ESP and SMS fakes, an aiosmtpd relay, a moto S3
+    with the export bucket; DM and 同梱物 files go to the demo's SFTP server), stopped with
+    `stack`. Returns the Airflow connections (AIRFLOW_CONN_*) include/destinations.yml names."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+    from moto.server import ThreadedMotoServer
+
+    from .activation.definitions import load_destinations
+    from .servers import esp, line, sms
+
+    destinations = load_destinations()
+    lists = sorted({str(d.options().get("list_id")) for d in destinations if d.kind == "esp_list"} | {"main"})
+    buckets = sorted({str(d.options()["bucket"]) for d in destinations if d.kind == "s3_file"})
+    line_api = stack.enter_context(line.serve_in_thread(DEMO_LINE_TOKEN))
+    esp_api = stack.enter_context(esp.serve_in_thread(DEMO_ESP_KEY, list_ids=lists))
+    sms_api = stack.enter_context(sms.serve_in_thread(DEMO_SMS_SID, DEMO_SMS_TOKEN))
+    smtp = Controller(Sink(), hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    stack.callback(smtp.stop)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    stack.callback(moto.stop)
+    s3_host, s3_port = moto.get_host_and_port()
+    s3_endpoint = f"http://{s3_host}:{s3_port}"
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name=DEMO_S3_REGION,
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",  # noqa: S106 - moto's
+    )
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": DEMO_S3_REGION})
+
+    sftp_conn = {
+        "conn_type": "sftp",
+        "host": drop.host,
+        "port": drop.port,
+        "login": DEMO_SFTP_USER,
+        "password": DEMO_SFTP_PASSWORD,
+        "extra": {"host_key": drop.host_key_public, "no_host_key_check": False},
+    }
+    by_kind = {
+        "line_multicast": {"conn_type": "http", "host": line_api.base_url, "password": DEMO_LINE_TOKEN},
+        "line_audience": {"conn_type": "http", "host": line_api.base_url, "password": DEMO_LINE_TOKEN},
+        "esp_list": {"conn_type": "http", "host": esp_api.base_url, "password": DEMO_ESP_KEY},
+        "sms": {
+            "conn_type": "http",
+            "host": sms_api.base_url,
+            "login": DEMO_SMS_SID,
+            "password": DEMO_SMS_TOKEN,
+            "extra": {"from_number": "+815012345678"},
+        },
+        "smtp_email": {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "extra": {
+                "from_email": "news@yorisoi-tea.example.jp",
+                "disable_tls": True,
+                "disable_ssl": True,
+                "timeout": 10,
+            },
+        },
+        "sftp_dm_list": sftp_conn,
+        "sftp_insert_list": sftp_conn,
+        "s3_file": {
+            "conn_type": "aws",
+            "login": "demo",
+            "password": "demo",
+            "extra": {"endpoint_url": s3_endpoint, "region_name": DEMO_S3_REGION},
+        },
+    }
+    conns = {f"AIRFLOW_CONN_{d.conn_id.upper()}": json.dumps(by_kind[d.kind]) for d in destinations}
+    conns["_S3_ENDPOINT"] = s3_endpoint
+    return conns
+
+
+def _exported_files(kind: str, options: dict, audience: str, *, drop_root: Path, s3_endpoint: str) -> str:
+    """Where a file destination's export of `audience` landed (the newest file)."""
+    if kind in ("sftp_dm_list", "sftp_insert_list"):
+        folder = drop_root / str(options.get("remote_dir", "")).lstrip("/") / audience
+        found = sorted(
+            (p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".") and "manifest" not in p.name),
+            key=lambda p: p.stat().st_mtime,
+        )
+        return f"sftp:/{found[-1].relative_to(drop_root)}" if found else ""
+    if kind == "s3_file":
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_endpoint,
+            region_name=DEMO_S3_REGION,
+            aws_access_key_id="demo",
+            aws_secret_access_key="demo",  # noqa: S106 - moto's
+        )
+        prefix = str(options.get("prefix", ""))
+        items = s3.list_objects_v2(Bucket=options["bucket"], Prefix=prefix).get("Contents", [])
+        items = [i for i in items if audience in i["Key"] and "manifest" not in i["Key"]]
+        items.sort(key=lambda i: i["LastModified"])
+        return f"s3://{options['bucket']}/{items[-1]['Key']}" if items else ""
+    return ""
+
+
+def run_activation(stack: ExitStack, drop, console: Console) -> None:
+    """Send the sample audiences (audiences/*.yml) to every destination of include/destinations.yml,
+    on loopback, as the activate_audiences DAG's tasks do (plan → allocate once, with the circuit
+    breaker and arbitration across audiences → one export per pair), and print the sync summary
+    read from the activation store's sync_runs."""
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from .activation import run
+    from .activation.store import sync_runs
+
+    t0 = time.perf_counter()
+    conns = start_destinations(stack, drop)
+    s3_endpoint = conns.pop("_S3_ENDPOINT")
+    os.environ.update(conns)
+    ctx = run.Context.load()
+    now = datetime.now(UTC)
+    marts = ["marts.trigger_audiences", "marts.customer_status", "marts.segment_4r"]
+    # after a segment build, and every scheduled audience's last fire time within the week
+    due = run.due(now, since=now - timedelta(days=7), triggered_by=marts, context=ctx)
+    seen: set[tuple[str, str]] = set()
+    due = [d for d in due if (d.audience, d.destination) not in seen and not seen.add((d.audience, d.destination))]
+    allocation = run.allocate(due, as_of=now, context=ctx)
+    tripped: dict[str, list[str]] = {}
+    for name, decision in allocation.decisions.items():
+        if not decision["passed"]:
+            tripped.setdefault(decision["reason"], []).append(name)
+    for reason, names in tripped.items():
+        console.print(f"[bold red]Circuit breaker: nothing sent for {', '.join(names)}.[/] Reason: {reason}")
+    results = []
+    for d in due:
+        try:
+            results.append(
+                run.activate(
+                    d.audience, d.destination, run_id=allocation.run_id, interval=d.interval, as_of=now, context=ctx
+                )
+            )
+        except Exception as e:  # one destination's failure is shown, the rest still run
+            results.append({"audience": d.audience, "destination": d.destination, "status": "failed", "reason": str(e)})
+    sync_ids = [r["sync"]["run_id"] for r in results if r.get("sync", {}).get("run_id")]
+    with ctx.store.engine.connect() as con:
+        rows = {
+            (r.audience, r.destination): r
+            for r in con.execute(sa.select(sync_runs).where(sync_runs.c.run_id.in_(sync_ids))).fetchall()
+        }
+    table = Table(
+        "audience",
+        "destination",
+        "mode",
+        "members\ntreat / ctrl",
+        "adds",
+        "updates",
+        "removes",
+        "delivered",
+        "rejected",
+        "skipped",
+        title=f"Audience sync (activation run {allocation.run_id})",
+    )
+    notes: list[str] = []
+    for r in results:
+        a, dest = r["audience"], r["destination"]
+        stats = allocation.stats.get(a, {})
+        members = stats.get("members")
+        control = stats.get("control", 0)
+        who = f"{members - control:,} / {control:,}" if members is not None else "-"
+        row = rows.get((a, dest))
+        if row is None:
+            status = r.get("status", "")
+            table.add_row(a, dest, f"[red]{status}[/]", who, *["-"] * 6)
+            why = "circuit breaker (reason above)" if status == "skipped" else str(r.get("reason", ""))
+            notes.append(f"  {a} → {dest}: [red]{status}[/]: {why}")
+            continue
+        table.add_row(
+            a,
+            dest,
+            row.mode,
+            who,
+            *(f"{getattr(row, c):,}" for c in ("adds", "updates", "removes", "delivered", "rejected", "skipped")),
+        )
+        cfg = ctx.destinations[dest]
+        if path := _exported_files(cfg.kind, cfg.options(), a, drop_root=drop.root, s3_endpoint=s3_endpoint):
+            notes.append(f"  {a} → {dest}: {path}")
+    # wide enough for the table when the output goes to a file (make demo > log)
+    # (rich caps a print at the console's width, so a wider console on the same file)
+    wide = console if console.is_terminal else Console(file=console.file, width=max(console.width, 130))
+    wide.print(table)
+    if notes:
+        console.print("Files written and problems:\n" + "\n".join(notes), soft_wrap=True)
+    console.print(
+        f"activation: {len(due)} (audience, destination) pairs in {time.perf_counter() - t0:.1f} s; "
+        f"store {ctx.store.url}"
+    )
+
+
 def pinned_sftp(host: str, port: int, host_key_line: str, username: str, password: str) -> paramiko.SFTPClient:
     """An SFTP client that accepts only the pinned server key (RejectPolicy for anything else)."""
     client = paramiko.SSHClient()
@@ -290,7 +512,7 @@ def run_demo(
 
     out = paths.sources_dir()
     airflow_environment()
-    for noisy in ("asyncssh", "paramiko", "httpx", "uvicorn.access"):
+    for noisy in ("asyncssh", "paramiko", "httpx", "uvicorn.access", "werkzeug", "mail.log", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if _up_to_date(out, scale, seed):
         console.print(f"[green]sources already generated[/] at {out} (scale {scale}, seed {seed})")
@@ -378,6 +600,7 @@ def run_demo(
             run_segments(console)
             print_segments(console)
             run_governance(console)
+            run_activation(stack, drop, console)
         if keep_serving:
             console.print(
                 f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "
