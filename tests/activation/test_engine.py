@@ -319,6 +319,42 @@ def test_500_after_accepting_then_rerun_delivers_everyone_exactly_once(store, cl
     assert fake.received == Counter({u.key: 1 for u in users})
 
 
+class RowByRowFake(SendFake):
+    """Sends one message per recipient with no deduplication (SMTP): the connection drops after
+    ``fail_after`` messages of every attempt, and the destination reports what it already sent."""
+
+    def __init__(self, *, max_batch: int, fail_after: int | None) -> None:
+        super().__init__(max_batch=max_batch)
+        self.fail_after = fail_after
+
+    def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
+        self.calls.append(([r.key for r in records], idempotency_key))
+        sent: list[RowResult] = []
+        for number, r in enumerate(records):
+            if self.fail_after is not None and number == self.fail_after:
+                raise TransientError("421 connection dropped", status=421, partial=sent)
+            self.received[r.key] += 1
+            sent.append(RowResult(key=r.key, ok=True, code="250"))
+        return sent
+
+
+def test_a_batch_failing_part_way_settles_what_was_sent_and_a_rerun_never_resends_it(store, clock) -> None:
+    fake = RowByRowFake(max_batch=10, fail_after=2)
+    users = line_users(10)
+    with pytest.raises(DestinationUnavailable) as stopped:
+        run(store, fake, users, clock, max_attempts=3)
+    # three attempts, two messages each before the drop: six sent, four never sent
+    assert [len(keys) for keys, _ in fake.calls] == [10, 8, 6]
+    assert stopped.value.summary.delivered == 6 and stopped.value.summary.failed == 4
+    statuses = Counter(row["status"] for row in store.ledger(AUDIENCE, fake.name, INTERVAL))
+    assert statuses == {"sent": 6, "failed": 4}
+
+    fake.fail_after = None  # the relay is back; the task is retried in a new process
+    summary = run(store, fake, users, clock)
+    assert summary.delivered == 4
+    assert fake.received == Counter({u.key: 1 for u in users})  # exactly once each
+
+
 @pytest.mark.parametrize("accepted", [True, False], ids=["after the call", "before the call"])
 def test_process_killed_after_claiming_then_rerun_delivers_everyone_exactly_once(store, clock, accepted) -> None:
     fake = SendFake(max_batch=3)

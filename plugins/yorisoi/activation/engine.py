@@ -32,7 +32,8 @@
    Every request takes a token from a :class:`~.ratelimit.TokenBucket` at
    ``destination.rate_per_second`` (RELIABILITY 7). :class:`~.destinations.base.TransientError`
    is retried with exponential backoff and jitter, never sooner than its ``retry_after``, at most
-   ``max_attempts`` attempts, with the same idempotency key; suppression is checked again before
+   ``max_attempts`` attempts, with the same idempotency key (rows its ``partial`` answers settle
+   at once and leave the retry); suppression is checked again before
    every retry, and newly suppressed rows leave the batch. Any other error is never retried
    (RELIABILITY 5). :class:`~.destinations.base.BatchRejected` splits the batch in halves until
    the bad rows stand alone; they go to ``sync_rejects`` (RELIABILITY 6).
@@ -679,6 +680,10 @@ class _Sync:
             try:
                 results = self.destination.deliver(op, batch, idempotency_key=key)
             except TransientError as exc:
+                if exc.partial:
+                    batch = self._take_partial(batch, exc.partial, outcome)
+                    if not batch:
+                        return
                 if attempt >= self.max_attempts:
                     outcome.fail(batch, _code(exc.status), f"gave up after {attempt} attempt(s): {exc}")
                     outcome.unavailable = exc
@@ -722,6 +727,13 @@ class _Sync:
             self._take(batch, results, outcome)
             return
 
+    def _take_partial(self, batch: list[Record], partial: Sequence[RowResult], outcome: _Outcome) -> list[Record]:
+        """Settle the rows a failed batch already has answers for; return the rest to retry."""
+        answered = {res.key for res in partial}
+        done = [r for r in batch if r.key in answered]
+        self._take(done, partial, outcome)
+        return [r for r in batch if r.key not in answered]
+
     @staticmethod
     def _take(batch: list[Record], results: Sequence[RowResult], outcome: _Outcome) -> None:
         if isinstance(results, RowResults) and results.records is batch:
@@ -758,7 +770,7 @@ class _Sync:
         hashes: Mapping[str, str] | None,
         known: tuple[list[Record], list[str], list[str]] | None = None,
     ) -> None:
-        if known is not None and not outcome.others and len(outcome.delivered) == len(known[0]):
+        if known is not None and not outcome.others and not any(outcome.codes) and len(outcome.delivered) == len(known[0]):
             keys, people = known[1], known[2]  # the whole batch was confirmed: same rows
         else:
             keys = list(map(attrgetter("key"), outcome.delivered))

@@ -6,8 +6,11 @@ retries and splits rejected batches. A destination only knows *how* to deliver o
 system and how to read that system's answer:
 
 - it returns one :class:`RowResult` per record when the system answers per row;
-- it raises :class:`TransientError` when the whole batch may succeed later (429, 5xx, timeouts;
-  with the server's ``Retry-After`` when it gave one);
+- it raises :class:`TransientError` when the batch may succeed later (429, 5xx, timeouts; with
+  the server's ``Retry-After`` when it gave one). A destination that sends row by row (SMS, SMTP)
+  and fails part-way puts the rows it already has an answer for in ``partial``: the engine settles
+  those (a message sent is recorded as sent, so a rerun in another process never sends it again)
+  and retries only the rest;
 - it raises :class:`BatchRejected` when the system refused the batch as a whole for its content
   (a 400 naming no row): the engine then splits the batch to find the bad rows.
 
@@ -56,12 +59,23 @@ class DestinationError(Exception):
 
 
 class TransientError(DestinationError):
-    """The batch may succeed if sent again: 429, 5xx, timeouts, dropped connections."""
+    """The batch may succeed if sent again: 429, 5xx, timeouts, dropped connections.
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    ``partial``: the answers the destination already had before it failed (one RowResult per
+    row it sent or refused); the rows without one are the ones to retry."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        partial: Sequence[RowResult] = (),
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.partial = list(partial)
 
 
 class BatchRejected(DestinationError):
