@@ -213,4 +213,6 @@ def test_audience_upload_with_a_bad_id_is_rejected_as_a_batch(server: RunningApi
         destination.deliver(Operation.ADD, [*_people(2), Record("nope", "P1", {})], idempotency_key="a")
     (group,) = server.state.line.audience_groups.values()
     assert group.user_ids == set()
-    assert Operation.REMOVE not in destination.supports  # LINE cannot remove from an upload audience
+    # LINE cannot remove from an upload audience: a REMOVE outside a rebuild is refused
+    with pytest.raises(PermanentError, match="outside a rebuild"):
+        destination.deliver(Operation.REMOVE, _people(1), idempotency_key="b")

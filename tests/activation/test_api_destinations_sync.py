@@ -185,6 +185,111 @@ def test_line_audience_bad_id_is_isolated_by_splitting(store: ActivationStore) -
     assert reject["key"] == "not-a-line-id" and "INVALID_AUDIENCE_ID_FORMAT" in reject["reason"]
 
 
+def _audience(server: RunningApi, **kwargs) -> LineAudienceDestination:
+    return LineAudienceDestination(audience_name="vip", channel_access_token=TOKEN, base_url=server.base_url, **kwargs)
+
+
+def _groups(server: RunningApi) -> dict[str, set[str]]:
+    return {g.description: set(g.user_ids) for g in server.state.line.audience_groups.values()}
+
+
+def _opted_out(*people: Record):
+    out = {r.person_id for r in people}
+    return lambda person_ids: person_ids & out
+
+
+def test_line_audience_opt_out_is_removed_by_rebuilding_and_a_full_resync_never_readds_it(
+    store: ActivationStore,
+) -> None:
+    """RELIABILITY 2 for a LINE upload audience, which has no endpoint to remove a user: the
+    engine rebuilds it without the person who opted out and publishes it under the same name."""
+    users = _line_users(5)
+    with line_fake.serve_in_thread(TOKEN) as server:
+        engine.sync(store, _audience(server), "vip", users, interval=INTERVAL, sleep=Waits())
+        assert _groups(server) == {"vip": {u.key for u in users}}
+
+        blocked = users[1]
+        summary = engine.sync(
+            store, _audience(server), "vip", users, interval="2025-12-02", suppressed=_opted_out(blocked), sleep=Waits()
+        )
+        assert summary.removes == 1 and summary.delivered == 1
+        assert _groups(server) == {"vip": {u.key for u in users if u is not blocked}}
+        assert blocked.key not in store.load_snapshot("vip", "line_audience")
+        statuses = {(row["operation"], row["status"]) for row in store.changelog(summary.run_id)}
+        assert statuses == {("remove", "succeeded")}
+
+        # a full resync from a stale selection that still lists the blocked person
+        engine.sync(
+            store,
+            _audience(server),
+            "vip",
+            users,
+            interval="2025-12-03",
+            mode="full",
+            suppressed=_opted_out(blocked),
+            sleep=Waits(),
+        )
+        assert _groups(server) == {"vip": {u.key for u in users if u is not blocked}}
+
+        # nobody left in the audience: the published audience is empty, never the old one
+        engine.sync(store, _audience(server), "vip", [], interval="2025-12-04", sleep=Waits())
+        assert _groups(server) == {"vip": set()}
+
+
+def test_line_audience_rebuild_failing_part_way_changes_nothing_and_a_rerun_publishes(
+    store: ActivationStore,
+) -> None:
+    users = _line_users(25)
+    left = users[7]
+    with line_fake.serve_in_thread(TOKEN) as server:
+        engine.sync(store, _audience(server, max_batch=10), "vip", users, interval=INTERVAL, sleep=Waits())
+
+        class DropsAfterFirstUpload(LineAudienceDestination):
+            def deliver(self, operation, records, *, idempotency_key):
+                results = super().deliver(operation, records, idempotency_key=idempotency_key)
+                server.state.faults.inject(*[503] * 10)  # LINE goes down after the first batch
+                return results
+
+        broken = DropsAfterFirstUpload(audience_name="vip", channel_access_token=TOKEN, base_url=server.base_url)
+        broken.max_batch = 10
+        with pytest.raises(engine.DestinationUnavailable) as stopped:
+            engine.sync(
+                store, broken, "vip", users[:7] + users[8:], interval="2025-12-02", max_attempts=3, sleep=Waits()
+            )
+        groups = _groups(server)
+        assert groups["vip"] == {u.key for u in users}  # the live audience is untouched
+        assert len(groups["vip (rebuilding)"]) == 10  # the copy got one batch
+        assert left.key in store.load_snapshot("vip", "line_audience")  # not confirmed removed
+        statuses = Counter((row["operation"], row["status"]) for row in store.changelog(stopped.value.summary.run_id))
+        assert statuses[("remove", "failed")] == 1
+
+        server.state.faults.clear()
+        summary = engine.sync(
+            store, _audience(server, max_batch=10), "vip", users[:7] + users[8:], interval="2025-12-02", sleep=Waits()
+        )
+        assert summary.removes == 1 and summary.delivered == 1
+        assert _groups(server) == {"vip": {u.key for u in users if u is not left}}  # one group, by its name
+
+
+def test_line_audience_publish_whose_answer_was_lost_is_not_repeated_wrongly(store: ActivationStore) -> None:
+    users = _line_users(4)
+    with line_fake.serve_in_thread(TOKEN) as server:
+        engine.sync(store, _audience(server), "vip", users, interval=INTERVAL, sleep=Waits())
+        destination = _audience(server)
+        original = destination._api.update_audience_group_description
+
+        def rename_then_lose_the_answer(*args, **kwargs):
+            destination._api.update_audience_group_description = original
+            server.state.faults.fail_after_accept(1)  # the rename is carried out, the answer is a 500
+            return original(*args, **kwargs)
+
+        destination._api.update_audience_group_description = rename_then_lose_the_answer
+        waits = Waits()
+        engine.sync(store, destination, "vip", users[1:], interval="2025-12-02", sleep=waits)
+        assert waits.waits  # the publish was retried
+        assert _groups(server) == {"vip": {u.key for u in users[1:]}}
+
+
 def test_smtp_sync_sends_once_per_interval_and_records_bounces(store: ActivationStore, smtp) -> None:  # noqa: F811
     people = [
         Record(f"{name}@example.jp", f"P-{name}", {"full_name": name}, "A") for name in ("aoki", "baba", "chiba")

@@ -28,6 +28,10 @@
    - *List* destinations (ADD / UPDATE / REMOVE: an ESP list, a LINE audience) are idempotent by
      nature: the snapshot, written only after confirmation, is what makes a rerun send only the
      unconfirmed rows.
+   - A list that cannot drop one member (``destination.rebuilds``: a LINE upload audience) is
+     rebuilt when anyone must leave it: every current member goes into a new copy, and one
+     REMOVE call publishes the copy in place of the old list. Only a published rebuild changes
+     the snapshot, so a rebuild that fails part-way is started again by the next run.
 
    Every request takes a token from a :class:`~.ratelimit.TokenBucket` at
    ``destination.rate_per_second`` (RELIABILITY 7). :class:`~.destinations.base.TransientError`
@@ -264,6 +268,7 @@ class _Plan:
     hashes: dict[str, str] = field(default_factory=dict)
     skipped: list[tuple[str, list[Record], str]] = field(default_factory=list)  # (operation, rows, reason)
     dropped: list[Record] = field(default_factory=list)  # removes a send-type destination cannot do
+    current: list[Record] = field(default_factory=list)  # every current member (rebuilding destinations)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,6 +319,7 @@ class _Sync:
         self.name = destination.name
         self.supports = frozenset(destination.supports)
         self.send_type = Operation.REMOVE not in self.supports
+        self.rebuilds = bool(getattr(destination, "rebuilds", False)) and not self.send_type
         # 50 ms of burst lets the run catch up after a slow request or the ledger's bookkeeping
         # (with no burst it reached 70-89 % of the rate); a destination set at 95 % of a published
         # limit still stays below it in any one second.
@@ -472,6 +478,8 @@ class _Sync:
                     plan.removes.extend(Record(key=r.key, person_id=r.person_id) for r in suppressed_new)
                     suppressed_new = []
             plan.skipped.append(("add", suppressed_new, "suppressed at export time: not sent"))
+        if self.rebuilds:
+            plan.current = [r for r in self.records if r.person_id not in out]
         self.counts["adds"] = len(plan.adds)
         self.counts["updates"] = len(plan.updates)
         self.counts["removes"] = len(plan.removes)
@@ -504,6 +512,11 @@ class _Sync:
         if callable(begin):
             begin(RunContext(self.run_id, self.audience, self.name, self.interval, self.mode))
 
+        if self.rebuilds and plan.removes and self.mode != "test":
+            stop = self._rebuild(plan)
+            if stop is not None:
+                raise stop
+            return
         snapshot = None if self.mode == "test" else "upsert"
         hashes = plan.hashes or None
         steps: list[tuple[str, Operation, list[Record], str | None]] = [
@@ -545,6 +558,53 @@ class _Sync:
                 rest = [r for later in batches[number + 1 :] for r in later]
                 self._log(kind, SKIPPED, rest, f"not attempted: {self._stop_reason(outcome)}")
                 return self._stop_error(outcome)
+        return None
+
+    # ---- lists that remove by rebuilding ----------------------------------------------------
+
+    def _rebuild(self, plan: _Plan) -> SyncError | None:
+        """Fill a new copy of the list with every current member, then publish it in place of the
+        old one with a single REMOVE call. Only a published rebuild changes the snapshot: until
+        then the old list is live, so the removals are reported failed and the next run rebuilds
+        again."""
+        self.destination.start_rebuild()
+        kind_of = {r.key: "add" for r in plan.adds} | {r.key: "update" for r in plan.updates}
+        scope = (self.audience, self.name, self.interval, "rebuild", self.mode)
+        filled = _Outcome()
+        batches = list(_chunks(plan.current, self.destination.max_batch))
+        for number, batch in enumerate(batches):
+            self._send(Operation.ADD, batch, idempotency_key(*scope, keys=[r.key for r in batch]), filled)
+            if filled.stopped:
+                rest = [r for later in batches[number + 1 :] for r in later]
+                filled.skip(rest, f"not attempted: {self._stop_reason(filled)}")
+                break
+        published = _Outcome()
+        if not filled.stopped:
+            keys = [r.key for r in plan.removes]
+            self._send(Operation.REMOVE, plan.removes, idempotency_key(*scope, "publish", keys=keys), published)
+        by_kind: dict[str, _Outcome] = {kind: _Outcome() for kind in ("remove", "update", "add", "rebuild")}
+        for change in filled.others:  # rejected or failed uploads
+            by_kind[kind_of.get(change.key, "rebuild")].others.append(change)
+        if published.stopped or filled.stopped:
+            stop = published if published.stopped else filled
+            reason = f"the rebuilt list was not published: {self._stop_reason(stop)}"
+            failed = {c.key for c in filled.others}
+            for kind, rows in (("remove", plan.removes), ("update", plan.updates), ("add", plan.adds)):
+                by_kind[kind].fail([r for r in rows if r.key not in failed], None, reason)
+            for kind, outcome in by_kind.items():
+                self._settle(kind, outcome, None, None, None)
+            return self._stop_error(stop)
+        for record, code in zip(filled.delivered, filled.codes, strict=True):
+            kind = kind_of.get(record.key)
+            if kind is not None:
+                by_kind[kind].deliver([record], code)
+        by_kind["remove"] = published
+        # members already listed but refused by the new copy are no longer in the list
+        gone = [Record(key=c.key, person_id=c.person_id) for c in by_kind["rebuild"].others if c.status == REJECTED]
+        self.store.drop_from_snapshot(self.audience, self.name, [r.key for r in gone])
+        self._settle("remove", by_kind.pop("remove"), None, "delete", None)
+        for kind, outcome in by_kind.items():
+            self._settle(kind, outcome, None, "upsert" if kind != "rebuild" else None, plan.hashes)
         return None
 
     # ---- send-type destinations: the ledger ------------------------------------------------
@@ -770,7 +830,12 @@ class _Sync:
         hashes: Mapping[str, str] | None,
         known: tuple[list[Record], list[str], list[str]] | None = None,
     ) -> None:
-        if known is not None and not outcome.others and not any(outcome.codes) and len(outcome.delivered) == len(known[0]):
+        if (
+            known is not None
+            and not outcome.others
+            and not any(outcome.codes)
+            and len(outcome.delivered) == len(known[0])
+        ):
             keys, people = known[1], known[2]  # the whole batch was confirmed: same rows
         else:
             keys = list(map(attrgetter("key"), outcome.delivered))

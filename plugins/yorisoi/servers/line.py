@@ -11,6 +11,7 @@ Endpoints (``Authorization: Bearer <channel access token>`` on every call, else 
     GET    /v2/bot/audienceGroup/list              ?page=1&size=20&description=... → GetAudienceGroupsResponse
     GET    /v2/bot/audienceGroup/{audienceGroupId} → {"audienceGroup": {...}, "jobs": [...]}
     DELETE /v2/bot/audienceGroup/{audienceGroupId} → 202 {}
+    PUT    /v2/bot/audienceGroup/{audienceGroupId}/updateDescription  {"description"} → 200 {}
 
 Semantics, as LINE documents them:
 
@@ -441,6 +442,24 @@ def create_app(
                 return _error(400, "AUDIENCE_GROUP_NOT_FOUND")
             jobs = [dict(job, jobStatus="FINISHED", type="DIFF_ADD") for job in group.jobs]
             return JSONResponse({"audienceGroup": group.as_json(), "jobs": jobs})
+
+    @app.put("/v2/bot/audienceGroup/{audience_group_id}/updateDescription")
+    async def rename_audience(audience_group_id: int, request: Request) -> JSONResponse:
+        body, bad = await _json_body(request)
+        if bad is not None or body is None:
+            return bad or _error(400, "The request body could not be parsed as JSON")
+        description = body.get("description")
+        if not isinstance(description, str) or not description:
+            return _error(400, "AUDIENCE_GROUP_NAME_EMPTY")
+        if len(description) > 120:
+            return _error(400, "AUDIENCE_GROUP_NAME_SIZE_OVER")
+        with state.lock:
+            group = state.audience_groups.get(audience_group_id)
+            if group is None:
+                return _error(400, "AUDIENCE_GROUP_NOT_FOUND")
+            group.description = description
+        request.state.note = "accepted"
+        return await _after_accept(JSONResponse({}))
 
     @app.delete("/v2/bot/audienceGroup/{audience_group_id}")
     def delete_audience(audience_group_id: int) -> JSONResponse:

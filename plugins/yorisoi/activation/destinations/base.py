@@ -97,12 +97,21 @@ class Destination(ABC):
     supports: frozenset[Operation] = frozenset({Operation.ADD})
     max_batch: int = 500
     rate_per_second: float | None = None  # client-side limit, below the system's published one
+    # A list that cannot drop one member (a LINE upload audience) removes by rebuilding: after
+    # ``start_rebuild()`` its ADD batches fill a new copy of the list, and one REMOVE call
+    # (holding every member to drop) publishes that copy in place of the old list. Until the
+    # REMOVE succeeds the old list stays as it was, so a failed rebuild changes nothing.
+    rebuilds: bool = False
 
     @abstractmethod
     def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         """Deliver one batch. ``idempotency_key`` is stable for the same (run interval, batch of
         recipients), so a retry of the same batch carries the same key (LINE's X-Line-Retry-Key).
         Return one RowResult per record, or raise TransientError / BatchRejected."""
+
+    def start_rebuild(self) -> None:
+        """Begin a rebuild (``rebuilds`` destinations only): the next ADD batches go to a new copy."""
+        raise NotImplementedError(f"{self.name} does not rebuild")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (default: nothing to release)."""

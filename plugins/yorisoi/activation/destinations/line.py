@@ -25,8 +25,13 @@ answer                                   result
 it finds the audience group by name (``audience_name``) or creates it, then adds each batch
 (``PUT /v2/bot/audienceGroup/upload``, up to 10,000 IDs). Adding an ID twice is harmless (an
 audience is a set), so a retried batch needs no key. **LINE cannot remove a user from an upload
-audience**: the destination supports ADD only; to drop members, rebuild under a new
-``audience_name`` (e.g. one per run interval) and point the narrowcast at it.
+audience**, so removals (opt-outs, blocks, people who left the audience) are made by rebuilding
+(``rebuilds = True``, driven by the sync engine): every current member is uploaded to a new group
+named ``"<audience_name> (rebuilding)"``, then the REMOVE call publishes it: the old group is
+deleted and the new one renamed to ``audience_name``. Until then the old group is untouched, so a
+rebuild that fails part-way changes nothing and the next run starts it again (a leftover
+rebuilding group is deleted first, since it may hold people who opted out since). The group's ID
+changes with every rebuild: narrowcasts should look the audience up by name, not keep its ID.
 
 The SDK talks to ``base_url`` (``Configuration(host=...)``; LINE's is ``https://api.line.me``), so
 tests run it against ``yorisoi.servers.line`` on loopback. The SDK's own urllib3 retries are off:
@@ -265,16 +270,19 @@ class LineMulticastDestination(_LineApiDestination):
 
 
 class LineAudienceDestination(_LineApiDestination):
-    """Add user IDs to a LINE upload audience named ``audience_name`` (created on first use).
+    """Add user IDs to a LINE upload audience named ``audience_name`` (created on first use), and
+    remove them by rebuilding the audience (see the module docstring).
 
-    Parameters (keyword only): ``audience_name`` (≤ 120 characters; the audience's
+    Parameters (keyword only): ``audience_name`` (≤ 100 characters; the audience's
     ``description``); credentials as for :class:`LineMulticastDestination`; ``allowed_columns``
     (nothing but the user ID is uploaded); ``rate_per_second`` (requests per second);
     ``max_batch`` (≤ 10,000 IDs per upload); ``timeout``; ``name``; ``clock``/``sleep``.
     """
 
-    supports = frozenset({Operation.ADD})
+    supports = frozenset({Operation.ADD, Operation.REMOVE})
+    rebuilds = True
     MAX_BATCH = 10_000
+    REBUILDING = " (rebuilding)"
 
     def __init__(
         self,
@@ -299,8 +307,8 @@ class LineAudienceDestination(_LineApiDestination):
             clock=clock,
             sleep=sleep,
         )
-        if not audience_name or len(audience_name) > 120:
-            raise ValueError(f"{name}: audience_name must have 1 to 120 characters")
+        if not audience_name or len(audience_name) > 120 - len(self.REBUILDING):
+            raise ValueError(f"{name}: audience_name must have 1 to {120 - len(self.REBUILDING)} characters")
         from linebot.v3 import audience as sdk
 
         self._sdk = sdk
@@ -310,6 +318,8 @@ class LineAudienceDestination(_LineApiDestination):
         self._client = self._pool(sdk, self.base_url, token)
         self._api = sdk.ManageAudience(self._client)
         self.audience_group_id: int | None = None
+        self.rebuilding = False
+        self.rebuild_group_id: int | None = None
 
     def close(self) -> None:
         self._client.close()
@@ -329,33 +339,82 @@ class LineAudienceDestination(_LineApiDestination):
         except Urllib3Error as exc:
             raise _transport_error(exc, self.name) from exc
 
-    def _find_group(self) -> int | None:
-        page = 1
+    def _groups_named(self, description: str) -> list[int]:
+        """The upload audiences whose name is exactly ``description`` (LINE's search matches parts)."""
+        found, page = [], 1
         while True:
-            answer = self._call(self._api.get_audience_groups, page, self.audience_name, None, 40)
-            for group in answer.audience_groups or []:
-                if group.description == self.audience_name and group.type == "UPLOAD":
-                    return int(group.audience_group_id)
+            answer = self._call(self._api.get_audience_groups, page, description, None, 40)
+            found += [
+                int(group.audience_group_id)
+                for group in answer.audience_groups or []
+                if group.description == description and group.type == "UPLOAD"
+            ]
             if not answer.has_next_page:
-                return None
+                return found
             page += 1
+
+    def _find_group(self) -> int | None:
+        found = self._groups_named(self.audience_name)
+        return found[0] if found else None
+
+    def _create(self, description: str) -> int:
+        request = self._sdk.CreateAudienceGroupRequest(description=description, audiences=[])
+        return int(self._call(self._api.create_audience_group, request).audience_group_id)
+
+    def _delete(self, group_id: int) -> None:
+        try:
+            self._call(self._api.delete_audience_group, group_id)
+        except BatchRejected as exc:
+            if exc.code != "AUDIENCE_GROUP_NOT_FOUND":  # already gone: a retry after a lost answer
+                raise PermanentError(str(exc), status=400, code=exc.code) from exc
 
     def _group_id(self) -> int:
         """The audience group's ID: found by name, else created (empty). A create whose answer
         was lost is found by name on the retry, so a retry never creates a second group."""
         if self.audience_group_id is None:
             found = self._find_group()
-            if found is None:
-                request = self._sdk.CreateAudienceGroupRequest(description=self.audience_name, audiences=[])
-                found = int(self._call(self._api.create_audience_group, request).audience_group_id)
-            self.audience_group_id = found
+            self.audience_group_id = found if found is not None else self._create(self.audience_name)
         return self.audience_group_id
+
+    def start_rebuild(self) -> None:
+        self.rebuilding = True
+        self.rebuild_group_id = None
+
+    def _rebuild_group(self) -> int:
+        """The new copy, created empty on the first upload of a rebuild after deleting any copy a
+        failed rebuild left (it may hold people who opted out since). A create whose answer was
+        lost is deleted and made again on the retry: nothing was uploaded to it yet."""
+        if self.rebuild_group_id is None:
+            for leftover in self._groups_named(self.audience_name + self.REBUILDING):
+                self._delete(leftover)
+            self.rebuild_group_id = self._create(self.audience_name + self.REBUILDING)
+        return self.rebuild_group_id
+
+    def _publish(self, records: Sequence[Record]) -> list[RowResult]:
+        """Delete the live group and give the rebuilt copy its name. Safe to retry: the copy is
+        never deleted, and renaming it twice is harmless."""
+        if not self.rebuilding:
+            raise PermanentError(f"{self.name}: LINE cannot remove users from an upload audience outside a rebuild")
+        if self.rebuild_group_id is None:  # nobody is left: the published audience is empty
+            self.rebuild_group_id = self._rebuild_group()
+        for live in self._groups_named(self.audience_name):
+            if live != self.rebuild_group_id:
+                self._delete(live)
+        request = self._sdk.UpdateAudienceGroupDescriptionRequest(description=self.audience_name)
+        try:
+            self._call(self._api.update_audience_group_description, self.rebuild_group_id, request)
+        except BatchRejected as exc:
+            raise PermanentError(f"{self.name}: the rebuilt audience could not be renamed: {exc}") from exc
+        self.audience_group_id, self.rebuild_group_id, self.rebuilding = self.rebuild_group_id, None, False
+        return [RowResult(record.key, ok=True, code="rebuilt") for record in records]
 
     def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         self.check_operation(operation)
+        if operation == Operation.REMOVE:
+            return self._publish(records)
         if not records:
             return []
-        group_id = self._group_id()
+        group_id = self._rebuild_group() if self.rebuilding else self._group_id()
         request = self._sdk.AddAudienceToAudienceGroupRequest(
             audience_group_id=group_id,
             upload_description=f"yorisoi {idempotency_key}"[:300],
@@ -364,6 +423,8 @@ class LineAudienceDestination(_LineApiDestination):
         try:
             self._call(self._api.add_audience_to_audience_group, request)
         except BatchRejected as exc:
+            if exc.code == "AUDIENCE_GROUP_NOT_FOUND" and self.rebuilding:  # what it held is lost
+                raise PermanentError(f"{self.name}: the rebuilt audience {group_id} was deleted mid-rebuild") from exc
             if exc.code == "AUDIENCE_GROUP_NOT_FOUND":  # deleted behind our back: recreate next attempt
                 self.audience_group_id = None
                 raise TransientError(f"{self.name}: audience group {group_id} no longer exists") from exc
