@@ -127,6 +127,40 @@ def test_the_higher_priority_wins_a_person(world, winner: str) -> None:
     assert again.equals(sends)
 
 
+def test_a_list_is_not_capped_and_takes_no_message_slot(world) -> None:
+    """A list the destination keeps (ESP list, LINE audience) is membership, not a message: a
+    capped person stays on the list (capping it would remove them, then add them back next
+    week), and being listed uses none of the cap the messages share."""
+    folder, destinations, wh = world
+    audiences = _audiences(
+        folder,
+        destinations,
+        audience_spec("vip_list", priority=1, holdout_percent=0),
+        audience_spec("cart_dm", priority=2, holdout_percent=0),
+    )
+    store = MemoryStore()
+    for d in (5, 6):
+        store.record_send("earlier", "dm", "P00002", days_ago(d))  # capped for messages
+    con = connect_warehouse(wh.path)
+    try:
+        contenders = [(a, eligible_members(a, con, TEST_SECRET)) for a in audiences]
+        alloc = arbitrate(
+            contenders,
+            store=store,
+            as_of=AS_OF,
+            default_caps=destinations.frequency_caps,
+            channels={"vip_list": [], "cart_dm": ["dm"]},
+            lists={"vip_list": ["dm"]},
+            con=con,
+        )
+    finally:
+        con.close()
+    assert set(alloc.person_ids("vip_list", "dm", "list")) == set(PEOPLE)  # P00002 included
+    assert alloc.person_ids("vip_list", "dm") == []  # no message
+    assert set(alloc.person_ids("cart_dm", "dm")) == set(PEOPLE) - {"P00002"}  # the list took no slot
+    assert alloc.counts["vip_list"] == {}
+
+
 def test_control_members_receive_nothing_and_take_no_slot(world) -> None:
     folder, destinations, wh = world
     cap_one = destinations_yaml({"frequency_caps": {"dm": {"max_messages": 1, "period_days": 1}}})

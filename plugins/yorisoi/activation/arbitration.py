@@ -17,6 +17,12 @@ Python loops):
    cap leaves room for only one message the higher priority wins the person. Control-group
    members receive nothing and take no slot.
 
+Caps and priority are about *messages*. A list a destination keeps (an ESP list, a LINE audience:
+`lists`) is not a message: being on it sends nothing, and capping it would turn "had email this
+week" into a removal from the list and an add next week. So list channels get every treatment
+member left after the exit conditions, uncapped, and take no slot from the messages (the
+campaign the ESP or LINE later sends from the list is capped there). `sends.sync` says which.
+
 The result is deterministic: the same members, ledger and definitions give the same allocation.
 """
 
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 EXIT_REASONS = ("exit_goal_reached", "exit_max_sends", "exit_no_response")
 CAP_REASON = "frequency_cap"
+MESSAGE, LIST = "message", "list"  # sends.sync: a capped message, or membership of a kept list
 
 
 class SendHistoryStore(Protocol):
@@ -48,7 +55,8 @@ class SendHistoryStore(Protocol):
 class Allocation:
     """Who is sent what in this run.
 
-    `sends`: one row per (audience, channel, person_id) let through, with grp and variant.
+    `sends`: one row per (audience, channel, sync, person_id) let through, with grp and variant;
+    `sync` is "message" (capped sends) or "list" (membership of a list the destination keeps).
     `members`: each audience's members after its exit conditions (both groups), as
     :class:`Members`, which membership writes to the store.
     `counts`: per audience, how many left by each exit reason and, per channel, how many the cap
@@ -58,9 +66,10 @@ class Allocation:
     members: dict[str, Members]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def person_ids(self, audience: str, channel: str) -> list[str]:
+    def person_ids(self, audience: str, channel: str, sync: str = MESSAGE) -> list[str]:
         s = self.sends
-        return s.loc[(s["audience"] == audience) & (s["channel"] == channel), "person_id"].tolist()
+        chosen = (s["audience"] == audience) & (s["channel"] == channel) & (s["sync"] == sync)
+        return s.loc[chosen, "person_id"].tolist()
 
     def variants(self, audience: str) -> dict[str, str | None]:
         f = self.members[audience].frame
@@ -189,12 +198,14 @@ def arbitrate(
     as_of: datetime,
     default_caps: Mapping[str, FrequencyCap],
     channels: Mapping[str, Sequence[str]] | None = None,
+    lists: Mapping[str, Sequence[str]] | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     history: pd.DataFrame | None = None,
 ) -> Allocation:
     """Allocate this run's messages. `contenders`: every audience due in the run with its
-    members; `channels`: the channels each audience sends on in this run (default: all of its
-    channels); `con`: the warehouse, for purchases and responses (exit conditions)."""
+    members; `channels`: the channels each audience sends messages on in this run (default: all
+    of its channels); `lists`: the channels on which it syncs a list (uncapped; default none);
+    `con`: the warehouse, for purchases and responses (exit conditions)."""
     as_of = _as_utc(as_of)
     ordered = sorted(contenders, key=lambda c: (c[0].priority, c[0].name))
     if history is None:
@@ -226,11 +237,26 @@ def arbitrate(
             ledger[key] = pd.Series(got, dtype="int64")
         return ledger[key]
 
+    def rows(audience: Audience, channel: str, sync: str, people: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "audience": audience.name,
+                "channel": channel,
+                "sync": sync,
+                "person_id": people["person_id"].to_numpy(),
+                "grp": people["grp"].to_numpy(),
+                "variant": people["variant"].to_numpy(),
+            }
+        )
+
     taken: dict[str, pd.Series] = {}  # channel -> messages given in this run so far, by person
     parts = []
     for audience, _ in ordered:
         frame = kept[audience.name].frame
         treat = frame[frame["grp"] == TREATMENT]
+        for channel in (lists or {}).get(audience.name, ()):
+            listed = treat[treat[f"deliverable_{channel}"]] if f"deliverable_{channel}" in treat else treat.iloc[0:0]
+            parts.append(rows(audience, channel, LIST, listed))
         for channel in (channels or {}).get(audience.name, audience.channels):
             cand = treat[treat[f"deliverable_{channel}"]] if f"deliverable_{channel}" in treat else treat.iloc[0:0]
             if cand.empty:
@@ -253,18 +279,8 @@ def arbitrate(
                 .add(pd.Series(1, index=pd.Index(winners["person_id"]), dtype="int64"), fill_value=0)
                 .astype("int64")
             )
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "audience": audience.name,
-                        "channel": channel,
-                        "person_id": winners["person_id"].to_numpy(),
-                        "grp": winners["grp"].to_numpy(),
-                        "variant": winners["variant"].to_numpy(),
-                    }
-                )
-            )
-    columns = ["audience", "channel", "person_id", "grp", "variant"]
+            parts.append(rows(audience, channel, MESSAGE, winners))
+    columns = ["audience", "channel", "sync", "person_id", "grp", "variant"]
     sends = (
         pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     )

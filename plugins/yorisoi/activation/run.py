@@ -33,7 +33,7 @@ import pandas as pd
 from .. import paths
 from . import breaker
 from .definitions import Audience, Audiences, DestinationConfig, Destinations, load_audiences, load_destinations
-from .destinations.base import Destination, Record
+from .destinations.base import Destination, Operation, Record
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +241,10 @@ class RunAllocation:
     decisions: dict[str, dict[str, Any]]  # audience -> breaker decision (as_dict)
     stats: dict[str, dict[str, Any]]
 
-    def person_ids(self, audience: str, channel: str) -> list[str]:
+    def person_ids(self, audience: str, channel: str, sync: str = "message") -> list[str]:
         s = self.sends
-        return s.loc[(s["audience"] == audience) & (s["channel"] == channel), "person_id"].astype(str).tolist()
+        chosen = (s["audience"] == audience) & (s["channel"] == channel) & (s["sync"] == sync)
+        return s.loc[chosen, "person_id"].astype(str).tolist()
 
     def variants(self, audience: str) -> dict[str, str | None]:
         s = self.sends[self.sends["audience"] == audience]
@@ -269,8 +270,18 @@ class RunAllocation:
             return None
         meta = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
         sends = pd.read_parquet(base.with_suffix(".parquet"))
+        if "sync" not in sends:  # saved before list syncs were told apart: every row was a message
+            sends.insert(2, "sync", "message")
         sends["variant"] = sends["variant"].astype(object).where(sends["variant"].notna(), None)
         return cls(run_id, meta["as_of"], sends, meta["decisions"], meta["stats"])
+
+
+def sync_kind(cfg: DestinationConfig) -> str:
+    """`list` when the destination keeps a list (it can remove members), else `message`."""
+    from .arbitration import LIST, MESSAGE
+    from .destinations import destination_class
+
+    return LIST if Operation.REMOVE in destination_class(cfg.kind).supports else MESSAGE
 
 
 def _size_of(members: Any) -> int | None:
@@ -342,13 +353,20 @@ def allocate(
             }
             if decisions[a.name].passed or plan_through:
                 contenders.append((a, members))
-        channels = {a.name: sorted({ctx.destinations[d].channel for d in wanted[a.name]}) for a, _ in contenders}
+        kinds = {(a.name, d): sync_kind(ctx.destinations[d]) for a, _ in contenders for d in wanted[a.name]}
+
+        def channels_of(audience: str, kind: str) -> list[str]:
+            return sorted({ctx.destinations[d].channel for d in wanted[audience] if kinds[audience, d] == kind})
+
+        channels = {a.name: channels_of(a.name, "message") for a, _ in contenders}
+        lists = {a.name: channels_of(a.name, "list") for a, _ in contenders}
         allocation = arbitrate(
             contenders,
             store=ctx.store,
             as_of=as_of_dt,
             default_caps=ctx.destinations.frequency_caps,
             channels=channels,
+            lists=lists,
             con=con,
         )
     finally:
@@ -358,7 +376,9 @@ def allocate(
     for a, _ in contenders:
         kept = allocation.members[a.name]
         stats[a.name]["members_after_exit"] = len(kept)
-        stats[a.name]["allocated"] = {ch: len(allocation.person_ids(a.name, ch)) for ch in channels[a.name]}
+        stats[a.name]["allocated"] = {ch: len(allocation.person_ids(a.name, ch)) for ch in channels[a.name]} | {
+            f"{ch} list": len(allocation.person_ids(a.name, ch, "list")) for ch in lists[a.name]
+        }
         if write:
             ctx.store.write_members(member_rows(run_id, kept, datetime.now(UTC)))
     if alert:
@@ -531,7 +551,7 @@ def activate(
         record_set = build_records(
             audience,
             cfg,
-            allocation.person_ids(audience_name, cfg.channel),
+            allocation.person_ids(audience_name, cfg.channel, sync_kind(cfg)),
             con,
             variants=allocation.variants(audience_name),
         )
