@@ -239,3 +239,11 @@ def test_opted_out_and_blacklisted_people_never_reach_arbitration(world) -> None
     alloc = _run(wh, [audience], MemoryStore(), destinations)
     assert not {"P00050", "P00051", "P00052"} & set(alloc.sends["person_id"])
     assert len(alloc.sends) == 297
+
+
+def test_list_destinations_are_told_apart_from_messages() -> None:
+    from yorisoi.activation import run
+
+    destinations = run.Context.load().destinations
+    kinds = {name: run.sync_kind(d) for name, d in destinations.by_name.items()}
+    assert {name for name, kind in kinds.items() if kind == "list"} == {"esp_list", "line_audience"}
