@@ -228,6 +228,26 @@ def test_exit_conditions(world) -> None:
     # exits apply to the member set itself (both groups), which membership then stores
     assert "P00020" not in set(alloc.members["goal"].frame["person_id"])
 
+    # a list the destination keeps loses only those who reached the goal: the count-based exits
+    # stop messages, not membership of the list
+    con = connect_warehouse(wh.path)
+    try:
+        contenders = [(a, eligible_members(a, con, TEST_SECRET)) for a in audiences]
+        as_lists = arbitrate(
+            contenders,
+            store=store,
+            as_of=AS_OF,
+            default_caps=destinations.frequency_caps,
+            channels={a.name: [] for a in audiences},
+            lists={a.name: ["dm"] for a in audiences},
+            con=con,
+        )
+    finally:
+        con.close()
+    assert "P00020" not in as_lists.person_ids("goal", "dm", "list")
+    assert "P00030" in as_lists.person_ids("capped", "dm", "list")
+    assert "P00040" in as_lists.person_ids("quiet", "dm", "list")
+
 
 def test_opted_out_and_blacklisted_people_never_reach_arbitration(world) -> None:
     folder, destinations, wh = world

@@ -17,11 +17,13 @@ Python loops):
    cap leaves room for only one message the higher priority wins the person. Control-group
    members receive nothing and take no slot.
 
-Caps and priority are about *messages*. A list a destination keeps (an ESP list, a LINE audience:
-`lists`) is not a message: being on it sends nothing, and capping it would turn "had email this
-week" into a removal from the list and an add next week. So list channels get every treatment
-member left after the exit conditions, uncapped, and take no slot from the messages (the
-campaign the ESP or LINE later sends from the list is capped there). `sends.sync` says which.
+Caps, priority and the count-based exits (`max_sends`, `no_response_after`) are about
+*messages*. A list a destination keeps (an ESP list, a LINE audience: `lists`) is not a message:
+being on it sends nothing, and capping it would turn "had email this week" into a removal from the
+list and an add next week; a thank-you letter sent once must not take the person off the VIP
+list. So list channels get every treatment member except those who reached the goal, uncapped,
+and take no slot from the messages (the campaign the ESP or LINE sends from the list is capped
+there). `sends.sync` says which.
 
 The result is deterministic: the same members, ledger and definitions give the same allocation.
 """
@@ -214,9 +216,11 @@ def arbitrate(
         )
     counts: dict[str, dict[str, int]] = {}
     kept: dict[str, Members] = {}
+    listed: dict[str, pd.DataFrame] = {}  # members a list keeps: all but those who reached the goal
     for audience, members in ordered:
         reasons = _exits(audience, members.frame, history, con)
         left = reasons.notna()
+        listed[audience.name] = members.frame[(reasons != "exit_goal_reached").to_numpy()]
         counts[audience.name] = {r: int((reasons == r).sum()) for r in EXIT_REASONS if (reasons == r).any()}
         kept[audience.name] = Members(
             audience=members.audience,
@@ -254,9 +258,10 @@ def arbitrate(
     for audience, _ in ordered:
         frame = kept[audience.name].frame
         treat = frame[frame["grp"] == TREATMENT]
+        on_list = listed[audience.name][listed[audience.name]["grp"] == TREATMENT]
         for channel in (lists or {}).get(audience.name, ()):
-            listed = treat[treat[f"deliverable_{channel}"]] if f"deliverable_{channel}" in treat else treat.iloc[0:0]
-            parts.append(rows(audience, channel, LIST, listed))
+            column = f"deliverable_{channel}"
+            parts.append(rows(audience, channel, LIST, on_list[on_list[column]] if column in on_list else on_list[:0]))
         for channel in (channels or {}).get(audience.name, audience.channels):
             cand = treat[treat[f"deliverable_{channel}"]] if f"deliverable_{channel}" in treat else treat.iloc[0:0]
             if cand.empty:
