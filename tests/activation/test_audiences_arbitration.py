@@ -46,11 +46,14 @@ def _audiences(folder: Path, destinations, *specs):
     return [write_audience(folder / "audiences", s, destinations) for s in specs]
 
 
-def _run(wh: TinyWarehouse, audiences, store: MemoryStore, destinations):
+def _run(wh: TinyWarehouse, audiences, store: MemoryStore, destinations, **channels):
+    """Arbitrate `audiences`; `channels` may give `channels=` (messages) and `lists=` per audience."""
     con = connect_warehouse(wh.path)
     try:
         contenders = [(a, eligible_members(a, con, TEST_SECRET)) for a in audiences]
-        return arbitrate(contenders, store=store, as_of=AS_OF, default_caps=destinations.frequency_caps, con=con)
+        return arbitrate(
+            contenders, store=store, as_of=AS_OF, default_caps=destinations.frequency_caps, con=con, **channels
+        )
     finally:
         con.close()
 
@@ -141,20 +144,9 @@ def test_a_list_is_not_capped_and_takes_no_message_slot(world) -> None:
     store = MemoryStore()
     for d in (5, 6):
         store.record_send("earlier", "dm", "P00002", days_ago(d))  # capped for messages
-    con = connect_warehouse(wh.path)
-    try:
-        contenders = [(a, eligible_members(a, con, TEST_SECRET)) for a in audiences]
-        alloc = arbitrate(
-            contenders,
-            store=store,
-            as_of=AS_OF,
-            default_caps=destinations.frequency_caps,
-            channels={"vip_list": [], "cart_dm": ["dm"]},
-            lists={"vip_list": ["dm"]},
-            con=con,
-        )
-    finally:
-        con.close()
+    alloc = _run(
+        wh, audiences, store, destinations, channels={"vip_list": [], "cart_dm": ["dm"]}, lists={"vip_list": ["dm"]}
+    )
     assert set(alloc.person_ids("vip_list", "dm", "list")) == set(PEOPLE)  # P00002 included
     assert alloc.person_ids("vip_list", "dm") == []  # no message
     assert set(alloc.person_ids("cart_dm", "dm")) == set(PEOPLE) - {"P00002"}  # the list took no slot
@@ -230,20 +222,14 @@ def test_exit_conditions(world) -> None:
 
     # a list the destination keeps loses only those who reached the goal: the count-based exits
     # stop messages, not membership of the list
-    con = connect_warehouse(wh.path)
-    try:
-        contenders = [(a, eligible_members(a, con, TEST_SECRET)) for a in audiences]
-        as_lists = arbitrate(
-            contenders,
-            store=store,
-            as_of=AS_OF,
-            default_caps=destinations.frequency_caps,
-            channels={a.name: [] for a in audiences},
-            lists={a.name: ["dm"] for a in audiences},
-            con=con,
-        )
-    finally:
-        con.close()
+    as_lists = _run(
+        wh,
+        audiences,
+        store,
+        destinations,
+        channels={a.name: [] for a in audiences},
+        lists={a.name: ["dm"] for a in audiences},
+    )
     assert "P00020" not in as_lists.person_ids("goal", "dm", "list")
     assert "P00030" in as_lists.person_ids("capped", "dm", "list")
     assert "P00040" in as_lists.person_ids("quiet", "dm", "list")

@@ -195,6 +195,15 @@ def _check_messages(messages: Any) -> list[dict[str, str]]:
     return details
 
 
+def _refused_name(description: Any) -> JSONResponse | None:
+    """LINE's answer to an audience name it refuses (empty, or longer than 120 characters)."""
+    if not isinstance(description, str) or not description:
+        return _error(400, "AUDIENCE_GROUP_NAME_EMPTY")
+    if len(description) > 120:
+        return _error(400, "AUDIENCE_GROUP_NAME_SIZE_OVER")
+    return None
+
+
 async def _json_body(request: Request) -> tuple[dict[str, Any] | None, JSONResponse | None]:
     raw = await request.body()
     try:
@@ -369,16 +378,14 @@ def create_app(
         body, bad = await _json_body(request)
         if bad is not None or body is None:
             return bad or _error(400, "The request body could not be parsed as JSON")
-        description = body.get("description")
-        if not isinstance(description, str) or not description:
-            return _error(400, "AUDIENCE_GROUP_NAME_EMPTY")
-        if len(description) > 120:
-            return _error(400, "AUDIENCE_GROUP_NAME_SIZE_OVER")
+        refused = _refused_name(body.get("description"))
+        if refused is not None:
+            return refused
         ids, bad = _audience_ids(body)
         if bad is not None or ids is None:
             return bad or _error(400, "UPLOAD_AUDIENCE_GROUP_INVALID_AUDIENCE_ID_FORMAT")
         with state.lock:
-            group = AudienceGroup(state.new_group_id(), description, int(time.time()), set(ids))
+            group = AudienceGroup(state.new_group_id(), body["description"], int(time.time()), set(ids))
             group.jobs.append({"description": body.get("uploadDescription"), "audienceCount": len(ids)})
             state.audience_groups[group.audience_group_id] = group
         request.state.note = "accepted"
@@ -448,16 +455,14 @@ def create_app(
         body, bad = await _json_body(request)
         if bad is not None or body is None:
             return bad or _error(400, "The request body could not be parsed as JSON")
-        description = body.get("description")
-        if not isinstance(description, str) or not description:
-            return _error(400, "AUDIENCE_GROUP_NAME_EMPTY")
-        if len(description) > 120:
-            return _error(400, "AUDIENCE_GROUP_NAME_SIZE_OVER")
+        refused = _refused_name(body.get("description"))
+        if refused is not None:
+            return refused
         with state.lock:
             group = state.audience_groups.get(audience_group_id)
             if group is None:
                 return _error(400, "AUDIENCE_GROUP_NOT_FOUND")
-            group.description = description
+            group.description = body["description"]
         request.state.note = "accepted"
         return await _after_accept(JSONResponse({}))
 
