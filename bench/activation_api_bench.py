@@ -4,6 +4,7 @@ published-like limit, and how many 429s the limit had to answer (RELIABILITY 7).
     .venv/bin/python bench/activation_api_bench.py [--requests 400] [--limit 100] [--client 95]
                                                   [--burst 10] [--mode auto|engine|loop]
                                                   [--only sms esp_list ...] [--in-process]
+                                                  [--sms-batch 50] [--sms-concurrency 4]
 
 Each fake (LINE, ESP, Twilio-like SMS) enforces ``--limit`` requests/s (a leaky bucket holding
 ``--burst`` requests, i.e. 100 ms of burst at 100/s: stricter than a per-second window); each
@@ -20,7 +21,11 @@ a few milliseconds per request).
 ledger, rate limit per batch, settle and changelog per batch: the real path); ``--mode loop``
 calls ``deliver`` batch after batch (the destination paces its own requests). ``auto`` uses the
 engine when it can be imported. Each batch is sized to be exactly one request (one variant per
-LINE batch, one SMS or email per batch), so requests/s is what the limit counts.
+LINE batch, one email per batch), so requests/s is what the limit counts; SMS sends one request
+per recipient whatever the batch, so its batches are sized as in production (``--sms-batch``,
+the destination's default 50) and sent ``--sms-concurrency`` requests at a time (the
+destination's default 4; ``--sms-batch 1 --sms-concurrency 1`` is one request per engine batch,
+one after another).
 
 Printed: requests, recipients, seconds, achieved requests/s (server arrival times, first to
 last), that rate as % of the server's limit and of the client's setting, and the 429 count.
@@ -158,8 +163,8 @@ def server_process(
 class Case:
     name: str
     server: str
-    per_request: int  # recipients per request (= the batch size)
-    build: Callable[[str, float | None], Destination]  # (base URL, client rate) → destination
+    per_request: int  # recipients per request (= the batch size, except SMS: --sms-batch)
+    build: Callable[..., Destination]  # (base URL, client rate, **options) → destination
     record: Callable[[int], Record]
 
 
@@ -199,7 +204,7 @@ def _esp(url: str, rate: float | None) -> Destination:
     )
 
 
-def _sms(url: str, rate: float | None) -> Destination:
+def _sms(url: str, rate: float | None, *, max_batch: int = 50, concurrency: int = 4) -> Destination:
     from yorisoi.activation.destinations.sms import SmsDestination
 
     return SmsDestination(
@@ -210,7 +215,8 @@ def _sms(url: str, rate: float | None) -> Destination:
         base_url=url,
         allowed_columns=("full_name",),
         rate_per_second=rate,
-        max_batch=1,
+        max_batch=max_batch,
+        concurrency=concurrency,
     )
 
 
@@ -251,8 +257,8 @@ def _push(mode: str, destination: Destination, case: Case, records: Sequence[Rec
         engine.sync(store, destination, f"bench_{case.name}", records, interval="bench", mode="full")  # type: ignore[attr-defined]
         store.close()
         return
-    for start in range(0, len(records), case.per_request):
-        batch = records[start : start + case.per_request]
+    for start in range(0, len(records), destination.max_batch):
+        batch = records[start : start + destination.max_batch]
         for _attempt in range(20):  # a bare retry loop, so that a too-fast client shows its 429s
             try:
                 destination.deliver(Operation.ADD, batch, idempotency_key=f"bench:{case.name}:{start}")
@@ -262,8 +268,17 @@ def _push(mode: str, destination: Destination, case: Case, records: Sequence[Rec
 
 
 def run(
-    requests: int, limit: float, client: float, burst: int, mode: str, only: set[str] | None, in_process: bool
+    requests: int,
+    limit: float,
+    client: float,
+    burst: int,
+    mode: str,
+    only: set[str] | None,
+    in_process: bool,
+    sms: dict[str, int] | None = None,
 ) -> list[dict]:
+    """One row per destination; ``sms`` holds the SMS destination's ``max_batch`` and
+    ``concurrency`` (default: the destination's defaults)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="yorisoi-api-bench-") as tmp:
         workdir = Path(tmp)
@@ -281,7 +296,8 @@ def run(
                             "extra": {"from_email": "news@shop.example.jp", "disable_tls": True, "disable_ssl": True},
                         }
                     )
-                destination = case.build(f"http://127.0.0.1:{port}", client or None)
+                options = (sms or {}) if case.name == "sms" else {}
+                destination = case.build(f"http://127.0.0.1:{port}", client or None, **options)
                 started = time.perf_counter()
                 _push(mode, destination, case, records, workdir)
                 seconds = time.perf_counter() - started
@@ -315,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("auto", "engine", "loop"), default="auto")
     parser.add_argument("--only", nargs="*", help="destination names to run")
     parser.add_argument("--in-process", action="store_true", help="run the fakes on threads of this process")
+    parser.add_argument("--sms-batch", type=int, default=50, help="SMS recipients per batch (one request each)")
+    parser.add_argument("--sms-concurrency", type=int, default=4, help="SMS requests under way at once")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--serve", choices=("line", "esp", "sms", "smtp"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -325,13 +343,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if mode == "engine" and _engine() is None:
         parser.error("yorisoi.activation.engine.sync is not available")
     only = set(args.only) if args.only else None
-    rows = run(args.requests, args.limit, args.client, args.burst, mode, only, args.in_process)
+    sms = {"max_batch": args.sms_batch, "concurrency": args.sms_concurrency}
+    rows = run(args.requests, args.limit, args.client, args.burst, mode, only, args.in_process, sms)
+    load = os.getloadavg()[0]
     if args.json:
-        print(json.dumps({"mode": mode, "limit": args.limit, "client": args.client, "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {"mode": mode, "limit": args.limit, "client": args.client, "sms": sms, "load": load, "rows": rows},
+                indent=2,
+            )
+        )
         return 0
     where = "in-process" if args.in_process else "separate process"
     print(
         f"mode={mode}  servers: {where}, limit {args.limit:g}/s (burst {args.burst})  client={args.client:g}/s  "
+        f"sms: batch {args.sms_batch}, concurrency {args.sms_concurrency}  load {load:.2f}  "
         f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
     )
     header = list(rows[0]) if rows else []

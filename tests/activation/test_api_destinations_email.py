@@ -2,15 +2,18 @@
 aiosmtpd server (the Airflow connection given as ``AIRFLOW_CONN_<ID>`` JSON), and list sync
 against the ESP fake (``servers/esp.py``).
 
-RELIABILITY 4 (a retried batch does not resend what the server took), 5 (what is transient, what
-is never retried), 6 (per-row rejections, batch rejections) and 14 (only allowed columns leave).
+RELIABILITY 4 (a batch failing part-way reports what the server took, so neither the engine's
+retry nor a rerun in a new process sends it again), 5 (what is transient, what is never retried),
+6 (per-row rejections, batch rejections) and 14 (only allowed columns leave).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
@@ -18,11 +21,13 @@ from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
+from yorisoi.activation import engine
 from yorisoi.activation.destinations._api import AuthenticationFailed, PermanentError
 from yorisoi.activation.destinations.base import BatchRejected, DestinationError, Operation, Record, TransientError
 from yorisoi.activation.destinations.email import EspListDestination, SmtpEmailDestination, message_id
+from yorisoi.activation.store import ActivationStore
 from yorisoi.servers import esp as esp_fake
 from yorisoi.servers._loopback import RunningApi
 
@@ -47,11 +52,27 @@ SECRET_FIELDS = {"phone": "+819099998888", "address": "東京都千代田区丸�
 
 @dataclass
 class Mailbox:
-    """What the SMTP server received; ``deferred`` domains answer 451 to RCPT."""
+    """What the SMTP server received; ``deferred`` domains answer 451 to RCPT. With
+    ``per_connection`` set, a connection takes that many MAIL FROM; the next one is answered
+    ``421`` and the connection closed (``cutoff="421"``), or the connection is dropped without a
+    reply (``cutoff="drop"``)."""
 
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)  # every RCPT TO, accepted or not
     deferred: set[str] = field(default_factory=lambda: {"grey.example"})
+    per_connection: int | None = None
+    cutoff: str = "421"
+    mails: Counter[tuple[str, int]] = field(default_factory=Counter)  # MAIL FROM per connection
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.mails[session.peer] += 1
+        if self.per_connection is None or self.mails[session.peer] <= self.per_connection:
+            return MISSING  # aiosmtpd's own handling: 250
+        if self.cutoff == "drop":
+            server.transport.abort()
+            return MISSING
+        asyncio.get_running_loop().call_soon(server.transport.close)  # after the reply is written
+        return "421 4.7.0 too many messages on this connection, closing"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.attempts.append(address)
@@ -184,20 +205,63 @@ def test_smtp_refused_recipients_are_row_failures(smtp: SmtpServer) -> None:
 
 
 def test_smtp_deferral_is_transient_and_the_retry_sends_only_what_is_missing(smtp: SmtpServer) -> None:
-    """RELIABILITY 4/5: a 451 mid-batch fails the batch as transient; the retry of the same batch
-    does not send again what the server already took (the provider's own retry loop is off)."""
+    """RELIABILITY 4/5: a 451 mid-batch fails the batch as transient, naming the recipients the
+    server already took; retrying the rest sends nobody twice (the provider's retry loop is off)."""
     records = [_person("first@example.jp", "一"), _person("late@grey.example", "二"), _person("last@example.jp", "三")]
     destination = _smtp_destination()
-    with pytest.raises(TransientError, match="451"):
+    with pytest.raises(TransientError, match="451") as deferred:
         destination.deliver(Operation.ADD, records, idempotency_key="k")
+    assert [(r.key, r.ok, r.code) for r in deferred.value.partial] == [("first@example.jp", True, "250")]
     assert smtp.mailbox.recipients() == ["first@example.jp"]
     assert smtp.mailbox.attempts == ["first@example.jp", "late@grey.example"]  # not the hook's retry_limit times
 
     smtp.mailbox.deferred.clear()
-    results = destination.deliver(Operation.ADD, records, idempotency_key="k")
+    answered = {r.key for r in deferred.value.partial}
+    results = destination.deliver(Operation.ADD, [r for r in records if r.key not in answered], idempotency_key="k")
 
-    assert all(r.ok for r in results)
-    assert sorted(smtp.mailbox.recipients()) == ["first@example.jp", "last@example.jp", "late@grey.example"]
+    assert [(r.key, r.ok) for r in results] == [("late@grey.example", True), ("last@example.jp", True)]
+    assert Counter(smtp.mailbox.recipients()) == {"first@example.jp": 1, "late@grey.example": 1, "last@example.jp": 1}
+
+
+@pytest.mark.parametrize("cutoff", ["421", "drop"], ids=["421 closing", "connection dropped"])
+def test_smtp_relay_cutting_off_every_attempt_then_a_rerun_emails_everyone_exactly_once(
+    smtp: SmtpServer, tmp_path, cutoff: str
+) -> None:
+    """RELIABILITY 4 through the engine: the relay takes 2 messages per connection, then answers
+    421 (or drops the connection), on every attempt until the engine gives up. The messages it
+    took are settled as sent at once, so the rerun (a new process: a fresh destination) emails
+    only the others. SMTP has no deduplication: without the partial answer they would be sent
+    again."""
+    smtp.mailbox.per_connection, smtp.mailbox.cutoff = 2, cutoff
+    people = [Record(f"customer{i}@example.jp", f"P{i}", {"full_name": f"顧客{i}"}, "A") for i in range(9)]
+    bounce = Record("nobody@bounce.example", "P-bounce", {"full_name": "不明"}, "A")  # 550: refused per row
+    people.insert(1, bounce)
+    with ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}") as store:
+
+        def run(max_attempts: int) -> engine.SyncSummary:
+            return engine.sync(
+                store,
+                _smtp_destination(max_batch=10),
+                "winter_sale",
+                people,
+                interval="2025-12-01",
+                sleep=lambda _seconds: None,
+                max_attempts=max_attempts,
+            )
+
+        with pytest.raises(engine.DestinationUnavailable) as stopped:
+            run(max_attempts=3)
+        assert ("SMTPServerDisconnected" in str(stopped.value)) == (cutoff == "drop")
+        first = stopped.value.summary
+        # attempt 1: customer0 sent, bounce refused; attempts 2 and 3: two sent each
+        assert (first.delivered, first.rejected, first.failed) == (5, 1, 4)
+        ledger = {row["key"]: row["status"] for row in store.ledger("winter_sale", "smtp_email", "2025-12-01")}
+        assert {key for key, status in ledger.items() if status == "sent"} == set(smtp.mailbox.recipients())
+
+        second = run(max_attempts=5)
+
+    assert second.delivered == 4
+    assert Counter(smtp.mailbox.recipients()) == {p.key: 1 for p in people if p is not bounce}
 
 
 def test_smtp_wrong_password_is_never_retried(smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:

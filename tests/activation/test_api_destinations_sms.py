@@ -1,20 +1,25 @@
 """SMS through the Twilio-style destination against the SMS fake on loopback (``servers/sms.py``),
 and the shared pieces of the API destinations (``_api.py``).
 
-RELIABILITY 4 (idempotency token per recipient: a retry never texts twice), 5 (429 with
-Retry-After, 5xx transient, 401 never retried), 6 (Twilio error codes per recipient), 7 (the
-pacer keeps below the configured rate) and 14 (only allowed columns in the text).
+RELIABILITY 4 (idempotency token per recipient: a retry never texts twice; a batch failing
+part-way reports who was already texted, so a rerun in a new process texts only the others), 5
+(429 with Retry-After, 5xx transient, 401 never retried), 6 (Twilio error codes per recipient), 7
+(the pacer keeps below the configured rate, with concurrent requests too) and 14 (only allowed
+columns in the text).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from yorisoi.activation import engine
 from yorisoi.activation.destinations._api import (
     AuthenticationFailed,
     PermanentError,
@@ -24,6 +29,7 @@ from yorisoi.activation.destinations._api import (
 )
 from yorisoi.activation.destinations.base import BatchRejected, Operation, Record, TransientError
 from yorisoi.activation.destinations.sms import SmsDestination, idempotency_token
+from yorisoi.activation.store import ActivationStore
 from yorisoi.servers import sms as fake
 from yorisoi.servers._loopback import RunningApi
 
@@ -69,8 +75,8 @@ def test_sms_sends_each_variant_its_text_with_allowed_columns_only(server: Runni
     assert {m["from"] for m in sent.values()} == {FROM}
     for message in sent.values():
         assert all(value not in message["body"] for value in SECRET_FIELDS.values())
-    tokens = [c.headers["idempotency-token"] for c in server.state.calls.all()]
-    assert tokens == [idempotency_token("d1:0", phone) for phone in MOBILE]
+    tokens = Counter(c.headers["idempotency-token"] for c in server.state.calls.all())
+    assert tokens == Counter(idempotency_token("d1:0", phone) for phone in MOBILE)
 
 
 def test_sms_twilio_error_codes_are_row_failures(server: RunningApi) -> None:
@@ -106,6 +112,7 @@ def test_sms_server_rate_limit_answers_429_with_retry_after() -> None:
             _destination(server).deliver(Operation.ADD, [_person(MOBILE[0]), _person(MOBILE[1])], idempotency_key="k")
         assert (limited.value.status, limited.value.retry_after) == (429, 2.0)
         assert server.state.sms.receipts() == {MOBILE[0]: 1}
+        assert [(r.key, r.ok) for r in limited.value.partial] == [(MOBILE[0], True)]  # who was texted
 
 
 def test_sms_500_after_acceptance_then_retry_texts_each_person_once(server: RunningApi) -> None:
@@ -114,23 +121,99 @@ def test_sms_500_after_acceptance_then_retry_texts_each_person_once(server: Runn
     nobody is texted twice."""
     records = [_person(MOBILE[0]), _person(MOBILE[1]), _person(MOBILE[2])]
     server.state.faults.fail_after_accept(1)
-    first = _destination(server)
     with pytest.raises(TransientError) as failed:
-        first.deliver(Operation.ADD, records, idempotency_key="2025-12-01:3")
+        _destination(server).deliver(Operation.ADD, records, idempotency_key="2025-12-01:3")
     assert failed.value.status == 500
+    assert failed.value.partial == []  # the first request goes alone: nothing else was sent
 
-    rerun = _destination(server)  # a new process: nothing remembered locally
+    rerun = _destination(server)  # a new process
     results = rerun.deliver(Operation.ADD, records, idempotency_key="2025-12-01:3")
 
     assert all(r.ok for r in results)
-    assert results[0].already_done  # the API replayed the message it had created
+    assert [r.already_done for r in results] == [True, False, False]  # the API replayed the first
     assert server.state.sms.receipts() == {phone: 1 for phone in MOBILE}
-    notes = [c.note for c in server.state.calls.all()]
-    assert notes == ["accepted", "replayed", "accepted", "accepted"]
+    assert sorted(c.note for c in server.state.calls.all()) == ["accepted", "accepted", "accepted", "replayed"]
 
-    # the same process retrying again skips what it created, without asking the API again
-    again = rerun.deliver(Operation.ADD, records, idempotency_key="2025-12-01:3")
-    assert all(r.ok for r in again) and len(server.state.calls) == 4
+
+class FakeTime:
+    """Seconds that pass only when someone sleeps: the API's rate limit and the engine's backoff
+    share it, so each retry finds exactly the capacity the wait freed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_sms_batch_limited_part_way_reports_who_was_answered(concurrency: int) -> None:
+    """The API takes 2 requests, then answers 429 to the rest: the TransientError lists the 2
+    answers (a text sent, a number refused per row), and exactly those were carried out."""
+    time = FakeTime()
+    records = [_person(MOBILE[0]), _person("+81312345678"), *(_person(f"+81901111{i:04d}") for i in range(6))]
+    with fake.serve_in_thread(SID, TOKEN, rate_per_second=2.0, burst=2, clock=time.clock) as server:
+        with pytest.raises(TransientError) as limited:
+            _destination(server, concurrency=concurrency).deliver(Operation.ADD, records, idempotency_key="k")
+        assert (limited.value.status, limited.value.retry_after) == (429, 1.0)
+        answered = {r.key: r for r in limited.value.partial}
+        assert len(answered) == 2 and MOBILE[0] in answered  # the first request goes alone
+        assert {key for key, r in answered.items() if r.ok} == set(server.state.sms.receipts())
+        assert all(r.code == "21614" for r in answered.values() if not r.ok)
+        assert server.state.calls.count(201) + server.state.calls.count(400) == 2
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_sms_limited_part_way_on_every_attempt_then_a_rerun_texts_everyone_exactly_once(
+    tmp_path: Path, concurrency: int
+) -> None:
+    """RELIABILITY 4 through the engine: the API lets 2 requests through, then answers 429, on
+    every attempt, until the engine gives up. What was texted is settled as sent at once; the
+    rerun (a new process: a fresh destination) texts only the others, and never asks the API
+    again for a message it created (no idempotent replay needed)."""
+    time = FakeTime()
+    landline = Record("+81312345678", "P-landline", {"full_name": "固定"})  # refused per row (21614)
+    people = [Record(f"+81902222{i:04d}", f"P{i}", {"full_name": f"顧客{i}"}) for i in range(9)]
+    people.insert(1, landline)
+    with (
+        fake.serve_in_thread(SID, TOKEN, rate_per_second=2.0, burst=2, clock=time.clock) as server,
+        ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}") as store,
+    ):
+
+        def run(max_attempts: int) -> engine.SyncSummary:
+            return engine.sync(
+                store,
+                _destination(server, max_batch=10, concurrency=concurrency),
+                "flash_sale",
+                people,
+                interval="2025-12-01",
+                sleep=time.sleep,
+                jitter=lambda: 0.0,
+                max_attempts=max_attempts,
+            )
+
+        with pytest.raises(engine.DestinationUnavailable) as stopped:
+            run(max_attempts=3)
+        first = stopped.value.summary
+        assert first.delivered + first.rejected == 6 and first.failed == 4  # 2 answered per attempt
+        ledger = {row["key"]: row["status"] for row in store.ledger("flash_sale", "sms", "2025-12-01")}
+        texted = set(server.state.sms.receipts())
+        assert {key for key, status in ledger.items() if status == "sent"} == texted
+        assert len(texted) == first.delivered
+
+        time.sleep(3600)  # the task is retried an hour later
+        second = run(max_attempts=5)
+
+        assert second.delivered == 9 - first.delivered  # only those not texted yet
+        assert server.state.sms.receipts() == {p.key: 1 for p in people if p is not landline}
+        carried_out = Counter(c.headers["idempotency-token"] for c in server.state.calls.all() if c.status == 201)
+        assert len(carried_out) == 9 and set(carried_out.values()) == {1}  # one request per person texted
+        assert [c.note for c in server.state.calls.all()].count("replayed") == 0
+        # a refused number is answered, never sent (a rerun may ask again: the ledger keeps it failed)
+        assert {(r["key"], r["code"]) for r in store.rejects(audience="flash_sale")} == {(landline.key, "21614")}
 
 
 def test_sms_wrong_token_is_never_retried(server: RunningApi) -> None:
@@ -209,10 +292,12 @@ def test_request_bucket_never_exceeds_rate_plus_burst_in_any_window() -> None:
     assert (len(starts) - 1) / (starts[-1] - starts[0]) >= 95.0  # the burst absorbs the slow requests
 
 
-def test_sms_paces_its_own_requests(server: RunningApi) -> None:
-    """One request per recipient: the destination spaces them itself at rate_per_second."""
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_sms_paces_its_own_requests(server: RunningApi, concurrency: int) -> None:
+    """One request per recipient: the destination spaces them itself at rate_per_second, all its
+    threads taking their slots from the same bucket."""
     now, sleep = _fake_time()
-    destination = _destination(server, rate_per_second=10.0, clock=lambda: now[0], sleep=sleep)
+    destination = _destination(server, rate_per_second=10.0, concurrency=concurrency, clock=lambda: now[0], sleep=sleep)
     records = [_person(f"+81901234{i:04d}") for i in range(25)]
     destination.deliver(Operation.ADD, records, idempotency_key="k")
     assert len(server.state.sms.messages) == 25

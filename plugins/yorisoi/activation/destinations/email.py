@@ -3,8 +3,10 @@
 :class:`SmtpEmailDestination` sends through Airflow's SMTP provider (``SmtpHook``, connection
 ``conn_id``: host, port, login, password; extra ``from_email``, ``disable_tls``,
 ``disable_ssl``, ``timeout``). The hook's own retry loop is switched off (it would resend a
-message the server may already have accepted); the engine retries instead, and a retry of the
-same batch skips every message this process already handed over. Each message carries a
+message the server may already have accepted); the engine retries instead. SMTP has no
+deduplication, so a batch that fails part-way says which recipients were already answered (the
+``partial`` of its :class:`~.base.TransientError`): the engine records those at once, and
+neither its retry nor a rerun in another process sends them again. Each message carries a
 ``Message-ID`` derived from the batch's idempotency key and the recipient, so a duplicate that
 slipped through a crash is recognisable downstream.
 
@@ -15,8 +17,9 @@ reply                                       result
 ==========================================  ==============================================
 250 after DATA                              RowResult ok (code ``"250"``)
 5xx to RCPT / DATA (unknown user, refused)  RowResult failed, code = the SMTP code
-4xx (greylisting, busy), disconnect,        TransientError (the rest of the batch is
-timeout, refused connection                 retried; rows already sent are not resent)
+4xx (greylisting, busy, 421 closing),       TransientError, ``partial`` = the RowResults
+disconnect, timeout, refused connection     of the recipients answered before it (sent or
+                                            refused): only the rest is retried
 535 / other authentication failure          AuthenticationFailed (never retried)
 5xx to MAIL FROM                            PermanentError (the sender is refused)
 ==========================================  ==============================================
@@ -33,7 +36,6 @@ import logging
 import re
 import smtplib
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,7 +62,6 @@ log = logging.getLogger(__name__)
 
 # One address, no display name, no header-breaking characters: the key goes into To: and RCPT TO.
 _ADDRESS_RE = re.compile(r"^[^@\s<>,;\"\\]+@[^@\s<>,;\"\\]+\.[^@\s<>,;\"\\]+$")
-_REMEMBERED = 200_000
 
 
 def message_id(idempotency_key: str, recipient: str, domain: str) -> str:
@@ -132,8 +133,6 @@ class SmtpEmailDestination(ApiDestination):
         self.from_email = from_email
         self.list_unsubscribe = list_unsubscribe
         self._hook: Any = None
-        # Message-IDs the server accepted in this process: a retried batch skips them.
-        self._accepted: OrderedDict[str, None] = OrderedDict()
 
     # ---- connection -----------------------------------------------------------------------
 
@@ -181,14 +180,11 @@ class SmtpEmailDestination(ApiDestination):
             raise PermanentError(f"{self.name}: no valid from_email (argument or connection {self.conn_id!r} extra)")
         return sender
 
-    def _remember(self, mid: str) -> None:
-        self._accepted[mid] = None
-        while len(self._accepted) > _REMEMBERED:
-            self._accepted.popitem(last=False)
-
-    def _transient(self, message: str, exc: BaseException) -> TransientError:
+    def _transient(self, message: str, exc: BaseException, answered: list[RowResult]) -> TransientError:
+        """Drop the connection (the next attempt opens a new one) and fail the batch, with the
+        answers it already has (``answered``) as the error's ``partial``."""
         self._disconnect()
-        return TransientError(f"{self.name}: {message}: {exc!r}")
+        return TransientError(f"{self.name}: {message}: {exc!r}", partial=answered)
 
     def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         self.check_operation(operation)
@@ -198,10 +194,6 @@ class SmtpEmailDestination(ApiDestination):
         results: list[RowResult] = []
         for record in records:
             recipient = record.key.strip()
-            mid = message_id(idempotency_key, recipient, domain)
-            if mid in self._accepted:
-                results.append(RowResult(record.key, ok=True, code="250", reason="accepted by an earlier attempt"))
-                continue
             if not _ADDRESS_RE.match(recipient):
                 results.append(
                     RowResult(record.key, ok=False, code="invalid_email", reason="not a single plain address")
@@ -210,7 +202,7 @@ class SmtpEmailDestination(ApiDestination):
             subject, body = template_for(self.templates, record.variant, system=self.name).render(
                 self.allowed_fields(record), escape=html.escape
             )
-            headers = {"Message-ID": mid}
+            headers = {"Message-ID": message_id(idempotency_key, recipient, domain)}
             if self.list_unsubscribe:
                 headers["List-Unsubscribe"] = self.list_unsubscribe
             self.pace()
@@ -226,11 +218,11 @@ class SmtpEmailDestination(ApiDestination):
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()), (550, b""))
                 if 400 <= code < 500:
-                    raise self._transient(f"{recipient!r} deferred ({code})", exc) from exc
+                    raise self._transient(f"{recipient!r} deferred ({code})", exc, results) from exc
                 results.append(RowResult(record.key, ok=False, code=str(code), reason=_text(reply)))
             except smtplib.SMTPSenderRefused as exc:
                 if 400 <= exc.smtp_code < 500:
-                    raise self._transient("sender deferred", exc) from exc
+                    raise self._transient("sender deferred", exc, results) from exc
                 raise PermanentError(
                     f"{self.name}: the SMTP server refuses the sender {sender!r}: "
                     f"{exc.smtp_code} {_text(exc.smtp_error)}"
@@ -240,12 +232,11 @@ class SmtpEmailDestination(ApiDestination):
                 raise AuthenticationFailed(f"{self.name}: SMTP authentication failed: {exc.smtp_code}") from exc
             except smtplib.SMTPResponseException as exc:  # DATA refused, or another reply
                 if 400 <= exc.smtp_code < 500:
-                    raise self._transient(f"message to {recipient!r} deferred ({exc.smtp_code})", exc) from exc
+                    raise self._transient(f"message to {recipient!r} deferred ({exc.smtp_code})", exc, results) from exc
                 results.append(RowResult(record.key, ok=False, code=str(exc.smtp_code), reason=_text(exc.smtp_error)))
             except (smtplib.SMTPException, OSError) as exc:  # disconnected, timed out, reset
-                raise self._transient("SMTP connection failed", exc) from exc
+                raise self._transient("SMTP connection failed", exc, results) from exc
             else:
-                self._remember(mid)
                 results.append(RowResult(record.key, ok=True, code="250"))
         return results
 

@@ -4,8 +4,13 @@ recipient (form-encoded ``To``, ``From``, ``Body``; HTTP basic auth ``sid:token`
 Every request carries ``I-Twilio-Idempotency-Token`` and ``Idempotency-Key``, both a UUID derived
 from the batch's idempotency key and the recipient, so a retried request that the API already
 carried out is answered from its record instead of texting the person again (the API fake in
-``servers/sms.py`` honours either header). Within a process, a retried batch also skips every
-recipient whose message was already created.
+``servers/sms.py`` honours either header).
+
+The first request of a batch goes alone (wrong credentials or an API that is down are answered
+once); the others go out on up to ``concurrency`` threads, all paced by one thread-safe token
+bucket at ``rate_per_second``: the rate holds, and the time one request waits for its answer no
+longer delays the next one. When a request fails, no new request starts; the requests already
+under way finish, and the batch fails with the answers it has.
 
 =====================================  =================================================
 answer                                 result
@@ -15,9 +20,11 @@ answer                                 result
 400 (the request names one recipient)  RowResult failed, code = Twilio's error code
                                        (21211 invalid number, 21614 not mobile, 21610
                                        replied STOP, ...)
-429, 5xx, timeout, reset               TransientError (``retry_after`` from
-                                       ``Retry-After``); recipients already sent are not
-                                       resent on the retry
+429, 5xx, timeout, reset               TransientError (``retry_after``: the longest
+                                       ``Retry-After`` among the failed requests), its
+                                       ``partial`` = the RowResults of every recipient
+                                       already answered (201 or 400): the engine settles
+                                       those, so only the others are sent again
 401 / 403                              AuthenticationFailed (never retried)
 other 4xx                              PermanentError
 =====================================  =================================================
@@ -25,9 +32,10 @@ other 4xx                              PermanentError
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -47,7 +55,6 @@ from .base import Operation, Record, RowResult, TransientError
 
 TWILIO_API = "https://api.twilio.com"
 API_VERSION = "2010-04-01"
-_REMEMBERED = 200_000
 
 
 def idempotency_token(idempotency_key: str, recipient: str) -> str:
@@ -64,6 +71,7 @@ class SmsDestination(ApiDestination):
     auth token, host = the API's base URL if not Twilio's, extra ``from_number``) or
     ``account_sid``, ``auth_token``, ``from_number`` and optionally ``base_url``;
     ``allowed_columns``; ``rate_per_second`` (messages per second, one request each);
+    ``concurrency`` (requests under way at once, default 4; 1 sends them one after another);
     ``max_batch`` (default 50); ``timeout`` seconds per request; ``name``; ``clock``/``sleep``
     (pacing) and ``transport`` (httpx) for tests.
     """
@@ -84,6 +92,7 @@ class SmsDestination(ApiDestination):
         base_url: str | None = None,
         allowed_columns: Iterable[str] = (),
         rate_per_second: float | None = None,
+        concurrency: int = 4,
         max_batch: int = 50,
         timeout: float = 30.0,
         name: str = "sms",
@@ -99,6 +108,9 @@ class SmsDestination(ApiDestination):
             clock=clock,
             sleep=sleep,
         )
+        if int(concurrency) < 1:
+            raise ValueError(f"{name}: concurrency must be at least 1, got {concurrency}")
+        self.concurrency = int(concurrency)
         self.templates = coerce_templates(templates, allowed=self.allowed_columns, needs_subject=False)
         if conn_id is not None:
             info = airflow_connection(conn_id)
@@ -115,26 +127,72 @@ class SmsDestination(ApiDestination):
             headers={"User-Agent": "yorisoi-activation", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
-        self._created: OrderedDict[str, str] = OrderedDict()  # token → message sid, this process
 
     def close(self) -> None:
         self._http.close()
 
     def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         self.check_operation(operation)
-        return [self._send(record, idempotency_key) for record in records]
+        texts = [self._text(record) for record in records]  # a template error stops the batch before any send
+        answers: list[RowResult | Exception | None] = [None] * len(records)
+        stop = threading.Event()
 
-    def _send(self, record: Record, idempotency_key: str) -> RowResult:
-        token = idempotency_token(idempotency_key, record.key)
-        if token in self._created:
-            return RowResult(record.key, ok=True, code="201", reason=f"created earlier as {self._created[token]}")
-        _, body = template_for(self.templates, record.variant, system=self.name).render(self.allowed_fields(record))
-        self.pace()
+        def send(index: int) -> None:
+            if stop.is_set():
+                return
+            self.pace()
+            if stop.is_set():  # another request failed while this one waited for its slot
+                return
+            record = records[index]
+            try:
+                answers[index] = self._send(record, texts[index], idempotency_token(idempotency_key, record.key))
+            except Exception as exc:
+                answers[index] = exc
+                stop.set()
+
+        # the first request goes alone: wrong credentials or an API that is down answer it once,
+        # not once per thread
+        if records:
+            send(0)
+        workers = min(self.concurrency, len(records) - 1)
+        if workers <= 1:
+            for index in range(1, len(records)):
+                send(index)
+        elif not stop.is_set():
+            with ThreadPoolExecutor(workers, thread_name_prefix=self.name) as pool:
+                try:
+                    for _ in pool.map(send, range(1, len(records))):
+                        pass
+                finally:
+                    stop.set()  # should the caller be interrupted (a task's SIGTERM), start nothing more
+        answered = [answer for answer in answers if isinstance(answer, RowResult)]
+        failures = [answer for answer in answers if isinstance(answer, Exception)]
+        if not failures:
+            return answered
+        transient = [failure for failure in failures if isinstance(failure, TransientError)]
+        if len(transient) < len(failures):
+            raise next(failure for failure in failures if not isinstance(failure, TransientError))
+        first = transient[0]
+        raise TransientError(
+            f"{first} ({len(answered)} of {len(records)} recipients answered)",
+            status=first.status,
+            retry_after=max((f.retry_after for f in transient if f.retry_after is not None), default=None),
+            partial=answered,
+        ) from first
+
+    def _text(self, record: Record) -> str:
+        _subject, body = template_for(self.templates, record.variant, system=self.name).render(
+            self.allowed_fields(record)
+        )
+        return body
+
+    def _send(self, record: Record, text: str, token: str) -> RowResult:
         try:
             response = self._http.post(
                 self.url,
-                data={"To": record.key, "From": self.from_number, "Body": body},
+                data={"To": record.key, "From": self.from_number, "Body": text},
                 headers={"I-Twilio-Idempotency-Token": token, "Idempotency-Key": token},
             )
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
@@ -142,10 +200,6 @@ class SmsDestination(ApiDestination):
         answer = _json(response)
         status = response.status_code
         if status in (200, 201):
-            sid = str(answer.get("sid", ""))
-            self._created[token] = sid
-            while len(self._created) > _REMEMBERED:
-                self._created.popitem(last=False)
             replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
             return RowResult(record.key, ok=True, code=str(status), already_done=replayed)
         code = answer.get("code")
