@@ -323,16 +323,19 @@ class RowByRowFake(SendFake):
     """Sends one message per recipient with no deduplication (SMTP): the connection drops after
     ``fail_after`` messages of every attempt, and the destination reports what it already sent."""
 
-    def __init__(self, *, max_batch: int, fail_after: int | None) -> None:
+    def __init__(
+        self, *, max_batch: int, fail_after: int | None, error: type[DestinationError] = TransientError
+    ) -> None:
         super().__init__(max_batch=max_batch)
         self.fail_after = fail_after
+        self.error = error
 
     def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         self.calls.append(([r.key for r in records], idempotency_key))
         sent: list[RowResult] = []
         for number, r in enumerate(records):
             if self.fail_after is not None and number == self.fail_after:
-                raise TransientError("421 connection dropped", status=421, partial=sent)
+                raise self.error("421 connection dropped", partial=sent)
             self.received[r.key] += 1
             sent.append(RowResult(key=r.key, ok=True, code="250"))
         return sent
@@ -353,6 +356,20 @@ def test_a_batch_failing_part_way_settles_what_was_sent_and_a_rerun_never_resend
     summary = run(store, fake, users, clock)
     assert summary.delivered == 4
     assert fake.received == Counter({u.key: 1 for u in users})  # exactly once each
+
+
+def test_a_batch_refused_part_way_settles_what_was_sent_and_a_rerun_never_resends_it(store, clock) -> None:
+    fake = RowByRowFake(max_batch=10, fail_after=3, error=DestinationError)  # e.g. SMTP 535 mid-batch
+    users = line_users(10)
+    with pytest.raises(SyncError) as stopped:
+        run(store, fake, users, clock)
+    assert len(fake.calls) == 1  # never retried
+    assert stopped.value.summary.delivered == 3 and stopped.value.summary.failed == 7
+
+    fake.fail_after = None  # the credentials are fixed; the task is run again
+    summary = run(store, fake, users, clock)
+    assert summary.delivered == 7
+    assert fake.received == Counter({u.key: 1 for u in users})
 
 
 @pytest.mark.parametrize("accepted", [True, False], ids=["after the call", "before the call"])

@@ -37,7 +37,7 @@
    ``destination.rate_per_second`` (RELIABILITY 7). :class:`~.destinations.base.TransientError`
    is retried with exponential backoff and jitter, never sooner than its ``retry_after``, at most
    ``max_attempts`` attempts, with the same idempotency key (rows its ``partial`` answers settle
-   at once and leave the retry); suppression is checked again before
+   at once and leave the retry; so do those of any other error); suppression is checked again before
    every retry, and newly suppressed rows leave the batch. Any other error is never retried
    (RELIABILITY 5). :class:`~.destinations.base.BatchRejected` splits the batch in halves until
    the bad rows stand alone; they go to ``sync_rejects`` (RELIABILITY 6).
@@ -781,6 +781,8 @@ class _Sync:
                         return
                 return
             except Exception as exc:  # another 4xx, an auth error...: never retried
+                if getattr(exc, "partial", None):
+                    batch = self._take_partial(batch, exc.partial, outcome)
                 outcome.fail(batch, _code(getattr(exc, "status", None)), f"{type(exc).__name__}: {exc}")
                 outcome.fatal = exc
                 return

@@ -39,14 +39,14 @@ import math
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..ratelimit import TokenBucket
-from .base import BatchRejected, Destination, DestinationError, Operation, Record, TransientError
+from .base import BatchRejected, Destination, DestinationError, Operation, Record, RowResult, TransientError
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/yorisoi/activation")
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -56,8 +56,15 @@ class PermanentError(DestinationError):
     """The system refused the whole request for a reason that sending it again cannot fix: an
     unknown list, a misconfigured template, an unsupported operation. Never retried."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        partial: Sequence[RowResult] = (),
+    ) -> None:
+        super().__init__(message, partial=partial)
         self.status = status
         self.code = code
 

@@ -55,14 +55,19 @@ class RowResult:
 
 
 class DestinationError(Exception):
-    """Base class of the errors a destination raises for a whole batch."""
+    """Base class of the errors a destination raises for a whole batch.
+
+    ``partial``: the answers the destination already had before it failed (one RowResult per
+    row it sent or refused). The engine settles those whatever the error; for a transient error
+    it retries only the rows without an answer."""
+
+    def __init__(self, message: str, *, partial: Sequence[RowResult] = ()) -> None:
+        super().__init__(message)
+        self.partial = list(partial)
 
 
 class TransientError(DestinationError):
-    """The batch may succeed if sent again: 429, 5xx, timeouts, dropped connections.
-
-    ``partial``: the answers the destination already had before it failed (one RowResult per
-    row it sent or refused); the rows without one are the ones to retry."""
+    """The batch may succeed if sent again: 429, 5xx, timeouts, dropped connections."""
 
     def __init__(
         self,
@@ -72,10 +77,9 @@ class TransientError(DestinationError):
         retry_after: float | None = None,
         partial: Sequence[RowResult] = (),
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, partial=partial)
         self.status = status
         self.retry_after = retry_after
-        self.partial = list(partial)
 
 
 class BatchRejected(DestinationError):

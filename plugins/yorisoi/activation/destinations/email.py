@@ -225,11 +225,13 @@ class SmtpEmailDestination(ApiDestination):
                     raise self._transient("sender deferred", exc, results) from exc
                 raise PermanentError(
                     f"{self.name}: the SMTP server refuses the sender {sender!r}: "
-                    f"{exc.smtp_code} {_text(exc.smtp_error)}"
+                    f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                    partial=results,
                 ) from exc
             except smtplib.SMTPAuthenticationError as exc:
                 self._disconnect()
-                raise AuthenticationFailed(f"{self.name}: SMTP authentication failed: {exc.smtp_code}") from exc
+                failed = f"{self.name}: SMTP authentication failed: {exc.smtp_code}"
+                raise AuthenticationFailed(failed, partial=results) from exc
             except smtplib.SMTPResponseException as exc:  # DATA refused, or another reply
                 if 400 <= exc.smtp_code < 500:
                     raise self._transient(f"message to {recipient!r} deferred ({exc.smtp_code})", exc, results) from exc
