@@ -195,3 +195,51 @@ def run_(
     _print(summaries, as_json)
     if any(s["status"] == "skipped" for s in summaries):
         raise typer.Exit(1)
+
+
+def prune_store(
+    now: datetime, *, dry_run: bool = False, destinations_file: Path | None = None, store_url: str | None = None
+) -> dict[str, int]:
+    """Apply the retention of include/destinations.yml to the activation store
+    (`ActivationStore.prune`) and, unless a dry run, write the deletion to the operation log.
+    What `yorisoi activation prune` and the DAG maintain_activation_store run."""
+    from ..audit import record
+    from .definitions import load_destinations
+    from .store import ActivationStore
+
+    retention = load_destinations(destinations_file).retention
+    with ActivationStore(store_url) as store:
+        counts = store.prune(now, retention, dry_run=dry_run)
+        where = repr(store)
+    if not dry_run:
+        record(
+            "prune",
+            "activation store",
+            rows=sum(n for table, n in counts.items() if table != "send_history"),
+            details={"store": where, "as_of": now.isoformat(), "retention": retention.model_dump(), "rows": counts},
+        )
+    return counts
+
+
+@activation_app.command("prune")
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would go; delete nothing")] = False,
+    as_of: AsOf = None,
+    as_json: AsJson = False,
+) -> None:
+    """Delete what the retention in include/destinations.yml (defaults.retention) no longer keeps
+    from the activation store: old audience members (each audience's latest run stays), sync runs
+    with their changelog and rejects, and ledger rows (folded into send_history first)."""
+    counts = prune_store(_as_of(as_of), dry_run=dry_run)
+    if as_json:
+        console.print_json(json.dumps({"dry_run": dry_run, "rows": counts}))
+        return
+    title = "activation store prune" + (" (dry run: nothing deleted)" if dry_run else "")
+    table = Table("table", "rows", "", title=title)
+    for name, n in counts.items():
+        if name == "send_history":
+            what = "summaries that would take in pruned sends" if dry_run else "summaries that took in pruned sends"
+        else:
+            what = "would be deleted" if dry_run else "deleted"
+        table.add_row(name, str(n), what)
+    console.print(table)

@@ -61,6 +61,7 @@ __all__ = [
     "ExitConditions",
     "Filter",
     "FrequencyCap",
+    "Retention",
     "Selection",
     "Variant",
     "audiences_dir",
@@ -225,10 +226,25 @@ class DestinationConfig(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class Retention(BaseModel):
+    """How long the activation store keeps each kind of row (`ActivationStore.prune`), in days."""
+
+    model_config = ConfigDict(extra="forbid")
+    # audience_members rows older than this go; each audience's latest run always stays (the
+    # breaker compares the next run's size with it)
+    audience_members_days: int = Field(default=90, ge=1)
+    # sync_runs with their sync_changelog and sync_rejects rows: the record of what went to whom
+    sync_days: int = Field(default=1095, ge=1)
+    # send_ledger rows (folded into send_history for the exit conditions first). Longer than any
+    # frequency cap can look back (period_days <= 366), so caps always see every send they count.
+    send_ledger_days: int = Field(default=400, ge=367)
+
+
 class _Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
     frequency_caps: dict[Channel, FrequencyCap] = Field(default_factory=dict)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    retention: Retention = Field(default_factory=Retention)
 
 
 class _DestinationsFile(BaseModel):
@@ -239,13 +255,14 @@ class _DestinationsFile(BaseModel):
 
 @dataclass(frozen=True)
 class Destinations:
-    """include/destinations.yml: the destination instances, the channels' default frequency caps
-    and the breaker's default thresholds."""
+    """include/destinations.yml: the destination instances, the channels' default frequency caps,
+    the breaker's default thresholds and the activation store's retention."""
 
     by_name: Mapping[str, DestinationConfig]
     frequency_caps: Mapping[str, FrequencyCap]
     breaker: BreakerSettings
     file: str = ""
+    retention: Retention = field(default_factory=Retention)
 
     def __getitem__(self, name: str) -> DestinationConfig:
         try:
@@ -305,6 +322,7 @@ def load_destinations(path: str | os.PathLike[str] | None = None) -> Destination
         frequency_caps=dict(parsed.defaults.frequency_caps),
         breaker=parsed.defaults.breaker,
         file=_rel(path),
+        retention=parsed.defaults.retention,
     )
 
 

@@ -1,7 +1,7 @@
 # ruff: noqa: S608 - statements are assembled from this module's fixed table and column names; values are bound
 """What the activation layer remembers: members, runs, changes, rejects, snapshots and the ledger.
 
-:class:`ActivationStore` keeps six tables in any SQLAlchemy database (created on first use). The
+:class:`ActivationStore` keeps seven tables in any SQLAlchemy database (created on first use). The
 embedded default is SQLite at ``<var>/activation/activation.sqlite`` in WAL mode with a busy
 timeout, every write transaction ``BEGIN IMMEDIATE`` so that several processes (Airflow mapped
 tasks) queue for the write lock instead of failing; PostgreSQL works the same (``postgresql+
@@ -26,6 +26,8 @@ table                  one row per
                        fallible call (status ``claimed``), then ``sent`` or ``failed``
                        (RELIABILITY 4). ``claim_id`` is the batch's idempotency key, ``owner`` the
                        sync call holding the claim
+``send_history``       (audience, person): the ledger's sent rows that retention pruned, folded into
+                       a count of run intervals, the first send and the last interval folded
 =====================  ============================================================================
 
 Bulk writes never loop over rows in Python: a batch's keys travel as one JSON array (SQLite,
@@ -33,6 +35,10 @@ Bulk writes never loop over rows in Python: a batch's keys travel as one JSON ar
 ``UPDATE`` statements, so a 1 M-row file claims, settles and logs in a few statements.
 
 Times are stored as naive UTC and returned timezone-aware (UTC).
+
+:meth:`ActivationStore.prune` applies the retention of include/destinations.yml (``defaults.
+retention``): old members, sync runs with their changelog and rejects, and old ledger rows (folded
+into ``send_history`` first) go in set-based DELETEs; ``sync_snapshots`` are never pruned.
 """
 
 from __future__ import annotations
@@ -44,14 +50,17 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .. import paths
+
+if TYPE_CHECKING:
+    from .definitions import Retention
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +199,17 @@ send_ledger = sa.Table(
     # frequency caps read by channel and time; claimed_at (never updated, unlike status and
     # done_at) keeps the index out of the settle UPDATE
     sa.Index("ix_send_ledger_channel", "channel", "claimed_at"),
+)
+
+send_history = sa.Table(
+    "send_history",
+    metadata,
+    sa.Column("audience", _NAME, primary_key=True),
+    sa.Column("person_id", _KEY, primary_key=True),
+    sa.Column("sends", sa.Integer, nullable=False),  # distinct run intervals among the folded rows
+    sa.Column("first_sent_at", UTCDateTime(), nullable=False),
+    # every sent ledger row of this person and audience up to this interval has been folded
+    sa.Column("last_interval", _NAME, nullable=False),
 )
 
 # The longest a claim can stay open before it is settled: sent_counts looks back this much before
@@ -975,6 +995,153 @@ class ActivationStore:
                 .order_by(t.person_id)
             ).mappings()
             return [dict(r) for r in rows]
+
+    # ---- retention ------------------------------------------------------------------------
+
+    def send_history(self, audiences: Sequence[str]) -> list[dict[str, Any]]:
+        """What the exit conditions read (arbitration's ``send_history``), all-time: per audience
+        of ``audiences`` and person, ``sends`` (the distinct run intervals in which the audience
+        reached the person, on any destination: ledger rows ``sent``) and ``first_sent_at`` (the
+        earliest such row's ``done_at``, else ``claimed_at``). Rows :meth:`prune` removed count
+        through their summary in ``send_history``; ledger rows only above its ``last_interval``."""
+        if not audiences:
+            return []
+        t, h = send_ledger.c, send_history.c
+        folded_already = sa.exists().where(
+            h.audience == t.audience, h.person_id == t.person_id, t.interval <= h.last_interval
+        )
+        live = (
+            sa.select(
+                t.audience,
+                t.person_id,
+                sa.func.count(sa.distinct(t.interval)).label("sends"),
+                sa.func.min(sa.func.coalesce(t.done_at, t.claimed_at)).label("first_sent_at"),
+            )
+            .where(t.status == SENT, t.audience.in_(list(audiences)), ~folded_already)
+            .group_by(t.audience, t.person_id)
+        )
+        folded = sa.select(h.audience, h.person_id, h.sends, h.first_sent_at).where(h.audience.in_(list(audiences)))
+        both = sa.union_all(live, folded).subquery()
+        query = sa.select(
+            both.c.audience,
+            both.c.person_id,
+            sa.cast(sa.func.sum(both.c.sends), sa.Integer).label("sends"),
+            sa.func.min(both.c.first_sent_at).label("first_sent_at"),
+        ).group_by(both.c.audience, both.c.person_id)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def prune(self, now: datetime, retention: Retention, dry_run: bool = False) -> dict[str, int]:
+        """Delete the rows ``retention`` (include/destinations.yml ``defaults.retention``) no
+        longer keeps, counted back from ``now``, and return how many per table; ``send_history``
+        counts the (audience, person) summaries that took in pruned sends. ``dry_run`` counts the
+        same rows and changes nothing.
+
+        - ``audience_members`` computed more than ``audience_members_days`` ago, except each
+          audience's latest run (the one :meth:`last_members` returns, however old);
+        - ``sync_runs`` started more than ``sync_days`` ago, with their ``sync_changelog`` and
+          ``sync_rejects`` rows (rows go with their run);
+        - ``send_ledger`` rows sent (or, unsettled, claimed) more than ``send_ledger_days`` ago,
+          the sent ones folded into ``send_history`` in the same transaction, so that
+          :meth:`send_history` answers as before;
+        - ``sync_snapshots``: never (they are what the destinations hold).
+
+        Each table is one transaction of set-based statements. Changelog and rejects go before
+        their runs, so a prune that stops half-way leaves the runs for the next one to find."""
+        now = _utc(now)
+
+        def cutoff(days: int) -> dict[str, Any]:
+            return {"cutoff": now - timedelta(days=days)}
+
+        sync = cutoff(retention.sync_days)
+        counts = {
+            "audience_members": self._prune(
+                "audience_members", _OLD_MEMBERS, cutoff(retention.audience_members_days), dry_run
+            ),
+            "sync_changelog": self._prune("sync_changelog", _OLD_RUN_ROWS, sync, dry_run),
+            "sync_rejects": self._prune("sync_rejects", _OLD_RUN_ROWS, sync, dry_run),
+            "sync_runs": self._prune("sync_runs", _OLD_RUNS, sync, dry_run),
+        }
+        ledger = {**cutoff(retention.send_ledger_days), "sent": SENT}
+        with self._read() if dry_run else self.engine.begin() as conn:
+            if dry_run:
+                folded = self._exec(conn, f"SELECT COUNT(*) FROM ({_FOLD}) AS f", ledger, times=("cutoff",)).scalar()
+            else:
+                if self.dialect == "postgresql":
+                    # what is folded must be what is deleted: no claim or settle in between
+                    # (SQLite's BEGIN IMMEDIATE already holds the database's write lock)
+                    conn.exec_driver_sql("LOCK TABLE send_ledger IN EXCLUSIVE MODE")
+                folded = self._exec(
+                    conn,
+                    "INSERT INTO send_history (audience, person_id, sends, first_sent_at, last_interval) "
+                    f"{_FOLD} ON CONFLICT (audience, person_id) DO UPDATE SET "
+                    "sends = send_history.sends + excluded.sends, "
+                    "first_sent_at = CASE WHEN excluded.first_sent_at < send_history.first_sent_at "
+                    "THEN excluded.first_sent_at ELSE send_history.first_sent_at END, "
+                    "last_interval = excluded.last_interval",
+                    ledger,
+                    times=("cutoff",),
+                ).rowcount
+            counts["send_history"] = int(folded or 0)
+            counts["send_ledger"] = self._prune_in(conn, "send_ledger", _OLD_LEDGER, ledger, dry_run)
+        log.info("activation store %s: %s", "prune (dry run)" if dry_run else "pruned", counts)
+        return counts
+
+    def _prune(self, table: str, where: str, params: Mapping[str, Any], dry_run: bool) -> int:
+        with self._read() if dry_run else self.engine.begin() as conn:
+            return self._prune_in(conn, table, where, params, dry_run)
+
+    def _prune_in(self, conn: Connection, table: str, where: str, params: Mapping[str, Any], dry_run: bool) -> int:
+        """Delete (or, dry run, count) ``table``'s rows matching ``where``."""
+        if dry_run:
+            sql = f"SELECT COUNT(*) FROM {table} WHERE {where}"
+            return int(self._exec(conn, sql, params, times=("cutoff",)).scalar() or 0)
+        return int(self._exec(conn, f"DELETE FROM {table} WHERE {where}", params, times=("cutoff",)).rowcount)
+
+
+# ---- retention: the statements of ActivationStore.prune (:cutoff is bound per table) ------------
+
+# Each audience's latest run, chosen as ActivationStore.last_members chooses it.
+_LATEST_RUNS = (
+    "SELECT a.audience, (SELECT m.run_id FROM audience_members AS m WHERE m.audience = a.audience "
+    "ORDER BY m.computed_at DESC, m.run_id DESC LIMIT 1) FROM (SELECT DISTINCT audience FROM audience_members) AS a"
+)
+_OLD_MEMBERS = f"computed_at < :cutoff AND (audience, run_id) NOT IN ({_LATEST_RUNS})"
+_OLD_RUNS = "started_at < :cutoff"
+# Changelog and reject rows go with their run, found through the run_id index.
+_OLD_RUN_ROWS = f"run_id IN (SELECT run_id FROM sync_runs WHERE {_OLD_RUNS})"
+# A ledger row's age is that of its send (done_at), or of its claim while unsettled. Per audience
+# and person, only the intervals below the first one still holding a row younger than the cutoff
+# go: a run interval is never split between send_history and the ledger, and every sent row at or
+# below send_history.last_interval has left the ledger (what ActivationStore.send_history relies
+# on). A claimed or failed row younger than the cutoff (so within every frequency-cap window)
+# stays, and holds back the intervals above it. The summary is exact as long as the rows of one
+# interval are claimed within send_ledger_days of each other (retries and reruns come within
+# days); an interval claimed again after it was folded (a backfill with --as-of) counts once.
+_KEPT = (
+    'kept AS (SELECT audience, person_id, MIN("interval") AS first_kept FROM send_ledger '
+    "WHERE COALESCE(done_at, claimed_at) >= :cutoff GROUP BY audience, person_id)"
+)
+_PRUNABLE = (
+    "FROM send_ledger AS l LEFT JOIN kept ON kept.audience = l.audience AND kept.person_id = l.person_id "
+    'WHERE COALESCE(l.done_at, l.claimed_at) < :cutoff AND (kept.first_kept IS NULL OR l."interval" < kept.first_kept)'
+)
+# Matched on the primary key, in one uncorrelated subquery (the statement must start with DELETE:
+# Python's sqlite3 reports no rowcount for one that starts with WITH).
+_OLD_LEDGER = (
+    f'(audience, destination, "interval", key) IN '
+    f'(WITH {_KEPT} SELECT l.audience, l.destination, l."interval", l.key {_PRUNABLE})'
+)
+# The sent rows about to go, per audience and person, beyond what send_history already holds (an
+# interval at or below its last_interval was counted when it was folded).
+_FOLD = (
+    f'WITH {_KEPT}, gone AS (SELECT l.audience, l.person_id, l."interval", '
+    f"COALESCE(l.done_at, l.claimed_at) AS sent_at {_PRUNABLE} AND l.status = :sent) "
+    'SELECT g.audience, g.person_id, COUNT(DISTINCT g."interval") AS sends, MIN(g.sent_at) AS first_sent_at, '
+    'MAX(g."interval") AS last_interval FROM gone AS g LEFT JOIN send_history AS h '
+    "ON h.audience = g.audience AND h.person_id = g.person_id "
+    'WHERE h.last_interval IS NULL OR g."interval" > h.last_interval GROUP BY g.audience, g.person_id'
+)
 
 
 def _sqlite_pragmas(engine: sa.Engine, busy_timeout: float) -> None:
