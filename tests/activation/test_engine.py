@@ -725,3 +725,13 @@ def test_members_are_written_and_the_latest_computation_is_read_back(store) -> N
     ]
     assert latest[0]["computed_at"] == later
     assert store.last_members("nobody") == []
+
+
+def test_the_store_url_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yorisoi.activation.store import default_url
+
+    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    monkeypatch.delenv("YORISOI_ACTIVATION_URL", raising=False)
+    assert default_url() == f"sqlite:///{tmp_path / 'var' / 'activation' / 'activation.sqlite'}"
+    monkeypatch.setenv("YORISOI_ACTIVATION_URL", "postgresql+psycopg://yorisoi@db/yorisoi_activation")
+    assert default_url() == "postgresql+psycopg://yorisoi@db/yorisoi_activation"

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -253,7 +254,11 @@ class Claim:
 
 
 def default_url() -> str:
-    """``sqlite:///<var>/activation/activation.sqlite`` (the folder is created)."""
+    """``YORISOI_ACTIVATION_URL`` when set (a SQLAlchemy URL, e.g.
+    ``postgresql+psycopg://yorisoi:…@db/yorisoi_activation`` where several workers export at
+    once), else ``sqlite:///<var>/activation/activation.sqlite`` (the folder is created)."""
+    if url := os.environ.get("YORISOI_ACTIVATION_URL"):
+        return url
     folder = paths.var_dir() / "activation"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'activation.sqlite'}"
