@@ -41,6 +41,41 @@ def recipients(n: int, offset: int = 0) -> tuple[list[str], list[str]]:
     return [f"customer{i:07d}@example.jp" for i in range(offset, offset + n)], people
 
 
+def send_batch(
+    store: ActivationStore,
+    run_id: str,
+    claim_id: str,
+    interval: str,
+    keys: list[str],
+    people: list[str],
+    at: datetime,
+    snapshot: str | None = "upsert",
+) -> None:
+    """One confirmed batch of an email export: claimed in the ledger, then settled as sent."""
+    store.claim(
+        audience="weekly",
+        destination="smtp_email",
+        channel="email",
+        interval=interval,
+        keys=keys,
+        person_ids=people,
+        claim_id=claim_id,
+        owner=run_id,
+        now=at,
+    )
+    store.settle(
+        run_id=run_id,
+        audience="weekly",
+        destination="smtp_email",
+        operation="add",
+        at=at,
+        keys=keys,
+        person_ids=people,
+        claim=Claim("email", interval, run_id, claim_id, whole_group=True),
+        snapshot=snapshot,
+    )
+
+
 def one_run(store: ActivationStore, week: int, keys: list[str], people: list[str]) -> None:
     """What a weekly export of the audience writes."""
     at = START + timedelta(weeks=week)
@@ -52,29 +87,8 @@ def one_run(store: ActivationStore, week: int, keys: list[str], people: list[str
     )
     store.start_run(run_id, audience="weekly", destination="smtp_email", interval=interval, mode="diff", started_at=at)
     for part in range(0, len(keys), BATCH):
-        k, p = keys[part : part + BATCH], people[part : part + BATCH]
-        claim_id = f"{run_id}-{part}"
-        store.claim(
-            audience="weekly",
-            destination="smtp_email",
-            channel="email",
-            interval=interval,
-            keys=k,
-            person_ids=p,
-            claim_id=claim_id,
-            owner=run_id,
-            now=at,
-        )
-        store.settle(
-            run_id=run_id,
-            audience="weekly",
-            destination="smtp_email",
-            operation="add",
-            at=at,
-            keys=k,
-            person_ids=p,
-            claim=Claim("email", interval, run_id, claim_id, whole_group=True),
-            snapshot="upsert",
+        send_batch(
+            store, run_id, f"{run_id}-{part}", interval, keys[part : part + BATCH], people[part : part + BATCH], at
         )
     store.finish_run(run_id, status="succeeded", counts={"adds": len(keys), "delivered": len(keys)}, finished_at=at)
 
@@ -152,27 +166,7 @@ def prune_time_bench(folder: Path, rows: int, retention: Retention) -> None:
         store.start_run(
             run_id, audience="weekly", destination="smtp_email", interval=interval, mode="diff", started_at=at
         )
-        store.claim(
-            audience="weekly",
-            destination="smtp_email",
-            channel="email",
-            interval=interval,
-            keys=keys,
-            person_ids=people,
-            claim_id=run_id,
-            owner=run_id,
-            now=at,
-        )
-        store.settle(
-            run_id=run_id,
-            audience="weekly",
-            destination="smtp_email",
-            operation="add",
-            at=at,
-            keys=keys,
-            person_ids=people,
-            claim=Claim("email", interval, run_id, run_id, whole_group=True),
-        )
+        send_batch(store, run_id, run_id, interval, keys, people, at, snapshot=None)
         store.write_members(
             {
                 "run_id": run_id,
