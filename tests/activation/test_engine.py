@@ -223,6 +223,56 @@ def test_opt_out_is_removed_explicitly_and_a_full_resync_never_readds_it(store, 
     assert "ren@example.jp" not in fake.members
 
 
+class RebuildFake(ListFake):
+    """A list that cannot drop one member (a LINE upload audience): ADD fills the live list, or
+    after ``start_rebuild()`` a new copy; REMOVE publishes the copy in place of the live list."""
+
+    rebuilds = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copy: dict[str, dict] | None = None
+        self.publishes = 0
+
+    def start_rebuild(self) -> None:
+        self.copy = {}
+
+    def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
+        self.calls.append((operation, [r.key for r in records], idempotency_key))
+        if operation == Operation.REMOVE:
+            assert self.copy is not None, "a REMOVE outside a rebuild"
+            self.members, self.copy = self.copy, None
+            self.publishes += 1
+            return [RowResult(key=r.key, ok=True) for r in records]
+        if self.poisoned & {r.key for r in records}:
+            raise BatchRejected("400 invalid user ID in the upload", status=400)
+        target = self.members if self.copy is None else self.copy
+        target.update((r.key, dict(r.fields)) for r in records)
+        return [RowResult(key=r.key, ok=True) for r in records]
+
+
+def test_a_list_that_cannot_remove_is_rebuilt_without_the_leavers(store, clock) -> None:
+    fake = RebuildFake()
+    members = people("aoi", "ren", "mei", "sho")
+    run(store, fake, members, clock)
+    assert fake.publishes == 0 and set(fake.members) == {r.key for r in members}  # no rebuild to add
+
+    # ren opts out; mei's rank changed and her ID is now refused: neither is in the published list
+    fake.poisoned = {"mei@example.jp"}
+    members = [*people("aoi", "ren"), *people("mei", rank="silver"), *people("sho")]
+    summary = run(store, fake, members, clock, suppressed=opted_out("ren"), interval="2026-11-02")
+    assert fake.publishes == 1 and summary.removes == 1
+    assert set(fake.members) == {"aoi@example.jp", "sho@example.jp"}
+    assert set(store.load_snapshot(AUDIENCE, fake.name)) == {"aoi@example.jp", "sho@example.jp"}
+    assert [r["key"] for r in store.rejects(summary.run_id)] == ["mei@example.jp"]
+
+    # mei's ID is accepted again: added back without a rebuild; ren stays out
+    fake.poisoned = set()
+    summary = run(store, fake, members, clock, suppressed=opted_out("ren"), interval="2026-11-03")
+    assert fake.publishes == 1 and summary.adds == 1
+    assert set(fake.members) == {"aoi@example.jp", "mei@example.jp", "sho@example.jp"}
+
+
 def test_send_type_destination_drops_leavers_from_the_snapshot_without_a_request(store, clock) -> None:
     fake = SendFake()
     users = line_users(4)

@@ -599,9 +599,8 @@ class _Sync:
             if kind is not None:
                 by_kind[kind].deliver([record], code)
         by_kind["remove"] = published
-        # members already listed but refused by the new copy are no longer in the list
-        gone = [Record(key=c.key, person_id=c.person_id) for c in by_kind["rebuild"].others if c.status == REJECTED]
-        self.store.drop_from_snapshot(self.audience, self.name, [r.key for r in gone])
+        # rows the new copy refused (or that opted out during a retry) are not in the list any more
+        self.store.drop_from_snapshot(self.audience, self.name, [c.key for c in filled.others])
         self._settle("remove", by_kind.pop("remove"), None, "delete", None)
         for kind, outcome in by_kind.items():
             self._settle(kind, outcome, None, "upsert" if kind != "rebuild" else None, plan.hashes)
