@@ -6,29 +6,7 @@
    with the abandoned product they viewed most (ties: the latest viewed, then the SKU).
    triggered_on is the local day of the last view of that product. #}
 
-{%- set lookback_days = var('triggers')['lookback_days'] -%}
-
 with
-
-events as (
-
-    select * from {{ ref('stg_web__events') }}
-    where event_type in ('product_view', 'add_to_cart', 'checkout_started')
-
-),
-
-identities as (
-
-    select * from {{ ref('bridge_customer_identities') }}
-    where source = 'ecommerce'
-
-),
-
-traits as (
-
-    select * from {{ ref('customer_traits') }}
-
-),
 
 shop_products as (
 
@@ -62,35 +40,10 @@ cart_abandonment as (
 
 ),
 
-dated_events as (
-
-    select
-        event_id,
-        ec_customer_id,
-        event_type,
-        product_id,
-        event_at,
-        {{ to_local_date('event_at') }} as event_date
-    from events
-
-),
-
 {# Product, cart and checkout events of known people on the lookback days. #}
 person_events as (
 
-    select
-        traits.person_id,
-        dated_events.event_id,
-        dated_events.event_type,
-        dated_events.product_id,
-        dated_events.event_at
-    from dated_events
-    inner join identities
-        on {{ dbt.concat(["'ecommerce:'", 'dated_events.ec_customer_id']) }} = identities.record_key
-    inner join traits
-        on identities.person_id = traits.person_id
-    where dated_events.event_date >= {{ add_days(as_of_date(), -lookback_days) }}
-        and dated_events.event_date < {{ as_of_date() }}
+    {{ recent_person_web_events(['product_view', 'add_to_cart', 'checkout_started']) }}
 
 ),
 

@@ -4,29 +4,7 @@
    up to the as-of day. One row per person, with the product of their last cart event for the
    reminder. triggered_on is the local day of that last cart event. #}
 
-{%- set lookback_days = var('triggers')['lookback_days'] -%}
-
 with
-
-events as (
-
-    select * from {{ ref('stg_web__events') }}
-    where event_type in ('add_to_cart', 'checkout_started')
-
-),
-
-identities as (
-
-    select * from {{ ref('bridge_customer_identities') }}
-    where source = 'ecommerce'
-
-),
-
-traits as (
-
-    select * from {{ ref('customer_traits') }}
-
-),
 
 shop_products as (
 
@@ -48,35 +26,9 @@ orders as (
 
 ),
 
-dated_events as (
-
-    select
-        event_id,
-        ec_customer_id,
-        event_type,
-        product_id,
-        event_at,
-        {{ to_local_date('event_at') }} as event_date
-    from events
-
-),
-
 cart_events as (
 
-    select
-        traits.person_id,
-        dated_events.event_id,
-        dated_events.event_type,
-        dated_events.product_id,
-        dated_events.event_at,
-        dated_events.event_date
-    from dated_events
-    inner join identities
-        on {{ dbt.concat(["'ecommerce:'", 'dated_events.ec_customer_id']) }} = identities.record_key
-    inner join traits
-        on identities.person_id = traits.person_id
-    where dated_events.event_date >= {{ add_days(as_of_date(), -lookback_days) }}
-        and dated_events.event_date < {{ as_of_date() }}
+    {{ recent_person_web_events(['add_to_cart', 'checkout_started']) }}
 
 ),
 
