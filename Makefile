@@ -27,10 +27,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-# Re-lock after changing dependencies in pyproject.toml (not automatic: a clean clone's file times
+# Re-lock after changing dependencies in pyproject.toml (requirements.lock: everything `make` installs;
+# requirements-product.lock: the product alone, for the image) (not automatic: a clean clone's file times
 # are arbitrary, and installs must always come from the committed lock).
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra clv --python-version 3.11 -o requirements-product.lock
 
 demo: install
 	$(BIN)/yorisoi demo --scale $(SCALE) --seed $(SEED)

@@ -1,5 +1,5 @@
 """Achieved request rate of the API destinations against their loopback fakes held to a
-published-like limit, and how many 429s the limit had to answer (RELIABILITY 7).
+published-like limit, and how many 429s the limit had to answer (docs/reliability.md #7).
 
     .venv/bin/python bench/activation_api_bench.py [--requests 400] [--limit 100] [--client 95]
                                                   [--burst 10] [--mode auto|engine|loop]
@@ -17,7 +17,7 @@ Each fake runs in its own process, as a remote API would (``--in-process`` runs 
 the bench instead: then the server competes with the client for the GIL, which costs the client
 a few milliseconds per request).
 
-``--mode engine`` pushes the recipients through ``yorisoi.activation.engine.sync`` (claims in the
+``--mode engine`` pushes the recipients through ``yorisoi.activation.delivery.engine.sync`` (claims in the
 ledger, rate limit per batch, settle and changelog per batch: the real path); ``--mode loop``
 calls ``deliver`` batch after batch (the destination paces its own requests). ``auto`` uses the
 engine when it can be imported. Each batch is sized to be exactly one request (one variant per
@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yorisoi.activation.destinations.base import Destination, Operation, Record, TransientError
+from yorisoi.activation.delivery.destinations.base import Destination, Operation, Record, TransientError
 
 TOKEN = "bench-token-0123456789"  # noqa: S105 - a loopback credential
 SID = "AC" + "0" * 32
@@ -93,7 +93,7 @@ def serve(kind: str, limit: float, burst: int) -> Iterator[tuple[int, Callable[[
         with _smtp_server() as served:
             yield served
         return
-    from yorisoi.servers import esp, line, sms
+    from yorisoi_kit.servers import esp, line, sms
 
     starters = {
         "line": lambda: line.serve_in_thread(TOKEN, rate_per_second=limit, burst=burst),
@@ -181,7 +181,7 @@ def _phone(i: int) -> Record:
 
 
 def _line_multicast(url: str, rate: float | None) -> Destination:
-    from yorisoi.activation.destinations.line import LineMulticastDestination
+    from yorisoi.activation.delivery.destinations.line import LineMulticastDestination
 
     return LineMulticastDestination(
         templates={"A": "お知らせ"}, channel_access_token=TOKEN, base_url=url, rate_per_second=rate, max_batch=5
@@ -189,7 +189,7 @@ def _line_multicast(url: str, rate: float | None) -> Destination:
 
 
 def _line_audience(url: str, rate: float | None) -> Destination:
-    from yorisoi.activation.destinations.line import LineAudienceDestination
+    from yorisoi.activation.delivery.destinations.line import LineAudienceDestination
 
     return LineAudienceDestination(
         audience_name="bench", channel_access_token=TOKEN, base_url=url, rate_per_second=rate, max_batch=20
@@ -197,7 +197,7 @@ def _line_audience(url: str, rate: float | None) -> Destination:
 
 
 def _esp(url: str, rate: float | None) -> Destination:
-    from yorisoi.activation.destinations.email import EspListDestination
+    from yorisoi.activation.delivery.destinations.email import EspListDestination
 
     return EspListDestination(
         list_id="main", base_url=url, api_key=TOKEN, allowed_columns=("full_name",), rate_per_second=rate, max_batch=10
@@ -205,7 +205,7 @@ def _esp(url: str, rate: float | None) -> Destination:
 
 
 def _sms(url: str, rate: float | None, *, max_batch: int = 50, concurrency: int = 4) -> Destination:
-    from yorisoi.activation.destinations.sms import SmsDestination
+    from yorisoi.activation.delivery.destinations.sms import SmsDestination
 
     return SmsDestination(
         templates={"default": "{full_name}様 お知らせです"},
@@ -221,7 +221,7 @@ def _sms(url: str, rate: float | None, *, max_batch: int = 50, concurrency: int 
 
 
 def _smtp(_url: str, rate: float | None) -> Destination:
-    from yorisoi.activation.destinations.email import SmtpEmailDestination
+    from yorisoi.activation.delivery.destinations.email import SmtpEmailDestination
 
     return SmtpEmailDestination(
         conn_id=SMTP_CONN,
@@ -243,8 +243,8 @@ CASES = [
 
 def _engine() -> tuple[object, object] | None:
     try:
-        engine = importlib.import_module("yorisoi.activation.engine")
-        store = importlib.import_module("yorisoi.activation.store")
+        engine = importlib.import_module("yorisoi.activation.delivery.engine")
+        store = importlib.import_module("yorisoi.activation.delivery.store")
     except ImportError:
         return None
     return (engine, store) if hasattr(engine, "sync") and hasattr(store, "ActivationStore") else None
@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _child(args.serve, args.limit, args.burst, args.out)
     mode = args.mode if args.mode != "auto" else ("engine" if _engine() else "loop")
     if mode == "engine" and _engine() is None:
-        parser.error("yorisoi.activation.engine.sync is not available")
+        parser.error("yorisoi.activation.delivery.engine.sync is not available")
     only = set(args.only) if args.only else None
     sms = {"max_batch": args.sms_batch, "concurrency": args.sms_concurrency}
     rows = run(args.requests, args.limit, args.client, args.burst, mode, only, args.in_process, sms)

@@ -20,9 +20,9 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from yorisoi.activation.arbitration import arbitrate
-from yorisoi.activation.definitions import load_audience, load_destinations
-from yorisoi.activation.membership import build_records, connect_warehouse, eligible_members
+from yorisoi.activation.selection.arbitration import arbitrate
+from yorisoi.activation.selection.definitions import load_audience, load_destinations
+from yorisoi.activation.selection.membership import build_records, connect_warehouse, eligible_members
 
 SECRET = b"bench-secret-0123456789abcdef0123"
 AS_OF = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)

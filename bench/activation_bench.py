@@ -29,10 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from yorisoi.activation.destinations.base import Record
-from yorisoi.activation.destinations.files import S3FileDestination, SftpFileDestination
-from yorisoi.activation.engine import sync
-from yorisoi.activation.store import ActivationStore
+from yorisoi.activation.delivery.destinations.base import Record
+from yorisoi.activation.delivery.destinations.files import S3FileDestination, SftpFileDestination
+from yorisoi.activation.delivery.engine import sync
+from yorisoi.activation.delivery.store import ActivationStore
 
 USER = "bench"
 PASSWORD = "bench-only-password"  # noqa: S105 - a local benchmark credential, not a secret
@@ -68,7 +68,7 @@ def members(n: int) -> list[Record]:
 
 
 def _sftp_server(root: str, key: str, queue: mp.Queue, stop: mp.Event) -> None:
-    from yorisoi.servers.sftp import serve_in_thread
+    from yorisoi_kit.servers.sftp import serve_in_thread
 
     with serve_in_thread(root, username=USER, password=PASSWORD, host_key_path=key) as server:
         queue.put((server.host, server.port, server.host_key_public))

@@ -29,8 +29,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from yorisoi.activation.definitions import Retention, load_destinations
-from yorisoi.activation.store import ActivationStore, Claim, metadata
+from yorisoi.activation.delivery.store import ActivationStore, Claim, metadata
+from yorisoi.activation.selection.definitions import Retention, load_destinations
 
 START = datetime(2022, 1, 2, 1, 0, tzinfo=UTC)  # a Sunday, 10:00 in Tokyo
 BATCH = 10_000

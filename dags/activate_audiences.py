@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, AssetAny, dag, task
+from airflow.sdk import AssetAny, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from yorisoi.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.assets import mart_asset
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
 
 LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's, as in build_segments
 TICK = "*/15 * * * *"  # how often scheduled audiences are looked for (yorisoi.activation.run.DEFAULT_TICK)
@@ -26,7 +27,7 @@ MAX_PARALLEL_EXPORTS = 4
 
 
 def _notify_skipped(context) -> None:
-    from yorisoi.activation.breaker import notify_skipped
+    from yorisoi.activation.selection.breaker import notify_skipped
 
     notify_skipped(context)
 
@@ -35,7 +36,7 @@ def _notify_skipped(context) -> None:
     dag_id="activate_audiences",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(TICK, timezone=LOCAL_TIME_ZONE),
-        assets=AssetAny(*(Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in SEGMENT_MARTS)),
+        assets=AssetAny(*(mart_asset(m) for m in SEGMENT_MARTS)),
     ),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # a missed tick is caught by the next one (plan looks back to the last success)

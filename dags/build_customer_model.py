@@ -5,28 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Asset, AssetAny, dag, task
+from airflow.sdk import AssetAny, dag, task
 
-from yorisoi.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.assets import mart_asset, registry_raw_assets
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
 
-RAW_TABLES = (
-    "ecommerce__customers",
-    "ecommerce__orders",
-    "oms__customers",
-    "oms__orders",
-    "sftp__pos_members",
-    "sftp__pos_sales",
-    "sftp__callcenter_requests",
-    "sftp__line_friends",
-    "sftp__line_id_links",
-    "sftp__esp_sends",
-)
 MARTS = ("dim_customers", "bridge_customer_identities", "fct_orders", "consent_ledger", "deliverable_customers")
 
 
 @dag(
     dag_id="build_customer_model",
-    schedule=AssetAny(*(Asset(name=f"raw.{t}", uri=f"duckdb://yorisoi/raw/{t}") for t in RAW_TABLES)),
+    schedule=AssetAny(*registry_raw_assets()),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # data-triggered: one build covers everything landed since the last
     max_active_runs=1,  # identity keeps stable IDs by reading its previous result: builds never overlap
@@ -46,7 +35,8 @@ values, references, freshness, row-count change). A failed expectation fails it 
 the dbt build does not run, the failure email / Slack alert names the suites and expectations,
 and the Data Docs (`var/out/docs/quality/index.html`) show the failing values.
 
-- **Inputs:** raw customer, order and consent tables (runs when any of them lands).
+- **Inputs:** every raw table of the source registry (runs when any of them lands; one build
+  covers everything landed since the last).
 - **Outputs:** assets `marts.dim_customers`, `marts.bridge_customer_identities`, `marts.fct_orders`,
   `marts.consent_ledger`, `marts.deliverable_customers`.
 - **Secret:** the match key (HMAC) is the password of the Airflow connection `yorisoi_match_key`.
@@ -65,7 +55,7 @@ def build_customer_model():
 
     @task(
         pool=POOL,
-        outlets=[Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in MARTS],
+        outlets=[mart_asset(m) for m in MARTS],
     )
     def dbt_build_customer_layer() -> dict:
         from yorisoi.transform import CUSTOMER_LAYER, SEGMENT_LAYER, build_task  # loaded at run, not parse

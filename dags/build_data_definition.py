@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Asset, AssetAny, dag, task
+from airflow.sdk import AssetAny, dag, task
 
-from yorisoi.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.assets import mart_asset
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
 
 # Emitted by build_customer_model (dim_customers) and build_segments (customer_traits).
 AFTER = ("dim_customers", "customer_traits")
@@ -15,7 +16,7 @@ AFTER = ("dim_customers", "customer_traits")
 
 @dag(
     dag_id="build_data_definition",
-    schedule=AssetAny(*(Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in AFTER)),
+    schedule=AssetAny(*(mart_asset(m) for m in AFTER)),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # data-triggered: one rebuild describes the warehouse as it is now
     max_active_runs=1,

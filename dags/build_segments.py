@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Asset, AssetAll, dag, task
+from airflow.sdk import AssetAll, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from yorisoi.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.assets import mart_asset
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
 
 LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's; dbt's var local_time_zone says the same
 CUSTOMER_MARTS = ("dim_customers", "fct_orders", "deliverable_customers")
@@ -31,7 +32,7 @@ OUTPUTS = (
     # 05:30 local time, before marketing starts the day; and after every customer-model build.
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("30 5 * * *", timezone=LOCAL_TIME_ZONE),
-        assets=AssetAll(*(Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in CUSTOMER_MARTS)),
+        assets=AssetAll(*(mart_asset(m) for m in CUSTOMER_MARTS)),
     ),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # a segment describes one day; yesterday's rebuild is not wanted today
@@ -68,7 +69,7 @@ def build_segments():
     # on validated marts.
     @task(
         pool=POOL,
-        outlets=[Asset(name=f"marts.{m}", uri=f"duckdb://yorisoi/marts/{m}") for m in OUTPUTS],
+        outlets=[mart_asset(m) for m in OUTPUTS],
     )
     def validate_marts(dag_run=None) -> dict:
         from yorisoi.quality.gate import pin_as_of, validate_layer  # GX is imported at run, not at parse

@@ -1,7 +1,7 @@
 """Airflow DAG: ingest the `sftp` source into the raw layer: tables, schedule and connection come from
 include/sources/registry.yml; see the DAG's doc for what each task lands."""
 
-from yorisoi.dag_factory import ingest_dag
+from yorisoi.orchestration.dag_factory import ingest_dag
 
 dag = ingest_dag(
     "sftp",

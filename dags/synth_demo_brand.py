@@ -6,7 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import Asset, dag, task
 
-from yorisoi.dag_defaults import DEFAULT_ARGS
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS
 
 DEMO_SOURCES = Asset(name="demo_sources", uri="file:///yorisoi/var/sources")
 
@@ -33,7 +33,7 @@ def synth_demo_brand():
     @task(outlets=[DEMO_SOURCES])
     def generate(params: dict | None = None) -> dict:
         from yorisoi import paths
-        from yorisoi.synth import generate as run
+        from yorisoi_kit.synth import generate as run
 
         p = params or {}
         brand = run(paths.sources_dir(), scale=str(p.get("scale", "S")), seed=int(p.get("seed", 42)))

@@ -21,7 +21,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[
 @pytest.fixture(scope="session")
 def synth_xs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The XS brand (about 1,000 people), seed 1, written to a session temp folder."""
-    from yorisoi.synth import generate
+    from yorisoi_kit.synth import generate
 
     out = tmp_path_factory.mktemp("brand_xs")
     generate(out, scale="XS", seed=1)
@@ -32,7 +32,7 @@ def synth_xs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def xs():
     """The XS brand (seed 1) ingested through the real extractors and built by dbt (customer
     layer, segment marts, triggers): shared by every test that reads the marts, built once."""
-    from yorisoi.scale_run import build, prepare
+    from yorisoi_kit.scale_run import build, prepare
 
     run = prepare("XS", seed=1)
     build(run)

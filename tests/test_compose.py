@@ -122,7 +122,7 @@ def connection_ids() -> dict[str, str]:
     for destination in destinations.get("destinations") or []:
         if destination.get("conn_id"):
             found.setdefault(destination["conn_id"], f"include/destinations.yml ({destination['name']})")
-    for folder in (ROOT / "dags", ROOT / "plugins"):
+    for folder in (ROOT / "dags", ROOT / "plugins", ROOT / "kit"):
         for path in sorted(folder.rglob("*.py")):
             for m in CONN_ID_LITERAL.finditer(path.read_text("utf-8")):
                 found.setdefault(m.group(1), str(path.relative_to(ROOT)))
@@ -199,12 +199,16 @@ def test_the_dockerfile_installs_the_lock_as_make_install_does() -> None:
     makefile = (ROOT / "Makefile").read_text("utf-8")
     uv = re.search(r'"uv==([\d.]+)"', makefile)
     assert uv, "the Makefile pins uv"
-    assert any(i.startswith("COPY") and "requirements.lock" in i for i in instructions), "the lock is not copied in"
+    copies = [i for i in instructions if i.startswith("COPY")]
+    for lock in ("requirements.lock", "requirements-product.lock"):
+        assert any(lock in i for i in copies), f"{lock} is not copied in"
+        assert (ROOT / lock).is_file(), f"{lock} is missing: `make lock` writes it"
+    default = re.search(r"^ARG YORISOI_LOCK=(\S+)$", "\n".join(instructions), re.M)
+    assert default, "the image chooses its lock with ARG YORISOI_LOCK"
+    assert default.group(1) == "requirements-product.lock", "the image installs the product's lock by default"
     runs = " ".join(i for i in instructions if i.startswith("RUN"))
     assert f'"uv=={uv.group(1)}"' in runs, f"install uv {uv.group(1)}, the Makefile's version"
-    assert re.search(r"uv pip sync\b[^&;]*\brequirements\.lock\b", runs), (
-        "install with `uv pip sync ... requirements.lock`"
-    )
+    assert re.search(r"uv pip sync\b[^&;]*\$\{YORISOI_LOCK\}", runs), "install with `uv pip sync ... ${YORISOI_LOCK}`"
     assert re.search(r"uv pip install\b[^&;]*--no-deps\b[^&;]*-e\b", runs), "install the package with --no-deps -e"
     assert not re.search(r"(?:^|\s)(?:-r|--requirement)\s", runs), "every dependency comes from the lock"
 
@@ -336,8 +340,12 @@ def test_airflow_components_share_one_configuration() -> None:
 
 
 def test_init_creates_the_pool_the_dags_queue_on() -> None:
-    pool = re.search(r'^POOL = "(\w+)"', (ROOT / "plugins" / "yorisoi" / "dag_defaults.py").read_text("utf-8"), re.M)
-    assert pool, "yorisoi.dag_defaults.POOL"
+    pool = re.search(
+        r'^POOL = "(\w+)"',
+        (ROOT / "plugins" / "yorisoi" / "orchestration" / "dag_defaults.py").read_text("utf-8"),
+        re.M,
+    )
+    assert pool, "yorisoi.orchestration.dag_defaults.POOL"
     init = services(load_compose())["airflow-init"]
     script = " ".join(map(str, init.get("command") or []))
     assert "airflow db migrate" in script

@@ -12,7 +12,7 @@ import boto3
 import pyarrow as pa
 import pytest
 
-from yorisoi.landing import Lake, Warehouse
+from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.sources.registry import Table
 
 ORDERS = Table(source="shop", name="orders", primary_key=("id",), watermark="updated_at", description="")

@@ -1,4 +1,4 @@
-{# No consent, no send (RELIABILITY 1): nobody whose latest event on a channel is an opt-out,
+{# No consent, no send (docs/reliability.md #1): nobody whose latest event on a channel is an opt-out,
    or who is blacklisted, erased or a test account, is deliverable on that channel. #}
 with
 deliverable as (select * from {{ ref('deliverable_customers') }}),

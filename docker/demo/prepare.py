@@ -11,7 +11,7 @@ kept, buckets and connections are created or overwritten.
 The connections go into Airflow's metadata database, not the environment: an `AIRFLOW_CONN_<ID>`
 variable that is set (non-empty) in .env wins over them, which is how a real deployment points a
 connection at the brand's real system. Their credentials are the fixed demo values of
-yorisoi.demo, the ones the stand-ins accept; none of them is a secret.
+yorisoi_kit.demo, the ones the stand-ins accept; none of them is a secret.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def brand_as_of(now: datetime | None = None) -> datetime:
 
 def generate_brand(scale: str, seed: int, *, force: bool) -> Path:
     from yorisoi import paths
-    from yorisoi.synth import generate
+    from yorisoi_kit.synth import generate
 
     out = paths.sources_dir()
     if (out / "manifest.json").exists() and not force:
@@ -54,7 +54,7 @@ def create_buckets(endpoint: str, region: str) -> list[str]:
     """The buckets of include/destinations.yml's s3_file destinations, on the S3 stand-in."""
     import boto3
 
-    from yorisoi.activation.definitions import load_destinations
+    from yorisoi.activation.selection.definitions import load_destinations
 
     buckets = sorted({str(d.options()["bucket"]) for d in load_destinations() if d.kind == "s3_file"})
     s3 = boto3.client(
@@ -74,11 +74,11 @@ def create_buckets(endpoint: str, region: str) -> list[str]:
 def demo_connections(args: argparse.Namespace, *, sftp_host_key: str, match_key: str) -> dict[str, dict]:
     """Airflow connections (import-file format) for every connection id the DAGs and
     include/destinations.yml use, each pointing at its stand-in."""
-    from yorisoi import demo, paths
-    from yorisoi.activation.definitions import load_destinations
+    from yorisoi.activation.selection.definitions import load_destinations
     from yorisoi.quality.notify import SMTP_CONN_ID
     from yorisoi.sources.registry import load_registry
     from yorisoi.transform import MATCH_KEY_CONN_ID
+    from yorisoi_kit import demo, paths
 
     sftp = {
         "conn_type": "sftp",
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from yorisoi import paths
     from yorisoi.privacy.keys import ensure_demo_key
-    from yorisoi.servers import sftp
+    from yorisoi_kit.servers import sftp
 
     out = generate_brand(args.scale.upper(), args.seed, force=args.force)
     # the path `yorisoi serve sftp` uses by default, so the server presents this key

@@ -3,9 +3,9 @@ Twilio-like SMS API) on the compose network, for `docker compose --profile demo 
 
     python docker/demo/standins.py line|esp|sms [--port 8080]
 
-The fakes are yorisoi.servers.{line,esp,sms}; the `yorisoi` CLI serves only the sources (`serve
+The fakes are yorisoi_kit.servers.{line,esp,sms}; the `yorisoi` CLI serves only the sources (`serve
 ecommerce`, `serve sftp`), so this wraps their create_app for the destinations. Credentials are
-the fixed demo values of yorisoi.demo (not secrets: these servers hold no real data and are not
+the fixed demo values of yorisoi_kit.demo (not secrets: these servers hold no real data and are not
 published outside the compose network); docker/demo/prepare.py writes the same values into the
 Airflow connections. A real deployment replaces these services with the brand's LINE official
 account, email service provider and SMS provider.
@@ -21,21 +21,21 @@ from fastapi import FastAPI
 
 def build_app(kind: str) -> FastAPI:
     """The FastAPI app of fake `kind` (line, esp or sms) with the demo's credentials."""
-    from yorisoi import demo
+    from yorisoi_kit import demo
 
     if kind == "line":
-        from yorisoi.servers import line
+        from yorisoi_kit.servers import line
 
         return line.create_app(demo.DEMO_LINE_TOKEN)
     if kind == "esp":
-        from yorisoi.activation.definitions import load_destinations
-        from yorisoi.servers import esp
+        from yorisoi.activation.selection.definitions import load_destinations
+        from yorisoi_kit.servers import esp
 
         # the lists include/destinations.yml syncs to, as `make demo` creates them
         lists = {str(d.options().get("list_id")) for d in load_destinations() if d.kind == "esp_list"}
         return esp.create_app(demo.DEMO_ESP_KEY, list_ids=sorted(lists | {"main"}))
     if kind == "sms":
-        from yorisoi.servers import sms
+        from yorisoi_kit.servers import sms
 
         return sms.create_app(demo.DEMO_SMS_SID, demo.DEMO_SMS_TOKEN)
     raise ValueError(f"unknown stand-in {kind!r}: line, esp or sms")

@@ -5,7 +5,7 @@
 #
 #   airflow / airflow             Airflow's metadata database (AIRFLOW_DB_PASSWORD)
 #   yorisoi / yorisoi_activation  the activation store (YORISOI_DB_PASSWORD): sync runs, changelog,
-#                                 snapshots and the send ledger (yorisoi.activation.store)
+#                                 snapshots and the send ledger (yorisoi.activation.delivery.store)
 #
 # Passwords arrive as environment variables from .env and are passed to psql as variables, so
 # they are quoted by psql (:'name') and never appear in this file or on a command line.

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 import yaml
 
-from yorisoi.activation.definitions import (
+from yorisoi.activation.selection.definitions import (
     Audience,
     Destinations,
     load_audience,
@@ -98,7 +98,7 @@ class TinyWarehouse:
         cursor on the in-memory database."""
         if self._memory is not None:
             return self._memory.cursor()
-        from yorisoi.activation.membership import connect_warehouse
+        from yorisoi.activation.selection.membership import connect_warehouse
 
         return connect_warehouse(self.path)
 
@@ -186,7 +186,7 @@ def cart_rows(person_ids: Iterable[str]) -> list[dict[str, Any]]:
 
 def destinations_yaml(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """include/destinations.yml as data (so a test can change a cap or a threshold)."""
-    from yorisoi.activation.definitions import DEFAULT_DESTINATIONS_FILE
+    from yorisoi.activation.selection.definitions import DEFAULT_DESTINATIONS_FILE
 
     doc = yaml.safe_load(DEFAULT_DESTINATIONS_FILE.read_text("utf-8"))
     for key, value in (overrides or {}).items():
@@ -327,7 +327,7 @@ def write_dbt_results(
 def write_quality_results(
     path: Path, success: bool = True, *, validated_at: datetime | None = None, failed: list[str] | None = None
 ) -> Path:
-    """The marts quality gate's summary (yorisoi.activation.breaker.QUALITY_RESULTS)."""
+    """The marts quality gate's summary (yorisoi.activation.selection.breaker.QUALITY_RESULTS)."""
     import json
 
     doc = {
@@ -426,8 +426,8 @@ def fast_destinations_doc() -> dict[str, Any]:
 def make_context(folder: Path, wh: TinyWarehouse, specs: Iterable[Mapping[str, Any]], store: Any, **overrides: Any):
     """A run.Context over the test's warehouse, audiences, destinations, store and secret; the
     breaker reads `folder`/run_results.json and `folder`/quality.json."""
-    from yorisoi.activation.definitions import load_audiences
     from yorisoi.activation.run import Context
+    from yorisoi.activation.selection.definitions import load_audiences
 
     destinations = write_destinations(folder, overrides.pop("destinations_doc", None) or fast_destinations_doc())
     audiences_dir = folder / "audiences"

@@ -2,7 +2,7 @@
 aiosmtpd server (the Airflow connection given as ``AIRFLOW_CONN_<ID>`` JSON), and list sync
 against the ESP fake (``servers/esp.py``).
 
-RELIABILITY 4 (a batch failing part-way reports what the server took, so neither the engine's
+docs/reliability.md #4 (a batch failing part-way reports what the server took, so neither the engine's
 retry nor a rerun in a new process sends it again), 5 (what is transient, what is never retried),
 6 (per-row rejections, batch rejections) and 14 (only allowed columns leave).
 """
@@ -23,13 +23,19 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
-from yorisoi.activation import engine
-from yorisoi.activation.destinations._api import AuthenticationFailed, PermanentError
-from yorisoi.activation.destinations.base import BatchRejected, DestinationError, Operation, Record, TransientError
-from yorisoi.activation.destinations.email import EspListDestination, SmtpEmailDestination, message_id
-from yorisoi.activation.store import ActivationStore
-from yorisoi.servers import esp as esp_fake
-from yorisoi.servers._loopback import RunningApi
+from yorisoi.activation.delivery import engine
+from yorisoi.activation.delivery.destinations._api import AuthenticationFailed, PermanentError
+from yorisoi.activation.delivery.destinations.base import (
+    BatchRejected,
+    DestinationError,
+    Operation,
+    Record,
+    TransientError,
+)
+from yorisoi.activation.delivery.destinations.email import EspListDestination, SmtpEmailDestination, message_id
+from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi_kit.servers import esp as esp_fake
+from yorisoi_kit.servers._loopback import RunningApi
 
 # the loopback SMTP server takes AUTH without TLS (production connections use TLS)
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -182,7 +188,7 @@ def test_smtp_sends_one_message_per_recipient_with_the_variants_content(smtp: Sm
     assert hanako["Message-ID"] == message_id("2025-12-01:0", "hanako@example.jp", "shop.example.jp")
     assert hanako["Message-ID"] != taro["Message-ID"]
     assert hanako["List-Unsubscribe"] == "<mailto:unsubscribe@shop.example.jp>"
-    # RELIABILITY 14: no column outside the allow-list, in the headers or the decoded body
+    # docs/reliability.md #14: no column outside the allow-list, in the headers or the decoded body
     for message, (_, _, raw) in zip(smtp.mailbox.messages(), smtp.mailbox.received, strict=True):
         for value in SECRET_FIELDS.values():
             assert value not in _text(message) and value not in str(message) and value.encode() not in raw
@@ -205,7 +211,7 @@ def test_smtp_refused_recipients_are_row_failures(smtp: SmtpServer) -> None:
 
 
 def test_smtp_deferral_is_transient_and_the_retry_sends_only_what_is_missing(smtp: SmtpServer) -> None:
-    """RELIABILITY 4/5: a 451 mid-batch fails the batch as transient, naming the recipients the
+    """docs/reliability.md #4/5: a 451 mid-batch fails the batch as transient, naming the recipients the
     server already took; retrying the rest sends nobody twice (the provider's retry loop is off)."""
     records = [_person("first@example.jp", "一"), _person("late@grey.example", "二"), _person("last@example.jp", "三")]
     destination = _smtp_destination()
@@ -227,7 +233,7 @@ def test_smtp_deferral_is_transient_and_the_retry_sends_only_what_is_missing(smt
 def test_smtp_relay_cutting_off_every_attempt_then_a_rerun_emails_everyone_exactly_once(
     smtp: SmtpServer, tmp_path, cutoff: str
 ) -> None:
-    """RELIABILITY 4 through the engine: the relay takes 2 messages per connection, then answers
+    """docs/reliability.md #4 through the engine: the relay takes 2 messages per connection, then answers
     421 (or drops the connection), on every attempt until the engine gives up. The messages it
     took are settled as sent at once, so the rerun (a new process: a fresh destination) emails
     only the others. SMTP has no deduplication: without the partial answer they would be sent

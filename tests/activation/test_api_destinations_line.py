@@ -1,6 +1,6 @@
 """LINE destinations through the official SDK against the LINE fake on loopback (``servers/line.py``).
 
-RELIABILITY 4 (retry key: a retry of the same batch reuses ``X-Line-Retry-Key``, a 500 after
+docs/reliability.md #4 (retry key: a retry of the same batch reuses ``X-Line-Retry-Key``, a 500 after
 acceptance followed by a retry delivers once), 5 (429 / 5xx / timeouts transient, LINE 409 =
 already delivered, 401 never retried) and 14 (nothing but the user ID leaves).
 """
@@ -13,11 +13,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from yorisoi.activation.destinations._api import AuthenticationFailed, PermanentError, QuotaExceeded
-from yorisoi.activation.destinations.base import BatchRejected, DestinationError, Operation, Record, TransientError
-from yorisoi.activation.destinations.line import LineAudienceDestination, LineMulticastDestination, retry_key
-from yorisoi.servers import line as fake
-from yorisoi.servers._loopback import RunningApi
+from yorisoi.activation.delivery.destinations._api import AuthenticationFailed, PermanentError, QuotaExceeded
+from yorisoi.activation.delivery.destinations.base import (
+    BatchRejected,
+    DestinationError,
+    Operation,
+    Record,
+    TransientError,
+)
+from yorisoi.activation.delivery.destinations.line import LineAudienceDestination, LineMulticastDestination, retry_key
+from yorisoi_kit.servers import line as fake
+from yorisoi_kit.servers._loopback import RunningApi
 
 TOKEN = "line-channel-token-for-tests"
 MESSAGES = {"A": "春の新作のお知らせ (A)", "B": [{"type": "text", "text": "春の新作、先行販売中 (B)"}]}
@@ -65,7 +71,7 @@ def test_multicast_sends_each_variant_its_message_and_nothing_but_user_ids(serve
     assert [c.status for c in calls] == [200, 200]  # one multicast per variant
     keys = [c.headers["x-line-retry-key"] for c in calls]
     assert len(set(keys)) == 2 and all(uuid.UUID(k).version == 5 for k in keys)
-    # RELIABILITY 14: no member column reaches LINE, only the user IDs
+    # docs/reliability.md #14: no member column reaches LINE, only the user IDs
     for delivery in state.deliveries:
         assert "山田" not in str(delivery.messages) and "example.jp" not in str(delivery.messages)
 
@@ -85,7 +91,7 @@ def test_invalid_user_ids_are_row_failures_and_the_rest_is_sent_once(server: Run
 
 
 def test_500_after_acceptance_then_retry_reuses_the_key_and_409_means_already_done(server: RunningApi) -> None:
-    """RELIABILITY 4 + 5: LINE accepted the batch but answered 500; the retry carries the same
+    """docs/reliability.md #4 + 5: LINE accepted the batch but answered 500; the retry carries the same
     retry key, LINE answers 409 and the rows count as delivered: everyone received it once."""
     records = _people(4)
     destination = _multicast(server)

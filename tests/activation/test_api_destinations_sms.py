@@ -1,7 +1,7 @@
 """SMS through the Twilio-style destination against the SMS fake on loopback (``servers/sms.py``),
 and the shared pieces of the API destinations (``_api.py``).
 
-RELIABILITY 4 (idempotency token per recipient: a retry never texts twice; a batch failing
+docs/reliability.md #4 (idempotency token per recipient: a retry never texts twice; a batch failing
 part-way reports who was already texted, so a rerun in a new process texts only the others), 5
 (429 with Retry-After, 5xx transient, 401 never retried), 6 (Twilio error codes per recipient), 7
 (the pacer keeps below the configured rate, with concurrent requests too) and 14 (only allowed
@@ -19,19 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from yorisoi.activation import engine
-from yorisoi.activation.destinations._api import (
+from yorisoi.activation.delivery import engine
+from yorisoi.activation.delivery.destinations._api import (
     AuthenticationFailed,
     PermanentError,
     error_for_status,
     parse_retry_after,
     request_bucket,
 )
-from yorisoi.activation.destinations.base import BatchRejected, Operation, Record, TransientError
-from yorisoi.activation.destinations.sms import SmsDestination, idempotency_token
-from yorisoi.activation.store import ActivationStore
-from yorisoi.servers import sms as fake
-from yorisoi.servers._loopback import RunningApi
+from yorisoi.activation.delivery.destinations.base import BatchRejected, Operation, Record, TransientError
+from yorisoi.activation.delivery.destinations.sms import SmsDestination, idempotency_token
+from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi_kit.servers import sms as fake
+from yorisoi_kit.servers._loopback import RunningApi
 
 SID, TOKEN = "AC0123456789abcdef0123456789abcdef", "sms-auth-token-for-tests"
 FROM = "+815012345678"
@@ -116,7 +116,7 @@ def test_sms_server_rate_limit_answers_429_with_retry_after() -> None:
 
 
 def test_sms_500_after_acceptance_then_retry_texts_each_person_once(server: RunningApi) -> None:
-    """RELIABILITY 4: the API created the message but answered 500. The retry of the same batch
+    """docs/reliability.md #4: the API created the message but answered 500. The retry of the same batch
     (in the same process, or in a new one after a crash) carries the same idempotency tokens, so
     nobody is texted twice."""
     records = [_person(MOBILE[0]), _person(MOBILE[1]), _person(MOBILE[2])]
@@ -170,7 +170,7 @@ def test_sms_batch_limited_part_way_reports_who_was_answered(concurrency: int) -
 def test_sms_limited_part_way_on_every_attempt_then_a_rerun_texts_everyone_exactly_once(
     tmp_path: Path, concurrency: int
 ) -> None:
-    """RELIABILITY 4 through the engine: the API lets 2 requests through, then answers 429, on
+    """docs/reliability.md #4 through the engine: the API lets 2 requests through, then answers 429, on
     every attempt, until the engine gives up. What was texted is settled as sent at once; the
     rerun (a new process: a fresh destination) texts only the others, and never asks the API
     again for a message it created (no idempotent replay needed)."""
@@ -277,7 +277,7 @@ def _fake_time() -> tuple[list[float], Callable[[float], None]]:
 
 
 def test_request_bucket_never_exceeds_rate_plus_burst_in_any_window() -> None:
-    """RELIABILITY 7: whatever the request times, no window holds more than rate × window + burst."""
+    """docs/reliability.md #7: whatever the request times, no window holds more than rate × window + burst."""
     now, sleep = _fake_time()
     bucket = request_bucket(100.0, clock=lambda: now[0], sleep=sleep)
     assert bucket.capacity == 5

@@ -1,7 +1,7 @@
 """The API destinations through the engine (``engine.sync``: ledger, retries, splits, snapshots)
 against the real protocols on loopback: one or two end-to-end checks per destination.
 
-RELIABILITY 4 (a run killed while LINE had accepted a batch, then rerun: everyone received the
+docs/reliability.md #4 (a run killed while LINE had accepted a batch, then rerun: everyone received the
 message exactly once; a 500 after acceptance is retried under the same retry key), 5 (Retry-After
 honoured, 401 never retried), 6 (a bad row isolated by splitting), 7 (zero 429s at steady state
 below the fake's limit), 8 (what the changelog calls succeeded is what the server received).
@@ -24,16 +24,16 @@ import pytest
 # the SMTP server of the email tests (aiosmtpd with AUTH, refusing @bounce.example)
 from test_api_destinations_email import smtp  # noqa: F401 - the fixture
 
-from yorisoi.activation import engine
-from yorisoi.activation.destinations.base import Record
-from yorisoi.activation.destinations.email import EspListDestination, SmtpEmailDestination
-from yorisoi.activation.destinations.line import LineAudienceDestination, LineMulticastDestination
-from yorisoi.activation.destinations.sms import SmsDestination
-from yorisoi.activation.store import ActivationStore
-from yorisoi.servers import esp as esp_fake
-from yorisoi.servers import line as line_fake
-from yorisoi.servers import sms as sms_fake
-from yorisoi.servers._loopback import RunningApi
+from yorisoi.activation.delivery import engine
+from yorisoi.activation.delivery.destinations.base import Record
+from yorisoi.activation.delivery.destinations.email import EspListDestination, SmtpEmailDestination
+from yorisoi.activation.delivery.destinations.line import LineAudienceDestination, LineMulticastDestination
+from yorisoi.activation.delivery.destinations.sms import SmsDestination
+from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi_kit.servers import esp as esp_fake
+from yorisoi_kit.servers import line as line_fake
+from yorisoi_kit.servers import sms as sms_fake
+from yorisoi_kit.servers._loopback import RunningApi
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 
@@ -79,11 +79,11 @@ def _succeeded(store: ActivationStore, run_id: str) -> Counter[str]:
 CHILD = textwrap.dedent(
     """
     import sys
-    from yorisoi.activation import engine
-    from yorisoi.activation.destinations.base import Record
-    from yorisoi.activation.destinations.line import LineMulticastDestination
-    from yorisoi.activation.store import ActivationStore
-    from yorisoi.servers.line import make_user_id
+    from yorisoi.activation.delivery import engine
+    from yorisoi.activation.delivery.destinations.base import Record
+    from yorisoi.activation.delivery.destinations.line import LineMulticastDestination
+    from yorisoi.activation.delivery.store import ActivationStore
+    from yorisoi_kit.servers.line import make_user_id
 
     url, database, n, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     destination = LineMulticastDestination(
@@ -96,7 +96,7 @@ CHILD = textwrap.dedent(
 
 
 def test_line_run_killed_after_line_accepted_a_batch_then_rerun_delivers_exactly_once(tmp_path: Path) -> None:
-    """RELIABILITY 4: a real process is killed while LINE has accepted its third batch but not
+    """docs/reliability.md #4: a real process is killed while LINE has accepted its third batch but not
     answered; the rerun takes the dead run's claim over and resends that batch under the same
     idempotency key, hence the same X-Line-Retry-Key: LINE answers 409 and nobody gets it twice."""
     database = tmp_path / "activation.sqlite"
@@ -144,11 +144,11 @@ def test_line_500_after_acceptance_is_retried_under_the_same_key(store: Activati
     assert [c.status for c in calls] == [500, 409, 200, 200]
     assert calls[0].headers["x-line-retry-key"] == calls[1].headers["x-line-retry-key"]
     assert summary.delivered == 12
-    assert _succeeded(store, summary.run_id) == {u.key: 1 for u in users}  # RELIABILITY 8
+    assert _succeeded(store, summary.run_id) == {u.key: 1 for u in users}  # docs/reliability.md #8
 
 
 def test_line_steady_state_below_the_limit_sees_no_429(store: ActivationStore) -> None:
-    """RELIABILITY 7: the fake allows 50 requests/s (5 at once); at 45/s nothing is refused.
+    """docs/reliability.md #7: the fake allows 50 requests/s (5 at once); at 45/s nothing is refused.
     Unpaced, the same run is refused at once (the fake does enforce its limit)."""
     users = _line_users(300)
     with line_fake.serve_in_thread(TOKEN, rate_per_second=50, burst=5) as server:
@@ -170,7 +170,7 @@ def test_line_steady_state_below_the_limit_sees_no_429(store: ActivationStore) -
 
 
 def test_line_audience_bad_id_is_isolated_by_splitting(store: ActivationStore) -> None:
-    """RELIABILITY 6: LINE refuses the whole upload for one malformed ID; the engine splits the
+    """docs/reliability.md #6: LINE refuses the whole upload for one malformed ID; the engine splits the
     batch until that row stands alone, and only it lands in the rejects."""
     users = [*_line_users(7), Record("not-a-line-id", "P99999", {})]
     with line_fake.serve_in_thread(TOKEN) as server:
@@ -201,7 +201,7 @@ def _opted_out(*people: Record):
 def test_line_audience_opt_out_is_removed_by_rebuilding_and_a_full_resync_never_readds_it(
     store: ActivationStore,
 ) -> None:
-    """RELIABILITY 2 for a LINE upload audience, which has no endpoint to remove a user: the
+    """docs/reliability.md #2 for a LINE upload audience, which has no endpoint to remove a user: the
     engine rebuilds it without the person who opted out and publishes it under the same name."""
     users = _line_users(5)
     with line_fake.serve_in_thread(TOKEN) as server:
@@ -308,7 +308,7 @@ def test_smtp_sync_sends_once_per_interval_and_records_bounces(store: Activation
     again = engine.sync(store, destination(), "winter_gift", people, interval=INTERVAL, mode="full")
 
     assert sorted(smtp.mailbox.recipients()) == ["aoki@example.jp", "baba@example.jp", "chiba@example.jp"]
-    assert _succeeded(store, first.run_id) == Counter(smtp.mailbox.recipients())  # RELIABILITY 8
+    assert _succeeded(store, first.run_id) == Counter(smtp.mailbox.recipients())  # docs/reliability.md #8
     (bounce,) = store.rejects(first.run_id)
     assert (bounce["key"], bounce["code"]) == ("ghost@bounce.example", "550")
     assert again.delivered == 0  # the ledger: nobody is emailed twice in one interval

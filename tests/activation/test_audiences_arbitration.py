@@ -22,8 +22,8 @@ from audiences_harness import (
     write_destinations,
 )
 
-from yorisoi.activation.arbitration import arbitrate
-from yorisoi.activation.membership import connect_warehouse, eligible_members
+from yorisoi.activation.selection.arbitration import arbitrate
+from yorisoi.activation.selection.membership import connect_warehouse, eligible_members
 
 PEOPLE = [f"P{i:05d}" for i in range(300)]
 

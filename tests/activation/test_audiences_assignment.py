@@ -2,7 +2,7 @@
 
 - a person keeps their group and variant from run to run, whoever else joins or leaves;
 - the holdout share and the variant weights hold within binomial tolerance;
-- another secret gives other assignments (a keyed hash, never a plain one: RELIABILITY 14).
+- another secret gives other assignments (a keyed hash, never a plain one: docs/reliability.md #14).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from audiences_harness import (
     write_destinations,
 )
 
-from yorisoi.activation.membership import CONTROL, TREATMENT, assign, connect_warehouse, eligible_members
+from yorisoi.activation.selection.membership import CONTROL, TREATMENT, assign, connect_warehouse, eligible_members
 
 N = 20_000
 

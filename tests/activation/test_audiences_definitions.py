@@ -1,5 +1,5 @@
 """Audiences as code: the sample audiences load; a bad file fails with a message naming the file,
-the field and what is wrong; a destination's column allow-list holds (RELIABILITY 14)."""
+the field and what is wrong; a destination's column allow-list holds (docs/reliability.md #14)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import yaml
 from audiences_harness import audience_spec, destinations_yaml, write_destinations
 
-from yorisoi.activation.definitions import (
+from yorisoi.activation.delivery.destinations import KINDS
+from yorisoi.activation.selection.definitions import (
     DEFAULT_AUDIENCES_DIR,
     KIND_CHANNELS,
     AudienceError,
@@ -19,7 +20,6 @@ from yorisoi.activation.definitions import (
     load_destinations,
     validate_select_sql,
 )
-from yorisoi.activation.destinations import KINDS
 
 SAMPLES = sorted(DEFAULT_AUDIENCES_DIR.glob("*.yml"))
 
@@ -141,11 +141,11 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     assert "variants: the weights sum to 60" in message
 
 
-# ---- RELIABILITY 14: the export schema is within the destination's allow-list -------------------
+# ---- docs/reliability.md #14: the export schema is within the destination's allow-list -------------------
 
 
 def test_an_audience_asking_for_a_column_its_destination_forbids_fails_validation(tmp_path: Path) -> None:
-    """RELIABILITY 14: the DM print vendor's S3 drop may not receive phone numbers, nor the SMS
+    """docs/reliability.md #14: the DM print vendor's S3 drop may not receive phone numbers, nor the SMS
     destination names; both are refused at load, naming the destination and its allow-list."""
     message = _bad(
         tmp_path,
@@ -170,7 +170,7 @@ def test_every_sample_export_schema_is_within_its_destinations_allow_list() -> N
 
 
 def test_a_file_destination_with_raw_contact_columns_needs_an_explicit_permission(tmp_path: Path) -> None:
-    """RELIABILITY 14: no raw email / phone in an S3 file unless the destination says so."""
+    """docs/reliability.md #14: no raw email / phone in an S3 file unless the destination says so."""
     doc = destinations_yaml()
     s3 = next(d for d in doc["destinations"] if d["kind"] == "s3_file")
     s3["allowed_columns"] = [*s3["allowed_columns"], "email"]

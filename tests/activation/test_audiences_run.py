@@ -1,7 +1,7 @@
 """What the DAG's tasks run, end to end on loopback: plan (due pairs), allocate (breaker,
 members, arbitration across audiences), export (records re-checked at export time, engine.sync)
-to a real SMTP server (aiosmtpd) and a real S3 (moto); dry runs and test sends; and RELIABILITY
-14 on the S3 file that leaves: its columns within the allow-list, no raw email or phone in it."""
+to a real SMTP server (aiosmtpd) and a real S3 (moto); dry runs and test sends; and docs/reliability.md
+#14 on the S3 file that leaves: its columns within the allow-list, no raw email or phone in it."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from audiences_harness import (
 )
 
 from yorisoi.activation import run
-from yorisoi.activation.membership import EMAIL_RE, PHONE_RE, MembershipError
-from yorisoi.activation.store import ActivationStore
+from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi.activation.selection.membership import EMAIL_RE, PHONE_RE, MembershipError
 
 PEOPLE = [f"P{i:05d}" for i in range(120)]
 REGION = "ap-northeast-1"
@@ -226,7 +226,7 @@ def test_the_export_is_in_the_operation_log(mail) -> None:
     assert sorted(person_ids_of(entry)) == sorted(r.split("@")[0].upper() for r in mailbox.recipients())
 
 
-# ---- RELIABILITY 14 on an S3 file ------------------------------------------------------------------
+# ---- docs/reliability.md #14 on an S3 file ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +330,7 @@ def test_an_s3_export_holds_only_allowed_columns_and_no_raw_contact_data(s3_env)
 
 def test_contact_data_smuggled_under_another_name_is_refused_before_anything_leaves(s3_env) -> None:
     """An audience's SQL that renames dim_customers.email to an allowed column name is caught by
-    the scan of the records, and nothing reaches S3 (RELIABILITY 14)."""
+    the scan of the records, and nothing reaches S3 (docs/reliability.md #14)."""
     folder, wh, store, doc, objects = s3_env
     s3 = next(d for d in doc["destinations"] if d["name"] == "s3_dm_vendor")
     s3["allowed_columns"] = [*s3["allowed_columns"], "note"]

@@ -1,4 +1,4 @@
-"""RELIABILITY 13: a circuit breaker stands before every export. A failing dbt test in the
+"""docs/reliability.md #13: a circuit breaker stands before every export. A failing dbt test in the
 build's run_results.json, a failing (or missing) Great Expectations result, or an audience whose
 size jumped beyond the threshold stops the export: the loopback SMTP server receives nothing, no
 sync run or ledger row is written, and the alert says why."""
@@ -22,8 +22,9 @@ from audiences_harness import (
     write_quality_results,
 )
 
-from yorisoi.activation import breaker, run
-from yorisoi.activation.store import ActivationStore
+from yorisoi.activation import run
+from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi.activation.selection import breaker
 
 PEOPLE = [f"P{i:05d}" for i in range(200)]
 

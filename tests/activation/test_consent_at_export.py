@@ -1,4 +1,4 @@
-"""RELIABILITY 1 at export time: an opted-out or blacklisted customer never appears in any
+"""docs/reliability.md #1 at export time: an opted-out or blacklisted customer never appears in any
 export, for that channel. Deliverable = eligible − suppressed, computed when the export runs; no
 consent, no send.
 
@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from yorisoi.activation import membership
-from yorisoi.activation.arbitration import arbitrate
-from yorisoi.activation.definitions import load_destinations
-from yorisoi.activation.membership import build_records, eligible_members
+from yorisoi.activation.selection import membership
+from yorisoi.activation.selection.arbitration import arbitrate
+from yorisoi.activation.selection.definitions import load_destinations
+from yorisoi.activation.selection.membership import build_records, eligible_members
 
 CHANNELS = ("email", "line", "sms", "dm")
 DESTINATION_OF = {"email": "esp_list", "line": "line_audience", "sms": "sms", "dm": "sftp_dm_list"}
@@ -326,7 +326,7 @@ class ExportMachine(RuleBasedStateMachine):
             self.stats.suppressed_in_selection += sum(
                 1 for pid in selected if pid in by_pid and not w.allowed(by_pid[pid], channel)
             )
-        assert not problems, "RELIABILITY 1 violated at export:\n" + "\n".join(problems[:20])
+        assert not problems, "reliability #1 violated at export:\n" + "\n".join(problems[:20])
 
 
 def run_machine(folder: Path, cfg: settings) -> Stats:
@@ -393,7 +393,7 @@ def test_the_invariant_catches_membership_that_skips_deliverable_customers(tmp_p
     m = _machine(tmp_path)
     p = m.add(opt_ins=["line"], how={"test_account": 5, "segments_rebuilt": True})
     m.opt_out(p, "line")
-    with pytest.raises(AssertionError, match=r"RELIABILITY 1 violated at export:\n.*exported P00000, whom the oracle"):
+    with pytest.raises(AssertionError, match=r"reliability #1 violated at export:\n.*exported P00000, whom the oracle"):
         m.exports_never_hold_a_suppressed_person()
 
 
@@ -401,7 +401,7 @@ def test_the_search_finds_membership_that_skips_deliverable_customers(tmp_path: 
     """The same, found by the state machine's own search (derandomised, no shrinking)."""
     _everyone_deliverable(monkeypatch)
     cfg = _settings(max_examples=50, stateful_step_count=6, derandomize=True, phases=[Phase.generate])
-    with pytest.raises(AssertionError, match="RELIABILITY 1 violated"):
+    with pytest.raises(AssertionError, match="reliability #1 violated"):
         run_machine(tmp_path, cfg)
 
 

@@ -1,4 +1,4 @@
-"""The sync engine against fake destinations that behave like the real systems (RELIABILITY 2-8).
+"""The sync engine against fake destinations that behave like the real systems (docs/reliability.md #2-8).
 
 The fakes live here: a list destination that keeps its membership (an ESP list, a LINE audience),
 a send-type destination that deduplicates by idempotency key the way LINE does with
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from yorisoi.activation.destinations.base import (
+from yorisoi.activation.delivery.destinations.base import (
     BatchRejected,
     Destination,
     DestinationError,
@@ -28,15 +28,15 @@ from yorisoi.activation.destinations.base import (
     RowResult,
     TransientError,
 )
-from yorisoi.activation.engine import (
+from yorisoi.activation.delivery.engine import (
     DestinationUnavailable,
     InvalidRecords,
     SyncError,
     idempotency_key,
     sync,
 )
-from yorisoi.activation.ratelimit import TokenBucket
-from yorisoi.activation.store import ActivationStore
+from yorisoi.activation.delivery.ratelimit import TokenBucket
+from yorisoi.activation.delivery.store import ActivationStore
 
 AUDIENCE = "vip_reached"
 INTERVAL = "2026-11-01"
@@ -191,7 +191,7 @@ def opted_out(*names: str) -> Callable[[set[str]], set[str]]:
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 2: opt-outs go out as explicit removals; a full resync never re-adds them
+# docs/reliability.md #2: opt-outs go out as explicit removals; a full resync never re-adds them
 # --------------------------------------------------------------------------------------------
 
 
@@ -284,7 +284,7 @@ def test_send_type_destination_drops_leavers_from_the_snapshot_without_a_request
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 3: unique non-null keys before any request; snapshot only after confirmation
+# docs/reliability.md #3: unique non-null keys before any request; snapshot only after confirmation
 # --------------------------------------------------------------------------------------------
 
 
@@ -331,7 +331,7 @@ def test_snapshot_is_saved_only_after_the_destination_confirmed(store, clock) ->
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 4: idempotent per (audience, interval, recipient)
+# docs/reliability.md #4: idempotent per (audience, interval, recipient)
 # --------------------------------------------------------------------------------------------
 
 
@@ -522,7 +522,7 @@ def test_the_store_works_the_same_on_postgresql(postgres_url: str, clock: FakeCl
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 5: retry 429 / 5xx with backoff and Retry-After, capped; never other 4xx
+# docs/reliability.md #5: retry 429 / 5xx with backoff and Retry-After, capped; never other 4xx
 # --------------------------------------------------------------------------------------------
 
 
@@ -583,7 +583,7 @@ def test_another_4xx_stops_the_run_without_retrying(store, clock) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 6: rejects isolated by splitting; suppression re-checked before a retry
+# docs/reliability.md #6: rejects isolated by splitting; suppression re-checked before a retry
 # --------------------------------------------------------------------------------------------
 
 
@@ -632,7 +632,7 @@ def test_suppression_is_checked_again_before_a_retry(store, clock) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 7: the client-side rate limit keeps below the published one
+# docs/reliability.md #7: the client-side rate limit keeps below the published one
 # --------------------------------------------------------------------------------------------
 
 
@@ -666,7 +666,7 @@ def test_token_bucket_spacing() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 8: a run record and a per-row changelog that reconcile with the destination
+# docs/reliability.md #8: a run record and a per-row changelog that reconcile with the destination
 # --------------------------------------------------------------------------------------------
 
 
@@ -778,7 +778,7 @@ def test_members_are_written_and_the_latest_computation_is_read_back(store) -> N
 
 
 def test_the_store_url_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from yorisoi.activation.store import default_url
+    from yorisoi.activation.delivery.store import default_url
 
     monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
     monkeypatch.delenv("YORISOI_ACTIVATION_URL", raising=False)

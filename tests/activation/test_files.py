@@ -1,5 +1,5 @@
 """File destinations against real servers on loopback: the project's SFTP server (asyncssh) and
-moto's S3 server (RELIABILITY 9, and 3, 4, 8 for files).
+moto's S3 server (docs/reliability.md #9, and 3, 4, 8 for files).
 
 The kill tests run the export in a child process and SIGKILL it in the middle of the upload (its
 SFTP writes are slowed down, its S3 copy stalls), then look at what a consumer would see, then
@@ -26,15 +26,15 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from yorisoi.activation.destinations.base import Record
-from yorisoi.activation.destinations.files import (
+from yorisoi.activation.delivery.destinations.base import Record
+from yorisoi.activation.delivery.destinations.files import (
     S3FileDestination,
     SftpFileDestination,
     load_layouts,
 )
-from yorisoi.activation.engine import SyncError, sync
-from yorisoi.activation.store import ActivationStore
-from yorisoi.servers.sftp import serve_in_thread
+from yorisoi.activation.delivery.engine import SyncError, sync
+from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi_kit.servers.sftp import serve_in_thread
 
 USER = "oms"
 PASSWORD = "test-only-password"  # a test credential, not a secret
@@ -191,7 +191,7 @@ def test_dm_list_is_cp932_in_the_oms_layout_with_a_manifest(store, sftp_server, 
         "P90000005": "住所 contains a line break (the OMS reads one record per line)",
     }
     succeeded = [r["key"] for r in store.changelog(summary.run_id) if r["status"] == "succeeded"]
-    assert sorted(succeeded) == [r[0] for r in rows[1:]]  # RELIABILITY 8: the log is the file
+    assert sorted(succeeded) == [r[0] for r in rows[1:]]  # docs/reliability.md #8: the log is the file
     assert Counter(r["status"] for r in store.ledger(AUDIENCE, "sftp_dm_list", INTERVAL)) == {"sent": 5, "failed": 5}
 
 
@@ -406,7 +406,7 @@ def test_s3_test_sends_go_to_the_test_prefix(store, moto_endpoint, bucket) -> No
 
 
 # --------------------------------------------------------------------------------------------
-# RELIABILITY 9: kill the upload; the final name never holds a partial file; the rerun publishes
+# docs/reliability.md #9: kill the upload; the final name never holds a partial file; the rerun publishes
 # --------------------------------------------------------------------------------------------
 
 CHILD = textwrap.dedent(
@@ -415,10 +415,10 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     cfg = json.loads(Path(sys.argv[1]).read_text())
     import paramiko
-    from yorisoi.activation.destinations import files
-    from yorisoi.activation.destinations.base import Record
-    from yorisoi.activation.engine import sync
-    from yorisoi.activation.store import ActivationStore
+    from yorisoi.activation.delivery.destinations import files
+    from yorisoi.activation.delivery.destinations.base import Record
+    from yorisoi.activation.delivery.engine import sync
+    from yorisoi.activation.delivery.store import ActivationStore
 
     records = [Record(r["key"], r["person_id"], r["fields"], r["variant"]) for r in cfg["records"]]
     if cfg["target"] == "sftp":

@@ -33,11 +33,11 @@ from pydantic import ValidationError
 from test_engine import postgres_url  # noqa: F401 - the fixture
 from typer.testing import CliRunner
 
-from yorisoi.activation import arbitration
 from yorisoi.activation.cli import activation_app
-from yorisoi.activation.definitions import DestinationConfigError, Retention, load_destinations
-from yorisoi.activation.membership import connect_warehouse, eligible_members
-from yorisoi.activation.store import ActivationStore, Change, Claim, default_url, metadata
+from yorisoi.activation.delivery.store import ActivationStore, Change, Claim, default_url, metadata
+from yorisoi.activation.selection import arbitration
+from yorisoi.activation.selection.definitions import DestinationConfigError, Retention, load_destinations
+from yorisoi.activation.selection.membership import connect_warehouse, eligible_members
 from yorisoi.audit import list_entries
 
 DEFAULTS = Retention()  # members 90 days, sync 1095, ledger 400

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from yorisoi.audit import log
 from yorisoi.audit.cli import customer_app
-from yorisoi.scale_run import ScaleRun
+from yorisoi_kit.scale_run import ScaleRun
 
 cli = typer.Typer()
 cli.add_typer(customer_app, name="customer")

@@ -83,7 +83,7 @@ def raw_tables() -> dict[str, tuple[pa.Schema, tuple[str, ...]]]:
 
 
 def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Empty raw tables, created the way `yorisoi.landing.Warehouse` creates them on first load."""
+    """Empty raw tables, created the way `yorisoi.sources.landing.Warehouse` creates them on first load."""
     con.execute("create schema if not exists raw")
     for name, (schema, _pk) in raw_tables().items():
         incoming = schema.empty_table()  # noqa: F841 (read by DuckDB's replacement scan)
@@ -315,7 +315,7 @@ class Warehouse:
             raise RuntimeError(f"replaying {model.unique_id} failed: {exc}") from exc
         self._built_once.add(model.relation)
 
-    # ---- raw rows, upserted by primary key like yorisoi.landing -------------------------------
+    # ---- raw rows, upserted by primary key like yorisoi.sources.landing -------------------------------
 
     def upsert(self, table: str, rows: Iterable[dict[str, Any]], *, source_file: str = "test") -> None:
         schema, pk = self.raw[table]
@@ -723,7 +723,7 @@ class Observation:
 
 
 def violations(world: World, obs: Observation) -> list[str]:
-    """RELIABILITY 1: every oracle person suppressed on a channel is absent from that channel's
+    """docs/reliability.md #1: every oracle person suppressed on a channel is absent from that channel's
     deliverable list, through every person_id that holds one of their records."""
     problems = []
     for person in world.people:

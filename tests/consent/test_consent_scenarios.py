@@ -1,4 +1,4 @@
-"""The consent rules of RELIABILITY requirement 1, one worked example each, on the same harness
+"""The consent rules of docs/reliability.md #1, one worked example each, on the same harness
 as the state machine (the dbt models replayed on hand-written source rows)."""
 
 from __future__ import annotations

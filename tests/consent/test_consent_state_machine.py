@@ -1,4 +1,4 @@
-"""RELIABILITY requirement 1, as a state machine: an opted-out or blacklisted customer never
+"""docs/reliability.md #1, as a state machine: an opted-out or blacklisted customer never
 appears in any export, for that channel. Deliverable = eligible − suppressed; missing consent
 means excluded (no consent, no send).
 
@@ -302,7 +302,7 @@ class ConsentMachine(RuleBasedStateMachine):
         self.wh.rebuild()
         obs = w.observed()
         problems = violations(w, obs) + identity_problems(w, obs)
-        assert not problems, "RELIABILITY 1 violated:\n" + "\n".join(problems)
+        assert not problems, "reliability #1 violated:\n" + "\n".join(problems)
         self.stats.suppressed_checks += sum(bool(p.suppression_reasons(c)) for p in w.people for c in CHANNELS)
         if not self.check_liveness:
             return
@@ -412,7 +412,7 @@ def test_invariant_catches_a_broken_model(
         derandomize=True,  # the same search every run
         phases=[Phase.generate],  # report the first failure found, do not shrink it
     )
-    expected = "RELIABILITY 1 violated" if check == "safety" else "RELIABILITY 1 violated|liveness"
+    expected = "reliability #1 violated" if check == "safety" else "reliability #1 violated|liveness"
     stats = RunStats()
     broken_project = compiled_project.with_sql(model, transform)
     with session_warehouse.replaying(broken_project) as wh, pytest.raises(AssertionError, match=expected) as caught:

@@ -23,8 +23,8 @@ from yorisoi.docs.build import dbt_target_dir, generate
 from yorisoi.docs.collect import SCHEDULE_FREQUENCY
 from yorisoi.docs.labels import LABELS
 from yorisoi.docs.render_xlsx import SHEETS
-from yorisoi.scale_run import ScaleRun, using_var
 from yorisoi.sources.registry import load_registry
+from yorisoi_kit.scale_run import ScaleRun, using_var
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESOURCES = ("model", "seed", "snapshot")

@@ -31,7 +31,7 @@ import pytest
 from typer.testing import CliRunner
 
 from yorisoi.cli import app
-from yorisoi.identity_eval import evaluate, pairwise_metrics
+from yorisoi_kit.identity_eval import evaluate, pairwise_metrics
 
 TRUTH = [
     ("ecommerce", "e1", 1),

@@ -13,11 +13,11 @@ import duckdb
 import pytest
 
 from yorisoi import paths
-from yorisoi.demo import demo_connections
-from yorisoi.ingest import IngestAlert, ingest_ecommerce_table, ingest_oms_table, ingest_sftp_table
-from yorisoi.servers import ecommerce, sftp
+from yorisoi.orchestration.ingest import IngestAlert, ingest_ecommerce_table, ingest_oms_table, ingest_sftp_table
 from yorisoi.sources.registry import load_registry
-from yorisoi.synth import generate
+from yorisoi_kit.demo import demo_connections
+from yorisoi_kit.servers import ecommerce, sftp
+from yorisoi_kit.synth import generate
 
 
 @pytest.fixture(scope="module")

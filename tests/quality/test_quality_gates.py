@@ -64,7 +64,7 @@ def test_an_opted_out_person_among_the_deliverable_stops_the_marts_gate(var: Pat
 
 
 def test_an_audience_size_jump_stops_the_marts_gate(var: Path) -> None:
-    """RELIABILITY 13: the contactable audience changing by more than 20 % since the last passing
+    """docs/reliability.md #13: the contactable audience changing by more than 20 % since the last passing
     validation is a circuit breaker, until a person accepts the new size."""
     assert validate("marts", tables=["deliverable_customers"]).success  # the baseline
     con = duckdb.connect(str(var / "warehouse.duckdb"))

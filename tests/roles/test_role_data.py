@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from yorisoi import roles
-from yorisoi.scale_run import ScaleRun, using_var
 from yorisoi.transform import run_dbt
+from yorisoi_kit.scale_run import ScaleRun, using_var
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+\d{8,15}|\b0\d{1,4}[-\s]?\d{1,4}[-\s]?\d{3,4}\b")

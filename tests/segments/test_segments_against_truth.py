@@ -8,8 +8,8 @@ import duckdb
 import pytest
 import yaml
 
-from yorisoi.scale_run import ScaleRun
 from yorisoi.sources.registry import PROJECT_ROOT
+from yorisoi_kit.scale_run import ScaleRun
 
 SEGMENTS = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())["vars"]["segments"]
 F_BUCKETS = "least(frequency, 10)"  # F1 ... F9 and 10+

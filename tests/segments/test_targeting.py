@@ -9,8 +9,8 @@ import pytest
 import yaml
 from scipy.stats import norm
 
-from yorisoi.scale_run import ScaleRun
 from yorisoi.sources.registry import PROJECT_ROOT
+from yorisoi_kit.scale_run import ScaleRun
 
 TARGETING = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())["vars"]["targeting"]
 

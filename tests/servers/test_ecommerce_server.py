@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from yorisoi.servers.ecommerce import API_VERSION, CALL_LIMIT_HEADER, RunningServer, serve_in_thread
+from yorisoi_kit.servers.ecommerce import API_VERSION, CALL_LIMIT_HEADER, RunningServer, serve_in_thread
 
 API_KEY = "shpat_test_0123456789"
 HEADERS = {"X-Shopify-Access-Token": API_KEY}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from yorisoi.sources.oms_load import OMS_TABLES, load_oms
+from yorisoi_kit.oms_load import OMS_TABLES, load_oms
 
 POSTGRES_URL = os.environ.get("YORISOI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("YORISOI_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")

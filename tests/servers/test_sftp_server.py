@@ -1,6 +1,6 @@
 """The drop-folder SFTP server, reached by real clients on loopback: paramiko and Airflow's SFTPHook.
 
-Every client pins the server's host key (RELIABILITY #11); nothing here uses a policy that
+Every client pins the server's host key (docs/reliability.md #11); nothing here uses a policy that
 accepts unknown keys.
 """
 
@@ -28,7 +28,7 @@ import asyncssh
 import paramiko
 import pytest
 
-from yorisoi.servers.sftp import ensure_host_key, serve, serve_in_thread
+from yorisoi_kit.servers.sftp import ensure_host_key, serve, serve_in_thread
 
 USER = "partner"
 PASSWORD = "test-only-password"  # a test credential, not a secret
@@ -244,7 +244,7 @@ def test_client_cannot_escape_the_root(drop_folder: Path, host_key_path: Path) -
 
 
 def test_changed_host_key_is_refused(drop_folder: Path, tmp_path: Path) -> None:
-    """RELIABILITY #11: pin key A, restart the server on the same port with key B: refused."""
+    """docs/reliability.md #11: pin key A, restart the server on the same port with key B: refused."""
     key_a, key_b = tmp_path / "key_a", tmp_path / "key_b"
     with serve_in_thread(drop_folder, username=USER, password=PASSWORD, host_key_path=key_a) as server_a:
         port = server_a.port
@@ -323,7 +323,7 @@ def test_serve_runs_in_the_foreground_until_sigterm(drop_folder: Path, host_key_
         port = probe.getsockname()[1]
     script = (
         "import os, sys\n"
-        "from yorisoi.servers.sftp import serve\n"
+        "from yorisoi_kit.servers.sftp import serve\n"
         "serve(sys.argv[1], '127.0.0.1', int(sys.argv[2]), 'partner', os.environ['TEST_SFTP_PASSWORD'],"
         " sys.argv[3])\n"
     )

@@ -17,8 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from yorisoi.landing import Lake, Warehouse
-from yorisoi.servers.ecommerce import RunningServer, serve_in_thread
 from yorisoi.sources.ecommerce import (
     ShopApiError,
     ShopClient,
@@ -28,7 +26,9 @@ from yorisoi.sources.ecommerce import (
     ingest_ecommerce,
     parse_retry_after,
 )
+from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.sources.registry import Source, load_registry
+from yorisoi_kit.servers.ecommerce import RunningServer, serve_in_thread
 
 API_KEY = "shpat_ingest_test_key"
 LOAD_DATE = date(2026, 11, 1)
@@ -216,7 +216,7 @@ def test_link_pagination_walks_every_page_and_writes_bounded_parts(
 
 
 # --------------------------------------------------------------------------------------------
-# Retries (RELIABILITY.md requirement 5)
+# Retries (docs/reliability.md #5)
 # --------------------------------------------------------------------------------------------
 
 

@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from yorisoi.landing import Lake, Warehouse
 from yorisoi.sources import oms as oms_module
+from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.sources.oms import ENTITIES, ExtractError, extract, ingest_oms, load_mapping, select_statement
-from yorisoi.sources.oms_load import OMS_TABLES, load_oms
 from yorisoi.sources.registry import DEFAULT_REGISTRY, PROJECT_ROOT, RegistryError, Source, load_registry
+from yorisoi_kit.oms_load import OMS_TABLES, load_oms
 
 POSTGRES_URL = os.environ.get("YORISOI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("YORISOI_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")

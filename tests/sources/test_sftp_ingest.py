@@ -1,7 +1,7 @@
-"""SFTP drops loaded safely (RELIABILITY #10, #12), against the real local SFTP server.
+"""SFTP drops loaded safely (docs/reliability.md #10, #12), against the real local SFTP server.
 
-Every test serves a temporary drop folder with `yorisoi.servers.sftp.serve_in_thread` and connects
-through Airflow's SFTPHook with the server's host key pinned (RELIABILITY #11), as the DAG does.
+Every test serves a temporary drop folder with `yorisoi_kit.servers.sftp.serve_in_thread` and connects
+through Airflow's SFTPHook with the server's host key pinned (docs/reliability.md #11), as the DAG does.
 Small fixture files are written here, each with a manifest computed by `_drop`.
 """
 
@@ -24,8 +24,7 @@ import duckdb
 import paramiko
 import pytest
 
-from yorisoi.landing import Lake, Warehouse
-from yorisoi.servers.sftp import serve_in_thread
+from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.sources.registry import Source, load_registry
 from yorisoi.sources.sftp_files import (
     DecodeError,
@@ -35,6 +34,7 @@ from yorisoi.sources.sftp_files import (
     describe_drift,
     ingest_drops,
 )
+from yorisoi_kit.servers.sftp import serve_in_thread
 
 USER = "partner"
 PASSWORD = "test-only-password"  # a test credential, not a secret

@@ -49,10 +49,10 @@ DUCKDB_ONLY = {"marts.customer_clv"}
 # Runs in the project's venv: generate and ingest the XS brand (what `yorisoi eval identity --scale XS`
 # does first) into $YORISOI_VAR/eval/XS/warehouse.duckdb, which then holds the raw schema only.
 # Also prints the brand's as-of day (the day its data ends on), which both builds get as
-# YORISOI_AS_OF, as yorisoi.scale_run.build sets it: the segment marts are computed as of that day.
+# YORISOI_AS_OF, as yorisoi_kit.scale_run.build sets it: the segment marts are computed as of that day.
 _PREPARE = """
 import json
-from yorisoi.scale_run import prepare
+from yorisoi_kit.scale_run import prepare
 from yorisoi.transform import brand_as_of
 run = prepare("XS")
 print(json.dumps({"warehouse": str(run.warehouse), "as_of": brand_as_of(run.work / "sources")}))

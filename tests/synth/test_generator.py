@@ -12,8 +12,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from yorisoi.synth import generate
-from yorisoi.synth.stats import summarize
+from yorisoi_kit.synth import generate
+from yorisoi_kit.synth.stats import summarize
 
 
 def _digest(folder: Path) -> dict[str, str]:

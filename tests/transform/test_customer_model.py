@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from yorisoi.identity_eval import evaluate
-from yorisoi.scale_run import ScaleRun, build
+from yorisoi_kit.identity_eval import evaluate
+from yorisoi_kit.scale_run import ScaleRun, build
 
 CHANNELS = ("email", "line", "sms", "dm", "call")
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -223,7 +223,7 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
 
 def test_match_keys_are_keyed_hashes_of_normalised_values(xs: ScaleRun) -> None:
     """The SQL HMAC of the dbt macro equals Python's hmac with the configured secret; another
-    secret gives other keys (RELIABILITY 14)."""
+    secret gives other keys (docs/reliability.md #14)."""
     from yorisoi.privacy.keys import hmac_sha256
 
     secret = (xs.work / "keys" / "match_key").read_bytes().strip()

@@ -1,2 +1,3 @@
-"""Audience activation: audiences as code, membership with control groups and variants,
-arbitration, the circuit breaker, and diff-based syncs to email, LINE, SMS, S3 and SFTP files."""
+"""Audience activation in two halves: `selection` decides who gets a message (audiences as code,
+membership, arbitration, the circuit breaker) and `delivery` delivers it exactly once (the sync
+engine, its store, rate limits and the destinations). `run` joins them for one audience."""

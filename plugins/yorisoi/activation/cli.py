@@ -44,8 +44,8 @@ def _as_of(value: str | None) -> datetime:
 
 
 def _context(audiences: Path | None):
-    from .definitions import AudienceError
     from .run import Context
+    from .selection.definitions import AudienceError
 
     try:
         return Context.load(audiences_dir=audiences)
@@ -204,8 +204,8 @@ def prune_store(
     (`ActivationStore.prune`) and, unless a dry run, write the deletion to the operation log.
     What `yorisoi activation prune` and the DAG maintain_activation_store run."""
     from ..audit import record
-    from .definitions import load_destinations
-    from .store import ActivationStore
+    from .delivery.store import ActivationStore
+    from .selection.definitions import load_destinations
 
     retention = load_destinations(destinations_file).retention
     with ActivationStore(store_url) as store:

@@ -31,9 +31,16 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from .. import paths
-from . import breaker
-from .definitions import Audience, Audiences, DestinationConfig, Destinations, load_audiences, load_destinations
-from .destinations.base import Destination, Operation, Record
+from .delivery.destinations.base import Destination, Operation, Record
+from .selection import breaker
+from .selection.definitions import (
+    Audience,
+    Audiences,
+    DestinationConfig,
+    Destinations,
+    load_audiences,
+    load_destinations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +102,7 @@ class Context:
         destinations = load_destinations(destinations_file)
 
         def store_factory() -> Any:
-            from .store import ActivationStore
+            from .delivery.store import ActivationStore
 
             return ActivationStore(store_url)
 
@@ -122,14 +129,14 @@ class Context:
     def build(self, config: Mapping[str, Any]) -> Destination:
         if self.build_destination is not None:
             return self.build_destination(config)
-        from .destinations import build
+        from .delivery.destinations import build
 
         return build(config)
 
     def sync(self, *args: Any, **kwargs: Any) -> Any:
         if self.engine_sync is not None:
             return self.engine_sync(*args, **kwargs)
-        from .engine import sync
+        from .delivery.engine import sync
 
         return sync(*args, **kwargs)
 
@@ -278,8 +285,8 @@ class RunAllocation:
 
 def sync_kind(cfg: DestinationConfig) -> str:
     """`list` when the destination keeps a list (it can remove members), else `message`."""
-    from .arbitration import LIST, MESSAGE
-    from .destinations import destination_class
+    from .delivery.destinations import destination_class
+    from .selection.arbitration import LIST, MESSAGE
 
     return LIST if Operation.REMOVE in destination_class(cfg.kind).supports else MESSAGE
 
@@ -312,8 +319,8 @@ def allocate(
     members go to the store and the allocation to var/activation/allocations/. A tripped breaker
     leaves its audience out (alerted, with the reason in `decisions`); with `plan_through` (dry
     runs) it is allocated all the same, so the plan shows what would have gone out."""
-    from .arbitration import arbitrate
-    from .membership import connect_warehouse, eligible_members, member_rows
+    from .selection.arbitration import arbitrate
+    from .selection.membership import connect_warehouse, eligible_members, member_rows
 
     ctx = context or Context.load()
     as_of_dt = _utc(as_of)
@@ -432,7 +439,7 @@ class PlanningDestination(Destination):
     and operations; it never delivers."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        from .destinations import destination_class
+        from .delivery.destinations import destination_class
 
         cls = destination_class(str(config["kind"]))
         self.name = str(config["name"])
@@ -482,7 +489,7 @@ def activate(
     written, no alert); `test`: send only to the destination's seed list. `run_id`: the DAG run
     whose allocation to use (computed here when it has none). The summary's `status` is
     `synced`, `planned`, `tested` or `skipped` (with `reason`: the breaker's)."""
-    from .membership import build_records, connect_warehouse, suppression_check
+    from .selection.membership import build_records, connect_warehouse, suppression_check
 
     ctx = context or Context.load()
     audience = ctx.audiences[audience_name]

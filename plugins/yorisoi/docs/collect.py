@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from .. import paths
-from ..landing import LEDGER_DDL
+from ..sources.landing import LEDGER_DDL
 from ..sources.registry import PROJECT_ROOT, Registry, load_registry
 from ..transform import CUSTOMER_LAYER, DBT_PROJECT_DIR, SEGMENT_LAYER
 from .fixed import LOADER_COLUMNS, LOADER_TABLES, SNAPSHOT_COLUMNS
@@ -335,7 +335,7 @@ class _Collector:
                 update_method="automatic",
                 update_frequency="on_ingest",
                 updated_by="ingest_*",
-                path="plugins/yorisoi/landing.py",
+                path="plugins/yorisoi/sources/landing.py",
             )
             for pos, (col_name, col_type) in enumerate(types.items(), 1):
                 en, ja = spec["columns"].get(col_name, ("", ""))

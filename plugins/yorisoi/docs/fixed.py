@@ -1,12 +1,12 @@
 """Descriptions the document supplies itself, in English and Japanese, for columns no YAML
 describes because Yorisoi's own code creates them: the loader's columns on every raw table and its
-bookkeeping tables (yorisoi.landing), and dbt's standard snapshot columns."""
+bookkeeping tables (yorisoi.sources.landing), and dbt's standard snapshot columns."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Columns the loader (yorisoi.landing) adds to every raw table, and its bookkeeping tables.
+# Columns the loader (yorisoi.sources.landing) adds to every raw table, and its bookkeeping tables.
 LOADER_COLUMNS: dict[str, tuple[str, str]] = {
     "_loaded_at": ("When the row was last upserted into the warehouse.", "行が最後にウェアハウスへ取り込まれた日時。"),
     "_source_file": (

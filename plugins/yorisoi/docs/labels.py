@@ -200,7 +200,7 @@ LABELS: dict[str, dict[str, str]] = {
     "origin_dbt": {"ja": "dbt YAML", "en": "dbt YAML"},
     "origin_inherited": {"ja": "スナップショット元から継承", "en": "inherited from the snapshotted model"},
     "origin_dbt_snapshot": {"ja": "dbt スナップショット標準項目", "en": "dbt snapshot standard column"},
-    "origin_loader": {"ja": "取込処理（yorisoi.landing）", "en": "the loader (yorisoi.landing)"},
+    "origin_loader": {"ja": "取込処理（yorisoi.sources.landing）", "en": "the loader (yorisoi.sources.landing)"},
     "origin_none": {"ja": "未記載", "en": "missing"},
     "missing": {"ja": "未記載", "en": "missing"},
     # update method and frequency

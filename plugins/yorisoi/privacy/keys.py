@@ -1,6 +1,6 @@
 """Keyed match keys: HMAC-SHA256 of normalised identifiers under a secret held outside the warehouse.
 
-Why keyed (RELIABILITY requirement 14): a plain SHA-256 of an email or phone number is reversible by
+Why keyed (docs/reliability.md #14): a plain SHA-256 of an email or phone number is reversible by
 dictionary attack, since the space of real addresses and Japanese phone numbers is small enough to
 hash exhaustively or to test against a leaked list. With HMAC, the keys reveal nothing without the
 secret, and rotating the secret unlinks every key computed before.

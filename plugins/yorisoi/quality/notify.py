@@ -1,5 +1,5 @@
 """Failure alerts as Airflow notifiers, used through `on_failure_callback` (every DAG gets them from
-`yorisoi.dag_defaults.DEFAULT_ARGS`).
+`yorisoi.orchestration.dag_defaults.DEFAULT_ARGS`).
 
 - **Email** (`failure_email`): the SMTP provider's `SmtpNotifier` through the Airflow connection
   `smtp_default` (host, port, login / password; extra `disable_tls` / `disable_ssl` as needed),

@@ -1,6 +1,6 @@
 """Validate a layer of the warehouse with Great Expectations 1.x.
 
-GX cannot validate DuckDB through a SQL data source (../shared/STACK.md), so every suite is fed
+GX cannot validate DuckDB through a SQL data source (docs/stack.md), so every suite is fed
 pandas DataFrames read with a read-only DuckDB connection and validated by GX's pandas data source:
 
 - **the rows in scope**, read in chunks of `CHUNK_ROWS` so memory stays bounded at any scale:

@@ -4,14 +4,14 @@ Three parts:
 
 - :class:`ShopClient`: an httpx client that walks a list endpoint page by page, following the
   ``Link: <...>; rel="next"`` header (Shopify's cursor pagination: later pages carry only
-  ``page_info`` and ``limit``), and retries what is worth retrying (RELIABILITY.md requirement 5).
+  ``page_info`` and ``limit``), and retries what is worth retrying (docs/reliability.md #5).
 - ``flatten_customers`` / ``flatten_orders`` / ``flatten_products``: one page of API JSON to Arrow
   tables with explicit schemas (ids and yen as int64, timestamps as UTC microseconds), nested
   consent, address, shipping and variant objects flattened into the columns of the data contract
   (``docs/synthetic-brand.md``).
 - :func:`ingest_ecommerce`: per registry table, read the watermark, request
   ``updated_at_min = watermark``, stream the pages into parts of at most ``rows_per_part`` rows and
-  land them with :meth:`yorisoi.landing.Warehouse.batch`, so the rows and the new watermark reach
+  land them with :meth:`yorisoi.sources.landing.Warehouse.batch`, so the rows and the new watermark reach
   the warehouse in one transaction, or not at all.
 
 Retry rules (what the client does with each answer):
@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
-from ..landing import BatchWriter, LandResult, Warehouse
+from .landing import BatchWriter, LandResult, Warehouse
 from .registry import Source, Table
 
 log = logging.getLogger(__name__)
@@ -716,7 +716,7 @@ def ingest_ecommerce(
     it; bounded, such records wait for the next run. The watermark moves in the same transaction as
     the rows. Orders and their lines are two batches; the lines are committed first, so the orders
     watermark advances only once the lines are in. An error (after the client's retries) leaves the
-    table's rows and watermark unchanged. Returns the :class:`~yorisoi.landing.LandResult` per table.
+    table's rows and watermark unchanged. Returns the :class:`~yorisoi.sources.landing.LandResult` per table.
     """
     if not 1 <= page_limit <= 250:
         raise ValueError(f"page_limit must be between 1 and 250, got {page_limit}")

@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from .registry import RegistryError, Source, Table, read_yaml
 
 if TYPE_CHECKING:
-    from ..landing import LandResult, Warehouse
+    from .landing import LandResult, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -716,7 +716,7 @@ def ingest_oms(
     before it in the same call stay landed.
 
     :param tables: registry table names to ingest (default: all of the source's, in order).
-    :returns: the :class:`~yorisoi.landing.LandResult` per table.
+    :returns: the :class:`~yorisoi.sources.landing.LandResult` per table.
     """
     mapping_name = source.options.get("mapping")
     if not mapping_name:

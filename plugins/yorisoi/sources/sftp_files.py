@@ -1,7 +1,7 @@
-"""Load the SFTP drops (the registry's `files` source, `sftp`) safely: RELIABILITY #10 and #12.
+"""Load the SFTP drops (the registry's `files` source, `sftp`) safely: docs/reliability.md #10 and #12.
 
 The caller brings a paramiko ``SFTPClient`` whose connection pinned the server's host key
-(RELIABILITY #11: in the DAG, ``SFTPHook(ssh_conn_id=...).get_conn()`` with ``host_key`` in the
+(docs/reliability.md #11: in the DAG, ``SFTPHook(ssh_conn_id=...).get_conn()`` with ``host_key`` in the
 connection's extra). For every registry table (``feed`` + ``pattern``) the files in
 ``<inbox>/<feed>/`` go through these gates, in order:
 
@@ -65,7 +65,7 @@ from .registry import Column, Source, Table
 if TYPE_CHECKING:
     import paramiko
 
-    from ..landing import Warehouse
+    from .landing import Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -106,7 +106,7 @@ def send_history(store: Any, audiences: Sequence[str]) -> pd.DataFrame:
     else:
         import sqlalchemy as sa
 
-        from .store import send_ledger as ledger
+        from ..delivery.store import send_ledger as ledger
 
         engine = getattr(store, "engine", None)
         if engine is None:

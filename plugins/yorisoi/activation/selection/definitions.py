@@ -24,7 +24,7 @@ What an audience file says (see audiences/*.yml for complete examples):
   opted-out, blacklisted and erased people always leave);
 - `holdout_percent` (the control group), `variants` (2-4, weights summing to 100);
 - `columns`: the fields allowed out (besides each destination's key); a destination may narrow
-  them with its own `columns`, never widen them beyond its allow-list (RELIABILITY 14).
+  them with its own `columns`, never widen them beyond its allow-list (docs/reliability.md #14).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..sources.registry import PROJECT_ROOT
+from ...sources.registry import PROJECT_ROOT
 
 __all__ = [
     "CHANNELS",
@@ -212,7 +212,7 @@ class DestinationConfig(BaseModel):
             if raw:
                 raise ValueError(
                     f"allowed_columns: {raw} are raw contact data, which a {self.kind} export may carry only with "
-                    "raw_contact_allowed: true (RELIABILITY 14)"
+                    "raw_contact_allowed: true (docs/reliability.md #14)"
                 )
         return self
 

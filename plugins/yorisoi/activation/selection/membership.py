@@ -4,18 +4,18 @@
 - **Group and variant** come from a keyed hash, HMAC-SHA256 under the project's match-key secret
   (yorisoi.privacy.keys) of the audience and the person ID: a person keeps their group (control or
   treatment) and variant from run to run, whoever else joins or leaves, and nobody without the
-  secret can predict or recompute the split (RELIABILITY 14: never a plain hash). The first 8
+  secret can predict or recompute the split (docs/reliability.md #14: never a plain hash). The first 8
   bytes decide the group (control when below holdout_percent), the next 8 the variant (by the
   cumulative weights), so the variants' shares hold inside the treatment group.
 - **Eligibility is computed when the export runs**, from the warehouse opened read-only: the
   selection ∩ the golden record (test accounts, blacklisted and erased people out, whatever the
-  consent tables say) ∩ marts.deliverable_customers for the channel (RELIABILITY 1: no consent,
+  consent tables say) ∩ marts.deliverable_customers for the channel (docs/reliability.md #1: no consent,
   no send). A recipient key (email, phone, LINE ID) that any non-deliverable person also holds is
   left out too: a shared address whose other owner opted out is not written to.
 - **Records** carry only the audience's columns for that destination, which validation already
   restricted to the destination's allow-list; the key goes in Record.key. A file export without
   raw contact data in its allow-list is scanned for anything that looks like an email address or
-  phone number before it leaves (RELIABILITY 14).
+  phone number before it leaves (docs/reliability.md #14).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import paths
-from ..privacy.duckdb_udfs import register as register_udfs
+from ... import paths
+from ...privacy.duckdb_udfs import register as register_udfs
+from ..delivery.destinations.base import Record
 from .definitions import (
     CONTACT_FIELDS,
     FILE_KINDS,
@@ -46,7 +47,6 @@ from .definitions import (
     Audience,
     DestinationConfig,
 )
-from .destinations.base import Record
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class RecordSet:
 
 def scan_for_contact_data(records: Iterable[Record], destination: str, allowed: Iterable[str]) -> None:
     """Refuse records whose fields (not the key) hold something that looks like an email address
-    or a phone number, unless the destination allows that column (RELIABILITY 14)."""
+    or a phone number, unless the destination allows that column (docs/reliability.md #14)."""
     allowed = set(allowed)
     for r in records:
         for column, value in r.fields.items():
@@ -267,7 +267,7 @@ def scan_for_contact_data(records: Iterable[Record], destination: str, allowed: 
 def _refuse(destination: str, column: str, person_id: str, what: str) -> None:
     raise MembershipError(
         f"{destination}: column {column!r} of person {person_id} holds {what}, which this destination "
-        "may not receive; export refused (RELIABILITY 14)"
+        "may not receive; export refused (docs/reliability.md #14)"
     )
 
 

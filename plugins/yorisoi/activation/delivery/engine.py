@@ -4,7 +4,7 @@
 
     summary = sync(store, destination, "vip_reached", records, interval="2026-11-01")
 
-1. **Check** (before anything is sent, RELIABILITY 3 and 14): every record has a non-empty key and
+1. **Check** (before anything is sent, docs/reliability.md #3 and 14): every record has a non-empty key and
    person ID, keys are unique, and no record carries a field outside the destination's allow-list.
    Otherwise :class:`InvalidRecords` is raised and the run is recorded as failed.
 2. **Diff** against the last confirmed snapshot (``sync_snapshots``): keys not in it are *adds*;
@@ -12,13 +12,13 @@
    but no longer current are *removes*. People in ``suppressed(person_ids)`` (opted out, erased,
    blacklisted since the audience was computed) count as not current. ``mode="full"`` resends
    every current member, and in a list destination sends an explicit REMOVE for every suppressed
-   record too, but never re-adds a suppressed person (RELIABILITY 2). ``dry_run`` stops here and
+   record too, but never re-adds a suppressed person (docs/reliability.md #2). ``dry_run`` stops here and
    writes the plan as ``planned`` changelog rows; ``test`` sends only ``test_recipients``
    (テスト配信) and never touches the snapshot or the ledger.
 3. **Send** removes first, then updates, then adds, in batches of ``destination.max_batch``:
 
    - *Send-type* destinations (no REMOVE: LINE multicast, SMS, email, DM / 同梱物 / S3 files) go
-     through the ledger (RELIABILITY 4): each batch is claimed in ``send_ledger`` *before* the
+     through the ledger (docs/reliability.md #4): each batch is claimed in ``send_ledger`` *before* the
      call; a recipient already ``sent`` in the interval is skipped; a recipient another live run
      claimed is skipped; a recipient whose claim ``failed`` or went stale (older than
      ``claim_lease`` seconds: its process died) is taken over and resent in its original group
@@ -34,15 +34,15 @@
      the snapshot, so a rebuild that fails part-way is started again by the next run.
 
    Every request takes a token from a :class:`~.ratelimit.TokenBucket` at
-   ``destination.rate_per_second`` (RELIABILITY 7). :class:`~.destinations.base.TransientError`
+   ``destination.rate_per_second`` (docs/reliability.md #7). :class:`~.destinations.base.TransientError`
    is retried with exponential backoff and jitter, never sooner than its ``retry_after``, at most
    ``max_attempts`` attempts, with the same idempotency key (rows its ``partial`` answers settle
    at once and leave the retry; so do those of any other error); suppression is checked again before
    every retry, and newly suppressed rows leave the batch. Any other error is never retried
-   (RELIABILITY 5). :class:`~.destinations.base.BatchRejected` splits the batch in halves until
-   the bad rows stand alone; they go to ``sync_rejects`` (RELIABILITY 6).
+   (docs/reliability.md #5). :class:`~.destinations.base.BatchRejected` splits the batch in halves until
+   the bad rows stand alone; they go to ``sync_rejects`` (docs/reliability.md #6).
 4. **Settle** each batch in one transaction: ledger rows ``sent`` / ``failed``, the snapshot, the
-   changelog (``succeeded`` / ``rejected`` / ``failed`` / ``skipped``) and rejects (RELIABILITY 8).
+   changelog (``succeeded`` / ``rejected`` / ``failed`` / ``skipped``) and rejects (docs/reliability.md #8).
 
 A batch whose retries run out stops the run (the destination is down): its rows are recorded as
 ``failed``, the rest as ``skipped``, and :class:`DestinationUnavailable` is raised for the task to
@@ -69,9 +69,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, overload
+from typing import Any
 
-from .destinations.base import BatchRejected, Destination, Operation, Record, RowResult, TransientError
+from .destinations.base import (
+    BatchRejected,
+    Destination,
+    Operation,
+    Record,
+    RowResult,
+    RowResults,
+    RunContext,
+    TransientError,
+)
 from .ratelimit import TokenBucket
 from .store import NOT_CONFIRMED, PLANNED, REJECTED, SENT, SKIPPED, ActivationStore, Change, Claim, LedgerRow
 
@@ -111,17 +120,6 @@ class SyncSummary:
     failed: int = 0
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """Handed to ``destination.begin_run`` before the first request."""
-
-    run_id: str
-    audience: str
-    destination: str
-    interval: str
-    mode: str
-
-
 class InvalidRecords(ValueError):
     """The records break the contract (null or duplicate keys, fields outside the allow-list):
     nothing was sent."""
@@ -137,28 +135,6 @@ class SyncError(RuntimeError):
 
 class DestinationUnavailable(SyncError):
     """A batch still failed transiently after ``max_attempts`` attempts: the run stopped."""
-
-
-class RowResults(Sequence[RowResult]):
-    """One :class:`RowResult` per record without building a million objects: every record is
-    accepted except those in ``failures`` (key → its result). File destinations return it."""
-
-    def __init__(self, records: Sequence[Record], failures: Mapping[str, RowResult] | None = None) -> None:
-        self.records = records
-        self.failures = dict(failures or {})
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @overload
-    def __getitem__(self, index: int) -> RowResult: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[RowResult]: ...
-    def __getitem__(self, index: int | slice) -> RowResult | Sequence[RowResult]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        key = self.records[index].key
-        return self.failures.get(key) or RowResult(key=key, ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -949,8 +925,6 @@ __all__ = [
     "DestinationUnavailable",
     "InvalidRecords",
     "LedgerRow",
-    "RowResults",
-    "RunContext",
     "SyncError",
     "SyncSummary",
     "check_records",

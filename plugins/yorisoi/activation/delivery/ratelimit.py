@@ -1,4 +1,4 @@
-"""Client-side rate limiting: a token bucket per destination (RELIABILITY 7).
+"""Client-side rate limiting: a token bucket per destination (docs/reliability.md #7).
 
 A destination publishes a limit (LINE's "other endpoints" 2,000 requests/s, Braze's 3,000 per
 3 s, an SMS gateway's messages per second); the engine sets ``rate_per_second`` a little below it

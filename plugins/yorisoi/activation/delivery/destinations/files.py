@@ -1,4 +1,4 @@
-"""File destinations: audience lists as files, for S3 and for the OMS over SFTP (RELIABILITY 9).
+"""File destinations: audience lists as files, for S3 and for the OMS over SFTP (docs/reliability.md #9).
 
 - :class:`S3FileDestination` writes CSV (UTF-8) or Parquet to
   ``s3://<bucket>/<prefix>/<audience>/<interval>/<file>`` through Airflow's S3Hook (``aws_conn_id``;
@@ -68,15 +68,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
-from ..engine import RowResults, RunContext
-from .base import Destination, DestinationError, Operation, Record, RowResult, TransientError
+from ....sources.registry import PROJECT_ROOT
+from .base import Destination, DestinationError, Operation, Record, RowResult, RowResults, RunContext, TransientError
 
 if TYPE_CHECKING:
     import paramiko
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[4]
 LAYOUTS_FILE = PROJECT_ROOT / "include" / "activation" / "oms_file_layouts.yml"
 MANIFEST_SUFFIX = ".manifest.json"
 FILE_MAX_BATCH = 100_000_000  # every record of a run in one call

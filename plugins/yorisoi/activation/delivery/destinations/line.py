@@ -10,7 +10,7 @@ answer                                   result
 =======================================  ====================================================
 200                                      every recipient of the request ok
 409 "The retry key is already accepted"  every recipient ok with ``already_done=True``: an
-                                         earlier attempt was accepted (RELIABILITY 4, 5)
+                                         earlier attempt was accepted (docs/reliability.md #4, 5)
 400 naming ``to[i]``                     those recipients failed (code ``invalid_user_id``);
                                          LINE carried out nothing, so the others are resent
                                          at once under a retry key derived from the first
@@ -34,7 +34,7 @@ rebuilding group is deleted first, since it may hold people who opted out since)
 changes with every rebuild: narrowcasts should look the audience up by name, not keep its ID.
 
 The SDK talks to ``base_url`` (``Configuration(host=...)``; LINE's is ``https://api.line.me``), so
-tests run it against ``yorisoi.servers.line`` on loopback. The SDK's own urllib3 retries are off:
+tests run it against ``yorisoi_kit.servers.line`` on loopback. The SDK's own urllib3 retries are off:
 the engine owns retries.
 """
 

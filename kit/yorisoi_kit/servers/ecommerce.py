@@ -68,7 +68,6 @@ import binascii
 import contextlib
 import hmac
 import json
-import math
 import re
 import threading
 import time
@@ -86,6 +85,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ._loopback import RateLimiter, serve_app_in_thread
 
 API_VERSION = "2025-01"
 DEFAULT_LIMIT = 50
@@ -121,71 +122,6 @@ class ApiError(Exception):
 # --------------------------------------------------------------------------------------------
 # Rate limiting, fault injection, call log
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BucketDecision:
-    """Outcome of :meth:`RateLimiter.acquire`: ``allowed``; ``used`` and ``size`` for the
-    call-limit header; ``retry_after`` seconds until a slot frees (0 when allowed)."""
-
-    allowed: bool
-    used: int
-    size: int
-    retry_after: float
-
-    @property
-    def header(self) -> str:
-        """Value of ``X-Shopify-Shop-Api-Call-Limit``, e.g. ``"12/40"``."""
-        return f"{self.used}/{self.size}"
-
-
-class RateLimiter:
-    """Leaky bucket per API key, as Shopify REST applies per app and store.
-
-    Each accepted call adds 1 to the key's bucket; the bucket drains ``leak_per_second`` per second;
-    a call that would overflow ``bucket_size`` is rejected (and does not fill the bucket).
-
-    Parameters: ``bucket_size`` capacity in calls; ``leak_per_second`` drain rate (> 0);
-    ``clock`` a monotonic clock in seconds (inject a fake one in tests).
-    """
-
-    def __init__(self, bucket_size: int, leak_per_second: float, clock: Callable[[], float] = time.monotonic):
-        if bucket_size < 1:
-            raise ValueError("bucket_size must be at least 1")
-        if leak_per_second <= 0:
-            raise ValueError("leak_per_second must be positive")
-        self.bucket_size = bucket_size
-        self.leak_per_second = leak_per_second
-        self.clock = clock
-        self._levels: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def _level(self, key: str, now: float) -> float:
-        level, last = self._levels.get(key, (0.0, now))
-        return max(0.0, level - (now - last) * self.leak_per_second)
-
-    def acquire(self, key: str) -> BucketDecision:
-        """Try to add one call for ``key``; the decision says whether it is allowed."""
-        with self._lock:
-            now = self.clock()
-            level = self._level(key, now)
-            if level + 1 > self.bucket_size + 1e-9:
-                self._levels[key] = (level, now)
-                wait = (level + 1 - self.bucket_size) / self.leak_per_second
-                return BucketDecision(False, self.bucket_size, self.bucket_size, math.ceil(wait * 10) / 10)
-            level += 1
-            self._levels[key] = (level, now)
-            return BucketDecision(True, min(self.bucket_size, math.ceil(level - 1e-9)), self.bucket_size, 0.0)
-
-    def used(self, key: str) -> float:
-        """Current (drained) level of ``key``'s bucket."""
-        with self._lock:
-            return self._level(key, self.clock())
-
-    def reset(self) -> None:
-        """Empty every bucket."""
-        with self._lock:
-            self._levels.clear()
 
 
 class Faults:
@@ -972,7 +908,6 @@ def serve_in_thread(
     ``app_kwargs`` passed on to :func:`create_app` (``bucket_size``, ``leak_per_second``, ``clock``).
     Yields a :class:`RunningServer`; the server is stopped and the thread joined on exit.
     """
-    from ._loopback import serve_app_in_thread  # imported here: _loopback reuses this module's RateLimiter
 
     app = create_app(data_dir, api_key, **app_kwargs)
     try:

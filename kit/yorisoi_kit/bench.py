@@ -21,7 +21,7 @@ import duckdb
 import psutil
 from rich.console import Console
 
-from . import paths
+from yorisoi import paths
 
 REFERENCE_SQL = """
 select source, source_customer_id,
@@ -232,7 +232,8 @@ def run_ingest_bench(scale: str, console: Console | None = None) -> dict:
     """Ingest a generated brand from the three loopback sources into a fresh warehouse, then
     change 1 % of the orders and ingest again: rows/s and MB/s per source, the share of rows the
     second run touched, and CP932 decoding speed. One run (a full ingest at L takes minutes)."""
-    from .landing import Lake, Warehouse
+    from yorisoi.sources.landing import Lake, Warehouse
+
     from .scale_run import ingest_back_office, ingest_drop_folder, ingest_shop
     from .synth import generate
     from .synth.mutate import touch_orders
@@ -342,9 +343,10 @@ def run_customer_bench(scale: str, console: Console | None = None, scope: str = 
     wall time of a first build and of a rebuild (person IDs read from the previous one), and the
     summed node times of each part. Nodes of one part run one after another (each depends on the
     last), so the identity figure is the time identity resolution takes. Scope "customers" leaves
-    the order tables out (see yorisoi.scale_run.CUSTOMER_TABLES)."""
+    the order tables out (see yorisoi_kit.scale_run.CUSTOMER_TABLES)."""
+    from yorisoi.transform import SEGMENT_LAYER
+
     from .scale_run import build, prepare
-    from .transform import SEGMENT_LAYER
 
     run = prepare(scale, scope=scope, console=console)
     con = duckdb.connect(str(run.warehouse))
@@ -396,8 +398,9 @@ def run_segment_bench(scale: str, console: Console | None = None) -> dict:
     and ingested at `scale`, after the customer layer: wall time of the daily build and the summed
     node times of each part; and the order lines, the largest table under them, loaded in full
     and then incrementally with nothing new landed (what a daily run costs)."""
+    from yorisoi.transform import SEGMENT_LAYER
+
     from .scale_run import build, prepare
-    from .transform import SEGMENT_LAYER
 
     run = prepare(scale, console=console)
     build(run, exclude=SEGMENT_LAYER, quiet=True)

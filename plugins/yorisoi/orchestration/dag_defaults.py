@@ -2,7 +2,7 @@
 (email through the SMTP connection `smtp_default` to the Airflow Variable `yorisoi_alert_emails`,
 and a Slack webhook when the connection `yorisoi_slack_webhook` exists: yorisoi.quality.notify).
 
-Import this from DAG files (`from yorisoi.dag_defaults import DEFAULT_ARGS`) so that a change of
+Import this from DAG files (`from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS`) so that a change of
 policy is made once."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def alert_failure(context: dict) -> None:
     """Send the failure alerts of yorisoi.quality.notify (email; Slack when configured), each on
     its own so one broken channel does not silence the other. Imported when a task fails, so DAG
     files stay light to parse."""
-    from .quality.notify import failure_notifiers
+    from ..quality.notify import failure_notifiers
 
     for notifier in failure_notifiers():
         try:

@@ -1,6 +1,6 @@
 """What every destination implements: the contract between the sync engine and a channel.
 
-The engine (yorisoi.activation.engine) decides *what* changes (adds, updates, removes against the
+The engine (yorisoi.activation.delivery.engine) decides *what* changes (adds, updates, removes against the
 last confirmed snapshot), claims each recipient in the idempotency ledger, limits the rate,
 retries and splits rejected batches. A destination only knows *how* to deliver one batch to its
 system and how to read that system's answer:
@@ -16,7 +16,7 @@ system and how to read that system's answer:
 
 A destination never sees a column outside its allow-list: the engine drops every other column
 before the call, and refuses to start when the audience asks for a column the destination does not
-allow (RELIABILITY 14).
+allow (docs/reliability.md #14).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 
 class Operation(StrEnum):
@@ -52,6 +52,39 @@ class RowResult:
     code: str | None = None  # the system's own code, e.g. "409", "invalid_email"
     reason: str | None = None
     already_done: bool = False  # the system says it had it (LINE 409 on a retry key): counts as delivered
+
+
+class RowResults(Sequence[RowResult]):
+    """One :class:`RowResult` per record without building a million objects: every record is
+    accepted except those in ``failures`` (key → its result). File destinations return it."""
+
+    def __init__(self, records: Sequence[Record], failures: Mapping[str, RowResult] | None = None) -> None:
+        self.records = records
+        self.failures = dict(failures or {})
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> RowResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RowResult]: ...
+    def __getitem__(self, index: int | slice) -> RowResult | Sequence[RowResult]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        key = self.records[index].key
+        return self.failures.get(key) or RowResult(key=key, ok=True)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Handed to ``destination.begin_run`` before the first request."""
+
+    run_id: str
+    audience: str
+    destination: str
+    interval: str
+    mode: str
 
 
 class DestinationError(Exception):

@@ -1,4 +1,4 @@
-"""The circuit breaker before every export (RELIABILITY 13): nothing leaves unless
+"""The circuit breaker before every export (docs/reliability.md #13): nothing leaves unless
 
 1. **dbt**: the last segment build's results, `<var>/dbt/builds/segments.json`
    (DBT_RUN_RESULTS), ran tests and every test (data tests and unit tests) is `pass` or `warn`,
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from ... import paths
 from .definitions import Audience, BreakerSettings
 
 log = logging.getLogger("yorisoi.alerts")

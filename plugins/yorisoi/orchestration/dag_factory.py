@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, task
 
+from ..sources.registry import Source, load_registry
+from .assets import raw_asset
 from .dag_defaults import DEFAULT_ARGS, POOL
-from .sources.registry import Source, Table, load_registry
-
-
-def raw_asset(table: Table) -> Asset:
-    """The Asset of a raw table: downstream DAGs schedule on these."""
-    return Asset(name=f"raw.{table.raw_name}", uri=f"duckdb://yorisoi/raw/{table.raw_name}")
 
 
 def _doc(source: Source) -> str:
@@ -58,7 +54,7 @@ def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG:
 
             @task(task_id=f"land_{table.name}", pool=POOL, outlets=outlets)
             def land(table_name: str, kind: str, run_id: str | None = None, data_interval_end=None) -> dict:
-                from yorisoi.ingest import TASKS  # DuckDB and Arrow load when the task runs, not at parse
+                from yorisoi.orchestration.ingest import TASKS  # DuckDB and Arrow load when the task runs, not at parse
 
                 return TASKS[kind](table_name, run_id or "manual", data_interval_end)
 

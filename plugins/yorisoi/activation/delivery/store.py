@@ -17,14 +17,14 @@ table                  one row per
                        test), status (running | succeeded | failed), counts, error
 ``sync_changelog``     change sent (or planned, or not sent) in a run: key, person, operation (add |
                        update | remove), status (succeeded | rejected | failed | skipped | planned),
-                       the system's code and the reason (RELIABILITY 8)
-``sync_rejects``       row the destination refused: run, key, code, reason (RELIABILITY 6)
+                       the system's code and the reason (docs/reliability.md #8)
+``sync_rejects``       row the destination refused: run, key, code, reason (docs/reliability.md #6)
 ``sync_snapshots``     (audience, destination, key): the last state the destination CONFIRMED, with
                        the hash of the fields it holds; written only after confirmation
-                       (RELIABILITY 3)
+                       (docs/reliability.md #3)
 ``send_ledger``        (audience, destination, interval, key): claimed atomically before the
                        fallible call (status ``claimed``), then ``sent`` or ``failed``
-                       (RELIABILITY 4). ``claim_id`` is the batch's idempotency key, ``owner`` the
+                       (docs/reliability.md #4). ``claim_id`` is the batch's idempotency key, ``owner`` the
                        sync call holding the claim
 ``send_history``       (audience, person): the ledger's sent rows that retention pruned, folded into
                        a count of run intervals, the first send and the last interval folded
@@ -58,10 +58,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .. import paths
+from ... import paths
 
 if TYPE_CHECKING:
-    from .definitions import Retention
+    from ..selection.definitions import Retention
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .sources.registry import Table
+from .registry import Table
 
 log = logging.getLogger(__name__)
 

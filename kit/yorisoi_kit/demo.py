@@ -25,9 +25,10 @@ import paramiko
 from rich.console import Console
 from rich.table import Table
 
-from . import paths
-from .dag_defaults import POOL
-from .sources.registry import PROJECT_ROOT
+from yorisoi import paths
+from yorisoi.orchestration.dag_defaults import POOL
+from yorisoi.sources.registry import PROJECT_ROOT
+
 from .synth.brand import GENERATOR_VERSION
 
 DEMO_API_KEY = "demo-key"
@@ -118,8 +119,8 @@ def run_ingest_dags(console: Console) -> dict[str, str]:
 def run_customer_model(console: Console) -> str:
     """Build the customer layer through the `build_customer_model` DAG (dbt inside Airflow),
     with the demo's match key passed as the Airflow connection production uses."""
-    from .privacy.keys import ensure_demo_key
-    from .transform import MATCH_KEY_CONN_ID
+    from yorisoi.privacy.keys import ensure_demo_key
+    from yorisoi.transform import MATCH_KEY_CONN_ID
 
     secret = ensure_demo_key(paths.match_key_file()).read_text().strip()
     os.environ[f"AIRFLOW_CONN_{MATCH_KEY_CONN_ID.upper()}"] = json.dumps({"conn_type": "generic", "password": secret})
@@ -212,7 +213,7 @@ def print_segments(console: Console) -> None:
 def run_governance(console: Console) -> None:
     """The role databases (marts without personal-data columns, for scenario and content
     authors) and the data-definition document, through its DAG."""
-    from .roles import build_role_databases
+    from yorisoi.roles import build_role_databases
 
     built = build_role_databases()
     console.print(
@@ -289,7 +290,8 @@ def start_destinations(stack: ExitStack, drop) -> dict[str, str]:
     from aiosmtpd.handlers import Sink
     from moto.server import ThreadedMotoServer
 
-    from .activation.definitions import load_destinations
+    from yorisoi.activation.selection.definitions import load_destinations
+
     from .servers import esp, line, sms
 
     destinations = load_destinations()
@@ -400,8 +402,8 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
 
     import sqlalchemy as sa
 
-    from .activation import run
-    from .activation.store import sync_runs
+    from yorisoi.activation import run
+    from yorisoi.activation.delivery.store import sync_runs
 
     t0 = time.perf_counter()
     conns = start_destinations(stack, drop)
@@ -506,9 +508,10 @@ def run_demo(
     ingest: bool = True,
     console: Console,
 ) -> None:
+    from yorisoi.transform import brand_as_of
+
     from .servers import ecommerce, sftp
     from .synth.stats import summarize
-    from .transform import brand_as_of
 
     out = paths.sources_dir()
     airflow_environment()

@@ -15,9 +15,9 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from . import paths
-from .landing import Lake, Warehouse
-from .sources.registry import load_registry
+from .. import paths
+from ..sources.landing import Lake, Warehouse
+from ..sources.registry import load_registry
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _summary(results: dict) -> dict:
 def ingest_ecommerce_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
     from airflow.sdk import BaseHook
 
-    from .sources.ecommerce import ShopClient, ingest_ecommerce
+    from ..sources.ecommerce import ShopClient, ingest_ecommerce
 
     source = load_registry().source("ecommerce")
     conn = BaseHook.get_connection(source.conn_id)
@@ -98,7 +98,7 @@ def ingest_oms_table(table: str, run_id: str, run_end: datetime | None = None) -
     import sqlalchemy
     from airflow.sdk import BaseHook
 
-    from .sources.oms import ingest_oms
+    from ..sources.oms import ingest_oms
 
     source = load_registry().source("oms")
     engine = sqlalchemy.create_engine(sqlalchemy_url(BaseHook.get_connection(source.conn_id)))
@@ -114,7 +114,7 @@ def ingest_oms_table(table: str, run_id: str, run_end: datetime | None = None) -
 def ingest_sftp_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-    from .sources.sftp_files import ingest_drops
+    from ..sources.sftp_files import ingest_drops
 
     source = load_registry().source("sftp")
     hook = SFTPHook(ssh_conn_id=source.conn_id)

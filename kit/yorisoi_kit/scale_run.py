@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from . import paths
+from yorisoi import paths
 
 LOAD_DATE = date(2026, 11, 1)
 # Scope "customers": what identity resolution, consent and the golden record read. At L the shop
@@ -68,10 +68,11 @@ def using_var(work: Path) -> Iterator[None]:
 
 def ingest_shop(brand: Path, wh, run_id: str, tables: list[str] | None = None) -> IngestTiming:
     """The e-commerce API (served from the brand's files on loopback, no rate limit)."""
+    from yorisoi.sources.ecommerce import ShopClient, ingest_ecommerce
+    from yorisoi.sources.registry import load_registry
+
     from .demo import DEMO_API_KEY
     from .servers import ecommerce
-    from .sources.ecommerce import ShopClient, ingest_ecommerce
-    from .sources.registry import load_registry
 
     with ecommerce.serve_in_thread(
         brand / "ecommerce", api_key=DEMO_API_KEY, bucket_size=10**9, leak_per_second=10**9
@@ -88,8 +89,8 @@ def ingest_back_office(brand: Path, wh, run_id: str, tables: list[str] | None = 
     """The OMS database (the brand's SQLite file through SQLAlchemy, as PostgreSQL would be)."""
     import sqlalchemy
 
-    from .sources.oms import ingest_oms
-    from .sources.registry import load_registry
+    from yorisoi.sources.oms import ingest_oms
+    from yorisoi.sources.registry import load_registry
 
     engine = sqlalchemy.create_engine(f"sqlite:///{brand / 'oms' / 'oms.sqlite'}")
     try:
@@ -102,10 +103,11 @@ def ingest_back_office(brand: Path, wh, run_id: str, tables: list[str] | None = 
 
 def ingest_drop_folder(brand: Path, wh, work: Path, run_id: str, tables: list[str] | None = None) -> IngestTiming:
     """Every SFTP drop, through a local SFTP server with a pinned host key."""
+    from yorisoi.sources.registry import load_registry
+    from yorisoi.sources.sftp_files import ingest_drops
+
     from .demo import DEMO_SFTP_PASSWORD, DEMO_SFTP_USER, pinned_sftp
     from .servers import sftp
-    from .sources.registry import load_registry
-    from .sources.sftp_files import ingest_drops
 
     source = load_registry().source("sftp")
     with sftp.serve_in_thread(
@@ -140,7 +142,8 @@ def prepare(scale: str, *, seed: int = 42, scope: str = "all", console=None) -> 
     """Generate and ingest the brand at `scale` into var/eval/<scale> unless it is already there
     (same scale, seed and generator version). Scope "customers" ingests only the tables of
     CUSTOMER_TABLES (into var/eval/<scale>_customers)."""
-    from .landing import Lake, Warehouse
+    from yorisoi.sources.landing import Lake, Warehouse
+
     from .synth import generate
     from .synth.brand import GENERATOR_VERSION
 
@@ -183,7 +186,7 @@ def build(
 ) -> dict:
     """`dbt build` in the run's folder, by default of every mart (customer layer and segments);
     wall time and per-node times."""
-    from .transform import CUSTOMER_LAYER, brand_as_of, run_dbt
+    from yorisoi.transform import CUSTOMER_LAYER, brand_as_of, run_dbt
 
     select = select or CUSTOMER_LAYER
     os.environ.setdefault("YORISOI_AS_OF", brand_as_of(run.work / "sources"))

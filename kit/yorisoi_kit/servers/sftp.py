@@ -9,7 +9,7 @@ the pipeline reads them over SFTP exactly as it would from a real partner server
 * authenticates one user, by password and/or public key (OpenSSH ``authorized_keys`` lines),
   and offers SFTP only (no shell, exec, SCP or port forwarding);
 * has an ed25519 host key generated once and persisted (mode 0600), so clients can pin it
-  (RELIABILITY #11: a client that pinned the key refuses a server with any other key).
+  (docs/reliability.md #11: a client that pinned the key refuses a server with any other key).
 
 Credentials are parameters; the CLI reads them from the environment.
 

@@ -3,7 +3,7 @@
 - **Errors beyond the contract of** :mod:`.base`: :class:`PermanentError` (and its
   :class:`AuthenticationFailed`, :class:`QuotaExceeded`) for answers that sending again cannot
   fix. They are plain :class:`~.base.DestinationError` subclasses, so the engine never retries
-  them (RELIABILITY 5) and stops with their message.
+  them (docs/reliability.md #5) and stops with their message.
 - **The HTTP mapping** every API destination follows (:func:`error_for_status`):
 
   ====================================  ==================================================
@@ -19,13 +19,13 @@
   any other 4xx (404 ...)               :class:`PermanentError` (never retried)
   ====================================  ==================================================
 
-- :func:`request_bucket`: the :class:`~yorisoi.activation.ratelimit.TokenBucket` each destination
+- :func:`request_bucket`: the :class:`~yorisoi.activation.delivery.ratelimit.TokenBucket` each destination
   paces its own requests with, at ``rate_per_second``. A batch is one request for LINE and the
   ESP but one request per recipient for SMS and SMTP, so each destination paces its requests
-  itself; the engine's bucket per batch is then only an upper bound (RELIABILITY 7).
+  itself; the engine's bucket per batch is then only an upper bound (docs/reliability.md #7).
 - :func:`stable_uuid`: deterministic UUIDs (LINE retry keys, ESP / SMS idempotency tokens).
 - :class:`Template`: subject/body templates per A/B variant whose placeholders must be allowed
-  columns (RELIABILITY 14: a template cannot pull in a column the destination may not send).
+  columns (docs/reliability.md #14: a template cannot pull in a column the destination may not send).
 - :func:`airflow_connection`: credentials from an Airflow connection (``AIRFLOW_CONN_<ID>`` or
   the secrets backend), never from code.
 """
