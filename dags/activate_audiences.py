@@ -34,6 +34,7 @@ def _notify_skipped(context) -> None:
 
 @dag(
     dag_id="activate_audiences",
+    description="Send audiences to email, LINE, SMS, DM / 同梱物 files and S3 after each segment build.",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(TICK, timezone=LOCAL_TIME_ZONE),
         assets=AssetAny(*(mart_asset(m) for m in SEGMENT_MARTS)),

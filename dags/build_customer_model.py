@@ -15,6 +15,7 @@ MARTS = ("dim_customers", "bridge_customer_identities", "fct_orders", "consent_l
 
 @dag(
     dag_id="build_customer_model",
+    description="Unified customer model (identity, consent, orders) with dbt when raw data lands.",
     schedule=AssetAny(*registry_raw_assets()),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # data-triggered: one build covers everything landed since the last

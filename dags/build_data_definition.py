@@ -16,6 +16,7 @@ AFTER = ("dim_customers", "customer_traits")
 
 @dag(
     dag_id="build_data_definition",
+    description="Regenerate the data-definition document (データ項目定義書) after every build of the marts.",
     schedule=AssetAny(*(mart_asset(m) for m in AFTER)),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # data-triggered: one rebuild describes the warehouse as it is now

@@ -29,6 +29,7 @@ OUTPUTS = (
 
 @dag(
     dag_id="build_segments",
+    description="Segment marts (RFM, deciles, statuses, F別継続率, triggers) daily 05:30 JST.",
     # 05:30 local time, before marketing starts the day; and after every customer-model build.
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("30 5 * * *", timezone=LOCAL_TIME_ZONE),

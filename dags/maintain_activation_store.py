@@ -16,6 +16,7 @@ WEEKLY = "0 3 * * 0"  # Sunday 03:00, the quietest hour for sends
 
 @dag(
     dag_id="maintain_activation_store",
+    description="Weekly retention of the activation store (members, sync records, ledger).",
     schedule=CronTriggerTimetable(WEEKLY, timezone=LOCAL_TIME_ZONE),
     start_date=datetime(2026, 1, 1),
     catchup=False,  # each prune covers everything older than the retention: a missed week is caught up by the next

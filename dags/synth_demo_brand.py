@@ -13,6 +13,7 @@ DEMO_SOURCES = Asset(name="demo_sources", uri="file:///yorisoi/var/sources")
 
 @dag(
     dag_id="synth_demo_brand",
+    description="Demo only: regenerate the synthetic brand's source systems.",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,  # a manual tool: never backfill

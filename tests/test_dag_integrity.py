@@ -38,6 +38,8 @@ def test_dag_file_imports_fast_and_declares_everything(path: Path, dagbag_loader
     )
     for dag_id, dag in bag.dags.items():
         assert (dag.doc_md or "").strip(), f"{dag_id}: doc_md missing"
+        description = (dag.description or "").strip()
+        assert description and "\n" not in description, f"{dag_id}: a one-line description is missing"
         assert dag.tags, f"{dag_id}: tags missing"
         assert dag.owner and dag.owner != "airflow", f"{dag_id}: owner not set"
         assert dag.max_active_runs is not None and dag.max_active_runs >= 1, f"{dag_id}: max_active_runs"

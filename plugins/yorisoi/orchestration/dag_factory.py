@@ -37,6 +37,7 @@ def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG:
     source = load_registry().source(source_name)
     with DAG(
         dag_id=f"ingest_{source.name}",
+        description=f"Ingest {source.system} into the raw layer ({source.schedule}, {source.method}).",
         schedule=source.schedule,
         start_date=datetime(2026, 1, 1),
         catchup=catchup,
