@@ -27,7 +27,7 @@
 
 {# Whole days from `start_date` to `end_date` (dates). #}
 {% macro days_between(start_date, end_date) -%}
-    {{ dbt.datediff(start_date, end_date, 'day') }}
+    {{ dbt.datediff(start_date, end_date, 'day') | trim }}
 {%- endmacro %}
 
 {# The newest loaded_at already in an incremental model (rows matching `where`), or a day before

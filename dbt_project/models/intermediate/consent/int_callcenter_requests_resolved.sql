@@ -42,17 +42,23 @@ request_keys as (
 
 by_customer_code as (
 
-    select request_keys.request_no, records.record_key, 'customer_code' as matched_by
+    select
+        request_keys.request_no,
+        records.record_key,
+        'customer_code' as matched_by
     from request_keys
     inner join records
         on records.source = 'oms'
-        and records.source_id = request_keys.oms_customer_id
+        and request_keys.oms_customer_id = records.source_id
 
 ),
 
 by_email as (
 
-    select request_keys.request_no, records.record_key, 'email' as matched_by
+    select
+        request_keys.request_no,
+        records.record_key,
+        'email' as matched_by
     from request_keys
     inner join records
         on request_keys.email_key = records.email_key
@@ -61,7 +67,10 @@ by_email as (
 
 by_mobile as (
 
-    select request_keys.request_no, records.record_key, 'mobile_phone' as matched_by
+    select
+        request_keys.request_no,
+        records.record_key,
+        'mobile_phone' as matched_by
     from request_keys
     inner join records
         on request_keys.phone_key = records.mobile_key
@@ -70,7 +79,10 @@ by_mobile as (
 
 by_landline_and_name as (
 
-    select request_keys.request_no, records.record_key, 'landline_and_name' as matched_by
+    select
+        request_keys.request_no,
+        records.record_key,
+        'landline_and_name' as matched_by
     from request_keys
     inner join records
         on request_keys.phone_key = records.landline_key
@@ -95,25 +107,31 @@ near_matches as (
     {# The person may be split over records that share nothing with the request but the name:
        a shop account next to the store card the request matched. The opt-out also reaches
        records with the request's name at a postal code of a matched record. #}
-    select distinct request_keys.request_no, records.record_key, 'name_and_postal' as matched_by
+    select distinct
+        request_keys.request_no,
+        records.record_key,
+        'name_and_postal' as matched_by
     from request_keys
     inner join matches
         on request_keys.request_no = matches.request_no
-    inner join records as matched
-        on matches.record_key = matched.record_key
+    inner join records as matched_records
+        on matches.record_key = matched_records.record_key
     inner join records
         on request_keys.name_key = records.name_key
-        and matched.postal_key = records.postal_key
+        and matched_records.postal_key = records.postal_key
 
 ),
 
 by_name_only as (
 
-    select request_keys.request_no, records.record_key, 'name_only' as matched_by
+    select
+        request_keys.request_no,
+        records.record_key,
+        'name_only' as matched_by
     from request_keys
     inner join records
         on request_keys.name_key = records.name_key
-    where request_keys.request_no not in (select request_no from matches)
+    where request_keys.request_no not in (select matches.request_no from matches)
 
 ),
 

@@ -41,7 +41,10 @@ esp_sends as (
 
 records as (
 
-    select record_key, email_key from {{ ref('int_identity_records') }}
+    select
+        record_key,
+        email_key
+    from {{ ref('int_identity_records') }}
 
 ),
 
@@ -145,12 +148,18 @@ esp_unsubscribe_records as (
     {# An unsubscribe reaches the shop account it was sent to and every record with the same
        email address (a customer known only to the OMS, a second account). Two equi-joins, not
        one join on "a or b", which no engine can hash. #}
-    select sent_to_record as record_key, unsubscribed_at, campaign_id
+    select
+        sent_to_record as record_key,
+        unsubscribed_at,
+        campaign_id
     from esp_unsubscribed
 
     union
 
-    select records.record_key, esp_unsubscribed.unsubscribed_at, esp_unsubscribed.campaign_id
+    select
+        records.record_key,
+        esp_unsubscribed.unsubscribed_at,
+        esp_unsubscribed.campaign_id
     from esp_unsubscribed
     inner join records
         on esp_unsubscribed.email_key = records.email_key

@@ -68,7 +68,9 @@ strong_edges as (
 {%- endset %}
 {{ strong_rules_inputs }},
 
-{{ connected_components('strong_edges', rounds, 'strong_rules', [all_rules_inputs, all_rules_components, strong_rules_inputs]) }},
+{{ connected_components(
+    'strong_edges', rounds, 'strong_rules', [all_rules_inputs, all_rules_components, strong_rules_inputs]
+) }},
 
 strong_rules_clusters as (
 

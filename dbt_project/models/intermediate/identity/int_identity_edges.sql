@@ -26,10 +26,15 @@ do_not_merge as (
 {{ rule.name }}_groups as (
 
     select
-        {{ keys | join(', ') }},
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         count(*) as group_size
     from records
-    where {% for key in keys %}{{ key }} is not null{{ " and " if not loop.last }}{% endfor %}
+    where {{ keys[0] }} is not null
+        {%- for key in keys[1:] %}
+        and {{ key }} is not null
+        {%- endfor %}
     group by {{ keys | join(', ') }}
     having count(*) between 2 and {{ identity.max_group_size }}
 
@@ -38,11 +43,16 @@ do_not_merge as (
 {{ rule.name }}_members as (
 
     select
-        records.record_key,
-        {% for key in keys %}records.{{ key }}{{ ", " if not loop.last }}{% endfor %}
+        {%- for key in keys %}
+        records.{{ key }},
+        {%- endfor %}
+        records.record_key
     from records
     inner join {{ rule.name }}_groups
-        on {% for key in keys %}records.{{ key }} = {{ rule.name }}_groups.{{ key }}{{ " and " if not loop.last }}{% endfor %}
+        on records.{{ keys[0] }} = {{ rule.name }}_groups.{{ keys[0] }}
+        {%- for key in keys[1:] %}
+        and records.{{ key }} = {{ rule.name }}_groups.{{ key }}
+        {%- endfor %}
 
 ),
 
@@ -55,7 +65,11 @@ do_not_merge as (
         {{ rule.priority }} as priority
     from {{ rule.name }}_members as member_a
     inner join {{ rule.name }}_members as member_b
-        on {% for key in keys %}member_a.{{ key }} = member_b.{{ key }} and {% endfor %}member_a.record_key < member_b.record_key
+        on member_a.{{ keys[0] }} = member_b.{{ keys[0] }}
+        {%- for key in keys[1:] %}
+        and member_a.{{ key }} = member_b.{{ key }}
+        {%- endfor %}
+        and member_a.record_key < member_b.record_key
 
 ),
 

@@ -1,9 +1,9 @@
-{# Source record -> person_id, stable across runs (published as bridge_customer_identities). The table reads its own previous version:
-   when clusters merge, the merged person keeps the oldest of the old IDs; when a cluster
-   splits, the part holding most of the old person's records keeps the ID and the rest get new
-   ones. New IDs are keyed hashes of the person's first record, so they reveal nothing and a
-   rebuild from scratch mints the same IDs for the same data; an ID is never given to two people. Every change is recorded in
-   identity_merges. #}
+{# Source record -> person_id, stable across runs (published as bridge_customer_identities).
+   The table reads its own previous version: when clusters merge, the merged person keeps the
+   oldest of the old IDs; when a cluster splits, the part holding most of the old person's
+   records keeps the ID and the rest get new ones. New IDs are keyed hashes of the person's
+   first record, so they reveal nothing and a rebuild from scratch mints the same IDs for the
+   same data; an ID is never given to two people. Every change is recorded in identity_merges. #}
 
 {%- set previous = adapter.get_relation(this.database, this.schema, this.identifier) %}
 
@@ -58,7 +58,7 @@ owned as (
         person_id,
         person_created_at,
         row_number() over (
-            partition by person_id order by records_held desc, cluster_key
+            partition by person_id order by records_held desc, cluster_key asc
         ) as claim_rank
     from claims
 
@@ -105,7 +105,10 @@ cluster_ids as (
             kept.person_id,
             case
                 when taken.person_id is null then minted.first_choice
-                else {{ dbt.concat(["'P'", dbt.right(match_key('person', dbt.concat(['minted.cluster_key', "'|'", 'minted.first_choice'])), 19)]) }}
+                else {{ dbt.concat([
+                    "'P'",
+                    dbt.right(match_key('person', dbt.concat(['minted.cluster_key', "'|'", 'minted.first_choice'])), 19),
+                ]) }}
             end
         ) as person_id,
         coalesce(kept.person_created_at, cast({{ dbt.current_timestamp() }} as timestamp)) as person_created_at

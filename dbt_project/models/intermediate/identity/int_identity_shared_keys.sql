@@ -20,7 +20,10 @@ records as (
         {{ dbt.concat(rule['keys'] | list) if rule['keys'] | length > 1 else rule['keys'][0] }} as key_value,
         count(*) as record_count
     from records
-    where {% for key in rule['keys'] %}{{ key }} is not null{{ " and " if not loop.last }}{% endfor %}
+    where {{ rule['keys'][0] }} is not null
+        {%- for key in rule['keys'][1:] %}
+        and {{ key }} is not null
+        {%- endfor %}
     group by {{ rule['keys'] | join(', ') }}
     having count(*) > {{ identity.max_group_size }}
 

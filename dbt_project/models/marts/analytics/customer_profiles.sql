@@ -36,7 +36,13 @@ final as (
         customers.gender,
         case
             when customers.birth_date is null then 'unknown'
-            else cast(cast(floor(({{ dbt.datediff('customers.birth_date', dbt.current_timestamp(), 'year') }}) / 10) * 10 as {{ dbt.type_int() }}) as {{ dbt.type_string() }}) || 's'
+            else
+                cast(
+                    cast(
+                        floor(({{ dbt.datediff('customers.birth_date', dbt.current_timestamp(), 'year') | trim }}) / 10)
+                        * 10 as {{ dbt.type_int() }}
+                    ) as {{ dbt.type_string() }}
+                ) || 's'
         end as age_band,
         customers.prefecture,
         customers.has_ecommerce_account,

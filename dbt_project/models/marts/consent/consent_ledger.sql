@@ -27,13 +27,15 @@ ranked as (
     select
         events.*,
         row_number() over (
-            partition by person_id, channel
-            order by event_at desc, case action when 'opt_out' then 0 else 1 end, source_record
+            partition by events.person_id, events.channel
+            order by events.event_at desc, case events.action when 'opt_out' then 0 else 1 end, events.source_record asc
         ) as recency_rank,
-        count(*) over (partition by person_id, channel) as event_count,
-        max(case when action = 'opt_in' then event_at end) over (partition by person_id, channel)
+        count(*) over (partition by events.person_id, events.channel) as event_count,
+        max(case when events.action = 'opt_in' then events.event_at end)
+            over (partition by events.person_id, events.channel)
             as last_opt_in_at,
-        max(case when action = 'opt_out' then event_at end) over (partition by person_id, channel)
+        max(case when events.action = 'opt_out' then events.event_at end)
+            over (partition by events.person_id, events.channel)
             as last_opt_out_at
     from events
 
@@ -41,7 +43,8 @@ ranked as (
 
 latest as (
 
-    select * from ranked where recency_rank = 1
+    select * from ranked
+    where recency_rank = 1
 
 ),
 

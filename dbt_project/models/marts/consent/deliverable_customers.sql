@@ -12,7 +12,10 @@ ledger as (
 
 exclusions as (
 
-    select distinct person_id, channel from {{ ref('deliverable_exclusions') }}
+    select distinct
+        person_id,
+        channel
+    from {{ ref('deliverable_exclusions') }}
 
 ),
 

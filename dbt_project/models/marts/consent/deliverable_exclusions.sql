@@ -30,25 +30,38 @@ by_consent as (
 
 ),
 
+{# Reasons that hold for a person on every channel. #}
+person_flags as (
+
+    select
+        'blacklisted' as reason_code,
+        'blacklisted in the OMS customer master' as reason_detail
+    union all
+    select
+        'erased' as reason_code,
+        'erasure request (削除依頼)' as reason_detail
+    union all
+    select
+        'test_account' as reason_code,
+        'staff test account' as reason_detail
+
+),
+
 by_person as (
 
     select
         customers.person_id,
         ledger.channel,
-        flags.reason_code,
-        flags.reason_detail,
+        person_flags.reason_code,
+        person_flags.reason_detail,
         cast(null as timestamp) as since
     from customers
     inner join ledger
         on customers.person_id = ledger.person_id
-    inner join (
-        select 'blacklisted' as reason_code, 'blacklisted in the OMS customer master' as reason_detail
-        union all select 'erased', 'erasure request (削除依頼)'
-        union all select 'test_account', 'staff test account'
-    ) as flags
-        on (flags.reason_code = 'blacklisted' and customers.is_blacklisted)
-        or (flags.reason_code = 'erased' and customers.is_erased)
-        or (flags.reason_code = 'test_account' and customers.is_test_account)
+    inner join person_flags
+        on (person_flags.reason_code = 'blacklisted' and customers.is_blacklisted)
+        or (person_flags.reason_code = 'erased' and customers.is_erased)
+        or (person_flags.reason_code = 'test_account' and customers.is_test_account)
 
 ),
 

@@ -8,7 +8,8 @@
     'full_name': "case source when 'oms' then 1 when 'ecommerce' then 2 end",
     'name_kana': "case source when 'oms' then 1 when 'ecommerce' then 2 when 'pos' then 3 end",
     'email': "case source when 'ecommerce' then 1 when 'oms' then 2 when 'pos' then 3 end",
-    'phone': "case when " ~ is_mobile_e164('phone') ~ " then 0 else 10 end + case source when 'oms' then 1 when 'ecommerce' then 2 when 'pos' then 3 end",
+    'phone': "case when " ~ is_mobile_e164('phone') ~ " then 0 else 10 end"
+        ~ " + case source when 'oms' then 1 when 'ecommerce' then 2 when 'pos' then 3 end",
     'postal_code': "case source when 'oms' then 1 when 'ecommerce' then 2 when 'pos' then 3 end",
     'birth_date': "case source when 'oms' then 1 when 'pos' then 2 end",
     'gender': "case source when 'oms' then 1 end",
@@ -125,14 +126,23 @@ person_candidates as (
 {% for attribute, priority in attributes.items() %}
 best_{{ attribute }} as (
 
-    select person_id, {{ attribute }}{% if attribute == 'postal_code' %}, prefecture, address{% endif %}
+    select
+        person_id,
+        {%- if attribute == 'postal_code' %}
+        prefecture,
+        address,
+        {%- endif %}
+        {{ attribute }}
     from (
         select
             person_id,
             {{ attribute }},
-            {% if attribute == 'postal_code' %}prefecture, address,{% endif %}
+            {%- if attribute == 'postal_code' %}
+            prefecture,
+            address,
+            {%- endif %}
             row_number() over (
-                partition by person_id order by {{ priority }}, updated_at desc, record_key
+                partition by person_id order by {{ priority }}, updated_at desc, record_key asc
             ) as survivor_rank
         from person_candidates
         where {{ attribute }} is not null
@@ -152,7 +162,7 @@ line_users as (
     inner join ledger
         on person_ids.person_id = ledger.person_id
         and ledger.channel = 'line'
-        and ledger.source_record = person_ids.record_key
+        and person_ids.record_key = ledger.source_record
     where person_ids.source = 'line'
     group by person_ids.person_id
 

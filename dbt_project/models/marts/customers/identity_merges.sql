@@ -21,8 +21,9 @@ current_people as (
 changes as (
 
     select
-        {{ dbt.concat(['person_ids.record_key', "'|'", 'person_ids.previous_person_id', "'|'", 'person_ids.person_id']) }}
-            as change_id,
+        {{ dbt.concat([
+            'person_ids.record_key', "'|'", 'person_ids.previous_person_id', "'|'", 'person_ids.person_id',
+        ]) }} as change_id,
         person_ids.record_key,
         person_ids.previous_person_id as from_person_id,
         person_ids.person_id as to_person_id,

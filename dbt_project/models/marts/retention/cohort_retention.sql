@@ -102,7 +102,8 @@ counted as (
     select
         grid.cohort_month_start,
         grid.activity_month_start,
-        {{ dbt.datediff('grid.cohort_month_start', 'grid.activity_month_start', 'month') }} as months_since_first,
+        {{ dbt.datediff('grid.cohort_month_start', 'grid.activity_month_start', 'month') | trim }}
+            as months_since_first,
         grid.cohort_size,
         coalesce(activity.active_customers, 0) as active_customers,
         coalesce(activity.revenue, 0) as revenue

@@ -49,7 +49,12 @@ final as (
         from_f,
         case
             when from_f = {{ max_f }} then 'F{{ max_f }}+→next'
-            else {{ dbt.concat(["'F'", 'cast(from_f as ' ~ dbt.type_string() ~ ')', "'→F'", 'cast(from_f + 1 as ' ~ dbt.type_string() ~ ')']) }}
+            else {{ dbt.concat([
+                "'F'",
+                'cast(from_f as ' ~ dbt.type_string() ~ ')',
+                "'→F'",
+                'cast(from_f + 1 as ' ~ dbt.type_string() ~ ')',
+            ]) }}
         end as from_f_label,
         purchases,
         mean_days,

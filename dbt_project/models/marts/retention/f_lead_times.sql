@@ -130,7 +130,12 @@ final as (
         from_f,
         case
             when from_f = {{ max_f }} then 'F{{ max_f }}+→next'
-            else {{ dbt.concat(["'F'", 'cast(from_f as ' ~ dbt.type_string() ~ ')', "'→F'", 'cast(from_f + 1 as ' ~ dbt.type_string() ~ ')']) }}
+            else {{ dbt.concat([
+                "'F'",
+                'cast(from_f as ' ~ dbt.type_string() ~ ')',
+                "'→F'",
+                'cast(from_f + 1 as ' ~ dbt.type_string() ~ ')',
+            ]) }}
         end as from_f_label,
         lead_time_bucket,
         bucket_order,

@@ -53,7 +53,7 @@ first_purchase_lines_ranked as (
         products.category,
         row_number() over (
             partition by first_purchases.person_id
-            order by order_lines.amount desc, order_lines.sku, order_lines.order_line_key
+            order by order_lines.amount desc, order_lines.sku asc, order_lines.order_line_key asc
         ) as line_rank
     from first_purchases
     inner join order_lines
@@ -90,15 +90,35 @@ customers as (
 
 customer_dimensions as (
 
-    select person_id, 'overall' as dimension, 'all' as dimension_value from customers
+    select
+        person_id,
+        'overall' as dimension,
+        'all' as dimension_value
+    from customers
     union all
-    select person_id, 'first_product' as dimension, first_product as dimension_value from customers
+    select
+        person_id,
+        'first_product' as dimension,
+        first_product as dimension_value
+    from customers
     union all
-    select person_id, 'first_category' as dimension, first_category as dimension_value from customers
+    select
+        person_id,
+        'first_category' as dimension,
+        first_category as dimension_value
+    from customers
     union all
-    select person_id, 'first_channel' as dimension, first_channel as dimension_value from customers
+    select
+        person_id,
+        'first_channel' as dimension,
+        first_channel as dimension_value
+    from customers
     union all
-    select person_id, 'cohort_month' as dimension, cohort_month as dimension_value from customers
+    select
+        person_id,
+        'cohort_month' as dimension,
+        cohort_month as dimension_value
+    from customers
 
 ),
 
@@ -209,7 +229,12 @@ final as (
         dimension,
         dimension_value,
         from_f,
-        {{ dbt.concat(["'F'", 'cast(from_f as ' ~ dbt.type_string() ~ ')', "'→F'", 'cast(from_f + 1 as ' ~ dbt.type_string() ~ ')']) }} as from_f_label,
+        {{ dbt.concat([
+            "'F'",
+            'cast(from_f as ' ~ dbt.type_string() ~ ')',
+            "'→F'",
+            'cast(from_f + 1 as ' ~ dbt.type_string() ~ ')',
+        ]) }} as from_f_label,
         customers_at_f,
         customers_at_next,
         cast(customers_at_next as double) / nullif(customers_at_f, 0) as conversion_rate,

@@ -93,7 +93,8 @@ summarised as (
         previous_quarter_start,
         count(*) as base_customers,
         cast(sum(base_revenue) as {{ dbt.type_bigint() }}) as base_revenue,
-        cast(sum(case when period_revenue is not null then 1 else 0 end) as {{ dbt.type_bigint() }}) as retained_customers,
+        cast(sum(case when period_revenue is not null then 1 else 0 end) as {{ dbt.type_bigint() }})
+            as retained_customers,
         cast(sum(
             case
                 when period_revenue is null then 0

@@ -39,8 +39,8 @@ ranked as (
         person_id,
         period_orders,
         period_spend,
-        row_number() over (order by period_spend desc, person_id) as spend_rank,
-        ntile(10) over (order by period_spend desc, person_id) as decile
+        row_number() over (order by period_spend desc, person_id asc) as spend_rank,
+        ntile(10) over (order by period_spend desc, person_id asc) as decile
     from period_spend
 
 ),
@@ -64,7 +64,7 @@ decile_shares as (
         decile_spend,
         cast(decile_spend as double) / sum(decile_spend) over () as decile_spend_share,
         cast(sum(decile_spend) over (order by decile rows between unbounded preceding and current row) as double)
-            / sum(decile_spend) over () as cumulative_spend_share
+        / sum(decile_spend) over () as cumulative_spend_share
     from deciles
 
 ),

@@ -59,7 +59,11 @@ final as (
         scored.r_score,
         scored.f_score,
         scored.m_score,
-        {{ dbt.concat(['cast(scored.r_score as ' ~ dbt.type_string() ~ ')', 'cast(scored.f_score as ' ~ dbt.type_string() ~ ')', 'cast(scored.m_score as ' ~ dbt.type_string() ~ ')']) }} as rfm_cell,
+        {{ dbt.concat([
+            'cast(scored.r_score as ' ~ dbt.type_string() ~ ')',
+            'cast(scored.f_score as ' ~ dbt.type_string() ~ ')',
+            'cast(scored.m_score as ' ~ dbt.type_string() ~ ')',
+        ]) }} as rfm_cell,
         cast(ceil((scored.f_score + scored.m_score) / 2.0) as {{ dbt.type_int() }}) as fm_score,
         grid.rfm_segment,
         grid.rfm_segment_ja,

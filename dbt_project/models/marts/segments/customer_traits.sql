@@ -131,14 +131,32 @@ bought_lines as (
 {# CTB: the category, taste and brand with the largest spend (ties: the first by name). #}
 ctb_spend as (
 
-    select person_id, 'category' as axis, category as value, sum(amount) as spend
-    from bought_lines where category is not null group by person_id, category
+    select
+        person_id,
+        'category' as axis,
+        category as axis_value,
+        sum(amount) as spend
+    from bought_lines
+    where category is not null
+    group by person_id, category
     union all
-    select person_id, 'taste' as axis, taste as value, sum(amount) as spend
-    from bought_lines where taste is not null group by person_id, taste
+    select
+        person_id,
+        'taste' as axis,
+        taste as axis_value,
+        sum(amount) as spend
+    from bought_lines
+    where taste is not null
+    group by person_id, taste
     union all
-    select person_id, 'brand' as axis, brand as value, sum(amount) as spend
-    from bought_lines where brand is not null group by person_id, brand
+    select
+        person_id,
+        'brand' as axis,
+        brand as axis_value,
+        sum(amount) as spend
+    from bought_lines
+    where brand is not null
+    group by person_id, brand
 
 ),
 
@@ -147,8 +165,8 @@ ctb_ranked as (
     select
         person_id,
         axis,
-        value,
-        row_number() over (partition by person_id, axis order by spend desc, value) as spend_rank
+        axis_value,
+        row_number() over (partition by person_id, axis order by spend desc, axis_value asc) as spend_rank
     from ctb_spend
 
 ),
@@ -157,9 +175,9 @@ ctb as (
 
     select
         person_id,
-        max(case when axis = 'category' then value end) as favourite_category,
-        max(case when axis = 'taste' then value end) as favourite_taste,
-        max(case when axis = 'brand' then value end) as favourite_brand
+        max(case when axis = 'category' then axis_value end) as favourite_category,
+        max(case when axis = 'taste' then axis_value end) as favourite_taste,
+        max(case when axis = 'brand' then axis_value end) as favourite_brand
     from ctb_ranked
     where spend_rank = 1
     group by person_id
@@ -281,12 +299,14 @@ final as (
         region,
         case
             when birth_date is not null then
-                cast(extract(year from {{ as_of_date() }}) - extract(year from birth_date)
+                cast(
+                    extract(year from {{ as_of_date() }}) - extract(year from birth_date)
                     - case
                         when extract(month from {{ as_of_date() }}) * 100 + extract(day from {{ as_of_date() }})
                             < extract(month from birth_date) * 100 + extract(day from birth_date) then 1
                         else 0
-                    end as {{ dbt.type_int() }})
+                    end as {{ dbt.type_int() }}
+                )
         end as age,
         cast(extract(month from birth_date) as {{ dbt.type_int() }}) as birth_month,
         gender,
@@ -304,9 +324,12 @@ final as (
 select
     final.*,
     case
-        when age is null then 'unknown'
-        when age < 20 then 'under 20'
-        when age >= 70 then '70+'
-        else {{ dbt.concat(['cast(cast(floor(age / 10) * 10 as ' ~ dbt.type_int() ~ ') as ' ~ dbt.type_string() ~ ')', "'s'"]) }}
+        when final.age is null then 'unknown'
+        when final.age < 20 then 'under 20'
+        when final.age >= 70 then '70+'
+        else {{ dbt.concat([
+            'cast(cast(floor(final.age / 10) * 10 as ' ~ dbt.type_int() ~ ') as ' ~ dbt.type_string() ~ ')',
+            "'s'",
+        ]) }}
     end as age_band
 from final

@@ -23,7 +23,9 @@ products as (
 {# Store sales without a member card have no person but are sales all the same. #}
 counted_orders as (
 
-    select order_key, {{ to_local_date('ordered_at') }} as order_date
+    select
+        order_key,
+        {{ to_local_date('ordered_at') }} as order_date
     from {{ ref('fct_orders') }}
     where is_counted
 
@@ -52,10 +54,10 @@ ranked as (
         units,
         sales,
         orders,
-        row_number() over (order by sales desc, sku) as sales_rank,
+        row_number() over (order by sales desc, sku asc) as sales_rank,
         cast(sales as double) / sum(sales) over () as sales_share,
-        cast(sum(sales) over (order by sales desc, sku rows between unbounded preceding and current row) as double)
-            / sum(sales) over () as cumulative_share
+        cast(sum(sales) over (order by sales desc, sku asc rows between unbounded preceding and current row) as double)
+        / sum(sales) over () as cumulative_share
     from product_sales
 
 ),

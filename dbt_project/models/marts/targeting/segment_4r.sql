@@ -6,7 +6,9 @@
    conversion targeting.baseline_conversion, and the lift it can detect at this size. #}
 
 {%- set t = var('targeting') -%}
-{%- set min_control = min_control_size(t['baseline_conversion'], t['minimum_lift'], t['holdout_share'], t['alpha'], t['power']) -%}
+{%- set min_control = min_control_size(
+    t['baseline_conversion'], t['minimum_lift'], t['holdout_share'], t['alpha'], t['power']
+) -%}
 {%- set z_sum = normal_quantile('alpha', t['alpha']) + normal_quantile('power', t['power']) -%}
 {%- set channels = ['email', 'line', 'sms', 'dm', 'call'] -%}
 
@@ -44,11 +46,23 @@ priorities as (
 
 members as (
 
-    select 'status' as segment_type, status as segment, person_id from statuses
+    select
+        'status' as segment_type,
+        status as segment,
+        person_id
+    from statuses
     union all
-    select 'rfm_segment' as segment_type, rfm_segment as segment, person_id from rfm
+    select
+        'rfm_segment' as segment_type,
+        rfm_segment as segment,
+        person_id
+    from rfm
     union all
-    select distinct 'trigger' as segment_type, trigger as segment, person_id from triggers
+    select distinct
+        'trigger' as segment_type,
+        trigger as segment,
+        person_id
+    from triggers
 
 ),
 
@@ -100,15 +114,18 @@ final as (
         {{ t['holdout_share'] }} as holdout_share,
         cast(floor(sized.reach_any * {{ t['holdout_share'] }}) as {{ dbt.type_bigint() }}) as control_size,
         cast({{ (min_control | round(0, 'ceil')) | int }} as {{ dbt.type_bigint() }}) as min_control_size,
-        cast({{ ((min_control / t['holdout_share']) | round(0, 'ceil')) | int }} as {{ dbt.type_bigint() }}) as min_reachable_size,
+        cast({{ ((min_control / t['holdout_share']) | round(0, 'ceil')) | int }} as {{ dbt.type_bigint() }})
+            as min_reachable_size,
         floor(sized.reach_any * {{ t['holdout_share'] }}) >= {{ min_control }} as can_measure_lift,
         {# The relative lift detectable at this size: (z_a + z_b) * standard error / baseline. #}
         case
             when floor(sized.reach_any * {{ t['holdout_share'] }}) >= 1 then
                 {{ z_sum }} * sqrt(
                     {{ t['baseline_conversion'] * (1 - t['baseline_conversion']) }}
-                    * (cast(1 as double) / floor(sized.reach_any * {{ t['holdout_share'] }})
-                        + cast(1 as double) / (sized.reach_any - floor(sized.reach_any * {{ t['holdout_share'] }})))
+                    * (
+                        cast(1 as double) / floor(sized.reach_any * {{ t['holdout_share'] }})
+                        + cast(1 as double) / (sized.reach_any - floor(sized.reach_any * {{ t['holdout_share'] }}))
+                    )
                 ) / {{ t['baseline_conversion'] }}
         end as detectable_lift,
         {{ as_of_date() }} as as_of_date

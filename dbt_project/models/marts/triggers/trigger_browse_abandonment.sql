@@ -122,10 +122,10 @@ ranked as (
 
     select
         abandoned.*,
-        count(*) over (partition by person_id) as products_abandoned,
+        count(*) over (partition by abandoned.person_id) as products_abandoned,
         row_number() over (
-            partition by person_id
-            order by views desc, last_viewed_at desc, sku, product_id
+            partition by abandoned.person_id
+            order by abandoned.views desc, abandoned.last_viewed_at desc, abandoned.sku asc, abandoned.product_id asc
         ) as product_rank
     from abandoned
 

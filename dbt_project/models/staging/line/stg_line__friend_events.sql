@@ -9,7 +9,9 @@ source as (
 renamed as (
 
     select
-        {{ dbt.concat(['line_user_id', "'|'", 'event', "'|'", timestamp_tz_to_string('event_at')]) }} as friend_event_id,
+        {{ dbt.concat([
+            'line_user_id', "'|'", 'event', "'|'", timestamp_tz_to_string('event_at'),
+        ]) }} as friend_event_id,
         line_user_id,
         event as event_type,
         event_at
