@@ -14,7 +14,7 @@
         {{ to_local_date('events.event_at') }} as event_date
     from {{ ref('stg_web__events') }} as events
     inner join {{ ref('bridge_customer_identities') }} as identities
-        on {{ dbt.concat(["'ecommerce:'", 'events.ec_customer_id']) }} = identities.record_key
+        on {{ record_key('ecommerce', 'events.ec_customer_id') }} = identities.record_key
         and identities.source = 'ecommerce'
     inner join {{ ref('customer_traits') }} as traits
         on identities.person_id = traits.person_id

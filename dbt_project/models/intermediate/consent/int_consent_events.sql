@@ -64,7 +64,7 @@ shop_marketing as (
 
     {% for channel in ['email', 'sms'] %}
     select
-        {{ dbt.concat(["'ecommerce:'", 'customer_id']) }} as record_key,
+        {{ record_key('ecommerce', 'customer_id') }} as record_key,
         '{{ channel }}' as channel,
         case {{ channel }}_marketing_state when 'subscribed' then 'opt_in' else 'opt_out' end as action,
         case
@@ -86,7 +86,7 @@ shop_marketing as (
 oms_email as (
 
     select
-        {{ dbt.concat(["'oms:'", 'customer_id']) }} as record_key,
+        {{ record_key('oms', 'customer_id') }} as record_key,
         'email' as channel,
         'opt_in' as action,
         registered_at as event_at,
@@ -101,7 +101,7 @@ oms_dm_and_call as (
 
     {% for channel in ['dm', 'call'] %}
     select
-        {{ dbt.concat(["'oms:'", 'customer_id']) }} as record_key,
+        {{ record_key('oms', 'customer_id') }} as record_key,
         '{{ channel }}' as channel,
         case when has_{{ channel }}_permission then 'opt_in' else 'opt_out' end as action,
         case
@@ -121,7 +121,7 @@ oms_dm_and_call as (
 line_follows as (
 
     select
-        {{ dbt.concat(["'line:'", 'line_user_id']) }} as record_key,
+        {{ record_key('line', 'line_user_id') }} as record_key,
         'line' as channel,
         case event_type when 'follow' then 'opt_in' else 'opt_out' end as action,
         event_at,
@@ -134,7 +134,7 @@ line_follows as (
 esp_unsubscribed as (
 
     select
-        {{ dbt.concat(["'ecommerce:'", 'ec_customer_id']) }} as sent_to_record,
+        {{ record_key('ecommerce', 'ec_customer_id') }} as sent_to_record,
         {{ match_key('email', 'email') }} as email_key,
         unsubscribed_at,
         campaign_id
@@ -217,7 +217,7 @@ request_events as (
         'opt_out' as action,
         callcenter_requests.received_at as event_at,
         'callcenter' as source,
-        {{ dbt.concat(["'callcenter:'", 'callcenter_requests.request_no']) }} as source_record,
+        {{ record_key('callcenter', 'callcenter_requests.request_no') }} as source_record,
         {{ dbt.concat(["'call-centre request '", 'callcenter_requests.request_type_ja',
             "' matched by '", 'callcenter_requests.matched_by']) }} as evidence
     from callcenter_requests

@@ -178,7 +178,7 @@ blocked_phones as (
 keyed as (
 
     select
-        {{ dbt.concat(['unioned.source', "':'", 'unioned.source_id']) }} as record_key,
+        {{ record_key_from_column('unioned.source', 'unioned.source_id') }} as record_key,
         unioned.source,
         unioned.source_id,
         unioned.is_test_account,

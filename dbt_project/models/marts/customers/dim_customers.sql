@@ -56,7 +56,7 @@ tombstones as (
 candidates as (
 
     select
-        {{ dbt.concat(["'ecommerce:'", 'customer_id']) }} as record_key,
+        {{ record_key('ecommerce', 'customer_id') }} as record_key,
         'ecommerce' as source,
         full_name,
         name_kana,
@@ -75,7 +75,7 @@ candidates as (
     union all
 
     select
-        {{ dbt.concat(["'oms:'", 'customer_id']) }} as record_key,
+        {{ record_key('oms', 'customer_id') }} as record_key,
         'oms' as source,
         full_name,
         name_kana,
@@ -94,7 +94,7 @@ candidates as (
     union all
 
     select
-        {{ dbt.concat(["'pos:'", 'card_no']) }} as record_key,
+        {{ record_key('pos', 'card_no') }} as record_key,
         'pos' as source,
         cast(null as {{ dbt.type_string() }}) as full_name,
         name_kana,

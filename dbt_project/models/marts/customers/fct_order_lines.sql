@@ -91,8 +91,8 @@ unioned as (
 final as (
 
     select
-        {{ dbt.concat(['source', "':'", 'order_line_id']) }} as order_line_key,
-        {{ dbt.concat(['source', "':'", 'order_id']) }} as order_key,
+        {{ record_key_from_column('source', 'order_line_id') }} as order_line_key,
+        {{ record_key_from_column('source', 'order_id') }} as order_key,
         source,
         sku,
         quantity,

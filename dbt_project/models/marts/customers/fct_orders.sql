@@ -34,7 +34,7 @@ unioned as (
     select
         'ecommerce' as source,
         order_id,
-        {{ dbt.concat(["'ecommerce:'", 'customer_id']) }} as customer_record,
+        {{ record_key('ecommerce', 'customer_id') }} as customer_record,
         channel,
         status,
         ordered_at,
@@ -51,7 +51,7 @@ unioned as (
     select
         'oms' as source,
         order_id,
-        {{ dbt.concat(["'oms:'", 'customer_id']) }} as customer_record,
+        {{ record_key('oms', 'customer_id') }} as customer_record,
         channel,
         status,
         ordered_at,
@@ -68,7 +68,7 @@ unioned as (
     select
         'pos' as source,
         receipt_no as order_id,
-        case when card_no is not null then {{ dbt.concat(["'pos:'", 'card_no']) }} end as customer_record,
+        {{ record_key('pos', 'card_no') }} as customer_record,
         'store' as channel,
         status,
         ordered_at,
@@ -85,7 +85,7 @@ unioned as (
 final as (
 
     select
-        {{ dbt.concat(['unioned.source', "':'", 'unioned.order_id']) }} as order_key,
+        {{ record_key_from_column('unioned.source', 'unioned.order_id') }} as order_key,
         unioned.source,
         unioned.order_id,
         person_ids.person_id,

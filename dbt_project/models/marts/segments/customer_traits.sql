@@ -202,7 +202,7 @@ subscription_status as (
         sum(case when subscriptions.status = 'active' then 1 else 0 end) as active_subscriptions
     from subscriptions
     inner join person_ids
-        on {{ dbt.concat(["'oms:'", 'subscriptions.customer_id']) }} = person_ids.record_key
+        on {{ record_key('oms', 'subscriptions.customer_id') }} = person_ids.record_key
     group by person_ids.person_id
 
 ),
