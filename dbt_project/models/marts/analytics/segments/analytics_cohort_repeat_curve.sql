@@ -1,0 +1,1 @@
+{{ analytics_copy('cohort_repeat_curve') }}

@@ -1,0 +1,1 @@
+{{ analytics_copy('cohort_retention') }}

@@ -1,0 +1,1 @@
+{{ analytics_copy('customer_segment_history') }}

@@ -1,0 +1,1 @@
+{{ analytics_copy('f_lead_time_summary') }}

@@ -1,0 +1,1 @@
+{{ analytics_copy('f_lead_times') }}

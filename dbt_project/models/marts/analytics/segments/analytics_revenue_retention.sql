@@ -1,0 +1,1 @@
+{{ analytics_copy('revenue_retention') }}

@@ -1,0 +1,1 @@
+{{ analytics_copy('segment_rfmc') }}
