@@ -10,6 +10,7 @@ from .activation.cli import activation_app
 from .audit.cli import audit_app, customer_app
 from .docs.cli import docs_app
 from .quality.cli import quality_app
+from .report.cli import report_app
 from .roles import roles_app
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.add_typer(roles_app, name="roles")
 app.add_typer(docs_app, name="docs")
 app.add_typer(quality_app, name="quality")
 app.add_typer(activation_app, name="activation")
+app.add_typer(report_app, name="report")
 
 try:
     from yorisoi_kit.cli import register as _register_kit
