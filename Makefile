@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock demo test test-all lint format bench bench-ingest bench-customers bench-segments clean
+.PHONY: install lock demo report browser test test-all lint format bench bench-ingest bench-customers bench-segments clean
 
 install: $(STAMP)
 
@@ -37,10 +37,24 @@ lock: $(STAMP)
 demo: install
 	$(BIN)/yorisoi demo --scale $(SCALE) --seed $(SEED)
 
-test: install
+# The CRM report from the current warehouse (make demo builds one), checked in headless Chromium.
+report: install browser
+	$(BIN)/yorisoi report build
+	$(BIN)/yorisoi report check
+
+# The report's browser test drives Debian's chromium. Run as root on a machine without it, this
+# installs it with apt (Debian / Ubuntu); otherwise it says the browser test will be skipped.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the report's browser test (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else echo "chromium is missing (apt-get install chromium): the report's browser test will be skipped"; fi
+
+test: install browser
 	$(BIN)/python -m pytest -m "not slow"
 
-test-all: install
+test-all: install browser
 	$(BIN)/python -m pytest
 
 # SQL style (.sqlfluff): sqlfluff's dbt templater compiles each model against the profile's duckdb

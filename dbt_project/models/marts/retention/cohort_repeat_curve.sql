@@ -1,11 +1,13 @@
 {# Repeat rate by acquisition month at 30-day steps (LTV-Lab's 初回リピート率): of the customers
    whose first purchase was in a month, the share who made a second purchase within d days of the
-   first, for d = 30, 60, ... 720. Right-censoring aware: at step d only customers watched for d
+   first, for d = 30, 60, ... 720 (var cohort_repeat: step_days, max_days). Right-censoring aware: at step d only customers watched for d
    full days after their first purchase (first purchase more than d days before the as-of day,
    which is exclusive) are counted (observed_customers), so a
    recent cohort's curve simply stops where its customers have not been watched long enough. #}
 
-{%- set steps = range(30, 721, 30) -%}
+{%- set curve = var('cohort_repeat', {}) -%}
+{%- set step_days = curve.get('step_days', 30) -%}
+{%- set steps = range(step_days, curve.get('max_days', 720) + 1, step_days) -%}
 
 with
 

@@ -1,0 +1,108 @@
+"""What the views show, on the XS brand: the same numbers as the marts, in both languages; the
+campaign view once campaign results exist; the migration between two as-of days."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from yorisoi.report.build import build_report, local_time_zone
+from yorisoi.report.data import Warehouse
+from yorisoi.report.strings import Text
+from yorisoi.report.views import assemble, collect
+from yorisoi.scale_run import ScaleRun
+
+
+def _views(warehouse: Path, lang: str = "ja") -> dict:
+    with Warehouse(warehouse) as wh:
+        facts = collect(wh, time_zone=local_time_zone(), simulations=20)
+    return {v.id: v for v in assemble(facts, Text(lang))}
+
+
+def test_key_figures_are_the_marts_counts(xs: ScaleRun) -> None:
+    con = duckdb.connect(str(xs.warehouse), read_only=True)
+    buyers, new, dormant = con.execute(
+        "select count(*) filter (where status <> 'prospect'), count(*) filter (where status = 'new'), "
+        "count(*) filter (where status = 'dormant') from marts.customer_status"
+    ).fetchone()
+    buyers_12m = con.execute("select count(*) from marts.customer_deciles").fetchone()[0]
+    ja = {t["label"]: t["value"] for t in _views(xs.warehouse)["kpi"].blocks[0].tiles}
+    en = {t["label"]: t["value"] for t in _views(xs.warehouse, "en")["kpi"].blocks[0].tiles}
+    assert ja["顧客数"] == f"{buyers:,}人" and en["Customers"] == f"{buyers:,}"
+    assert ja["新規"] == f"{new:,}人" and ja["休眠"] == f"{dormant:,}人"
+    assert en["Buyers, last 12 months"] == f"{buyers_12m:,}"
+
+
+def test_both_languages_draw_the_same_charts(xs: ScaleRun) -> None:
+    ja, en = _views(xs.warehouse, "ja"), _views(xs.warehouse, "en")
+    assert list(ja) == list(en)
+
+    def charts(view) -> list[str]:
+        return [b.id for b in view.blocks if b.kind == "chart"]
+
+    for vid in ja:
+        assert charts(ja[vid]) == charts(en[vid])
+        assert ja[vid].title != en[vid].title and ja[vid].what != en[vid].what
+
+
+def test_campaign_results_are_shown_once_the_table_exists(warehouse_copy: Path) -> None:
+    assert _views(warehouse_copy)["campaigns"].blocks[0].kind == "note"
+    con = duckdb.connect(str(warehouse_copy))
+    con.execute(
+        "create table marts.campaign_results as select * from (values "
+        "('spring_dm', 0.031, 0.012, 0.050), ('line_welcome', 0.004, -0.010, 0.018)) "
+        "t(campaign, lift, lift_ci_low, lift_ci_high)"
+    )
+    con.close()
+    blocks = _views(warehouse_copy)["campaigns"].blocks
+    chart = next(b for b in blocks if b.kind == "chart")
+    layers = chart.spec["layer"]
+    assert any(layer["encoding"].get("x2", {}).get("field") == "lift_ci_high" for layer in layers)
+    table = next(b for b in blocks if b.kind == "table")
+    assert table.columns == ["campaign", "lift", "lift_ci_low", "lift_ci_high"] and len(table.rows) == 2
+
+
+def test_migration_compares_two_as_of_days(warehouse_copy: Path) -> None:
+    """One day of history: a note. With an earlier day, the status matrix counts every customer
+    once, by where they were and where they are."""
+    assert _views(warehouse_copy)["migration"].blocks[0].kind == "note"
+    con = duckdb.connect(str(warehouse_copy))
+    latest = con.execute("select max(as_of_date) from marts.customer_segment_history").fetchone()[0]
+    earlier = latest - timedelta(days=35)
+    # the earlier day: everyone one status "younger" (new were prospects, dormant were active)
+    con.execute(
+        """
+        insert into marts.customer_segment_history
+        select ? as as_of_date, person_id,
+            case status when 'new' then 'prospect' when 'dormant' then 'active' else status end,
+            rfm_segment, rfm_cell, r_score, f_score, m_score, fm_score
+        from marts.customer_segment_history where as_of_date = ?
+        """,
+        [earlier, latest],
+    )
+    moved = con.execute(
+        "select count(*) filter (where status = 'dormant'), count(*) from marts.customer_segment_history "
+        "where as_of_date = ?",
+        [latest],
+    ).fetchone()
+    con.close()
+    views = _views(warehouse_copy, "en")
+    blocks = views["migration"].blocks
+    assert blocks[0].text == f"{earlier} → {latest}"
+    status = next(b for b in blocks if b.id == "migration-status").spec
+    cells = {(r["before_label"], r["after_label"]): r["customers"] for r in status["data"]["values"]}
+    assert cells[("active", "dormant")] == moved[0]
+    assert sum(cells.values()) == moved[1]
+
+
+@pytest.mark.parametrize("missing", ["customer_clv"])
+def test_a_missing_mart_leaves_its_view_with_a_note(warehouse_copy: Path, missing: str, tmp_path: Path) -> None:
+    con = duckdb.connect(str(warehouse_copy))
+    con.execute(f"drop table marts.{missing}")
+    con.close()
+    report = build_report(tmp_path / "report", warehouse=warehouse_copy, simulations=10)
+    html = (report.folder / "en.html").read_text(encoding="utf-8")
+    assert "No CLV model (marts.customer_clv), so no forecast." in html
