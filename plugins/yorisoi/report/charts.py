@@ -363,6 +363,7 @@ def horizontal_bars(
 def triggers(rows: pd.DataFrame, t: Text) -> dict[str, Any]:
     """Trigger audience size (light) with its reachable part (dark) over it."""
     rows = rows.copy()
+    rows["trigger"] = rows["trigger"].map(lambda c: t.label("triggers", c))
     order = rows.sort_values("customers", ascending=False)["trigger"].tolist()
     rows["reach_any"] = rows["reach_any"].fillna(0)
     rows["label"] = rows.apply(
@@ -396,6 +397,7 @@ def funnel(rows: pd.DataFrame, t: Text) -> dict[str, Any]:
         x=alt.X(
             "customers:Q",
             title=f"{t('labels.customers')}（{t('units.people')}）" if t.lang == "ja" else t("labels.customers"),
+            axis=alt.Axis(format=",d", tickMinStep=1),
         ),
         tooltip=[alt.Tooltip("stage_label:N", title=t("labels.stage")), alt.Tooltip("customers:Q", format=",.0f")],
     )
@@ -405,7 +407,7 @@ def funnel(rows: pd.DataFrame, t: Text) -> dict[str, Any]:
         )
     )
     labels = base.mark_text(align="left", dx=4, fontSize=11).encode(text=alt.Text("customers:Q", format=",.0f"))
-    return _finish((bars + labels).properties(width=WIDTH, height=28 * len(order)))
+    return _finish((bars + labels).properties(width=WIDTH, height=22 * len(order)))
 
 
 def balance(
@@ -436,7 +438,7 @@ def balance(
             alt.Tooltip(f"{high}:Q", title=t("labels.high"), format=fmt),
         ],
     )
-    whiskers = base.mark_errorbar(ticks=True, color="#263238").encode(y=f"{low}:Q", y2=f"{high}:Q")
+    whiskers = base.mark_errorbar(ticks=True, color="#263238").encode(y=alt.Y(f"{low}:Q", title=title), y2=f"{high}:Q")
     labels = base.mark_text(dy=-8, fontSize=11).encode(y=f"{high}:Q", text=alt.Text(f"{value}:Q", format=fmt))
     return _finish((bars + whiskers + labels).properties(width=WIDTH, height=260))
 

@@ -27,6 +27,7 @@ CAMPAIGN_TABLE = ("marts", "campaign_results")
 class Block:
     kind: str  # chart | tiles | table | note
     id: str = ""
+    half: bool = False  # a small chart drawn two to a row
     spec: dict[str, Any] | None = None
     caption: str = ""
     tiles: list[dict[str, str]] = field(default_factory=list)
@@ -103,14 +104,16 @@ def collect(wh: Warehouse, *, time_zone: str, var: Path | None = None, simulatio
     )
 
 
-def _chart(view: str, name: str, spec: dict[str, Any], caption: str = "") -> Block:
-    return Block("chart", id=f"{view}-{name}", spec=spec, caption=caption)
+def _chart(view: str, name: str, spec: dict[str, Any], caption: str = "", *, half: bool = False) -> Block:
+    return Block("chart", id=f"{view}-{name}", spec=spec, caption=caption, half=half)
+
+
+def _text(v: Any) -> str:
+    return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
 
 
 def _table(columns: list[str], rows: list[list[Any]], caption: str = "") -> Block:
-    return Block(
-        "table", columns=columns, rows=[["" if v is None else str(v) for v in r] for r in rows], caption=caption
-    )
+    return Block("table", columns=columns, rows=[[_text(v) for v in r] for r in rows], caption=caption)
 
 
 def _pct(v: Any) -> str:
@@ -173,7 +176,7 @@ def _f_ladder(facts: Facts, t: Text) -> View:
         ),
         _chart("f_ladder", "category", charts.f_slices(ladder, "first_category", t), t("labels.first_category")),
         _chart("f_ladder", "channel", charts.f_slices(ladder, "first_channel", t), t("labels.first_channel")),
-        _chart("f_ladder", "cohort", charts.f_by_cohort(ladder, t), t("labels.cohort_month")),
+        _chart("f_ladder", "cohort", charts.f_by_cohort(ladder, t), t("labels.cohort_caption", n=charts.MIN_MATURED)),
     ]
     return _view("f_ladder", t, blocks)
 
@@ -347,7 +350,7 @@ def _triggers(facts: Facts, t: Text) -> View:
     if trig.empty:
         blocks.append(Block("note", text=t("notes.no_triggers")))
     else:
-        blocks.append(_chart("triggers", "today", charts.triggers(trig, t), t("labels.trigger")))
+        blocks.append(_chart("triggers", "today", charts.triggers(trig, t), t("labels.trigger_caption")))
     alloc = facts.allocation
     if not alloc or not alloc.get("stats"):
         blocks.append(Block("note", text=t("notes.no_activation")))
@@ -357,7 +360,9 @@ def _triggers(facts: Facts, t: Text) -> View:
             stages = health.funnel(stats, sent.get(audience, 0) if "sent" in alloc else None)
             rows = pd.DataFrame([{"stage_label": t(f"stages.{s}"), "customers": n, "kind": k} for s, n, k in stages])
             blocks.append(
-                _chart("triggers", f"funnel-{i}", charts.funnel(rows, t), f"{t('labels.audience')}: {audience}")
+                _chart(
+                    "triggers", f"funnel-{i}", charts.funnel(rows, t), f"{t('labels.audience')}: {audience}", half=True
+                )
             )
     return _view("triggers", t, blocks)
 
@@ -531,7 +536,8 @@ def _health(facts: Facts, t: Text) -> View:
         blocks.append(
             _table(
                 [t("labels.source"), t("labels.feed"), t("labels.file"), "status", t("labels.reason")],
-                [[r.source, r.feed, r.file_name, r.status, (r.reason or "")[:160]] for r in quarantine.itertuples()],
+                [[r.source, r.feed, r.file_name, r.status, _text(r.reason)[:200]] for r in quarantine.itertuples()],
+                caption=t("labels.quarantined"),
             )
         )
     return _view("health", t, blocks)
