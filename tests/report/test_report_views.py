@@ -106,3 +106,31 @@ def test_a_missing_mart_leaves_its_view_with_a_note(warehouse_copy: Path, missin
     report = build_report(tmp_path / "report", warehouse=warehouse_copy, simulations=10)
     html = (report.folder / "en.html").read_text(encoding="utf-8")
     assert "No CLV model (marts.customer_clv), so no forecast." in html
+
+
+def test_audience_funnel_from_the_latest_allocation(xs: ScaleRun, tmp_path: Path) -> None:
+    """selected → not contactable → exited → capped → control → sent, from the newest allocation
+    the activation layer saved (stats per audience, and the people it gave a message or list place)."""
+    import json
+
+    import pandas as pd
+
+    folder = tmp_path / "activation" / "allocations"
+    folder.mkdir(parents=True)
+    stats = {
+        "welcome": {
+            "selected": 100, "not_contactable": 20, "members": 80, "control": 8,
+            "exit_goal_reached": 5, "frequency_cap_email": 7, "allocated": {"email": 60},
+        }
+    }  # fmt: skip
+    (folder / "manual__1.json").write_text(json.dumps({"run_id": "manual__1", "stats": stats}))
+    sends = pd.DataFrame({"audience": ["welcome"] * 61, "person_id": [f"p{i}" for i in range(60)] + ["p0"]})
+    sends.to_parquet(folder / "manual__1.parquet")
+    with Warehouse(xs.warehouse) as wh:
+        facts = collect(wh, time_zone=local_time_zone(), var=tmp_path, simulations=10)
+    views = {v.id: v for v in assemble(facts, Text("en"))}
+    funnel = next(b for b in views["triggers"].blocks if b.id == "triggers-funnel-0")
+    values = {r["stage_label"]: r["customers"] for r in funnel.spec["data"]["values"]}
+    assert values == {
+        "Selected": 100, "Not contactable": 20, "Exited": 5, "Capped": 7, "Control": 8, "Sent": 60,
+    }  # fmt: skip

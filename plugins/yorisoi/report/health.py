@@ -92,8 +92,8 @@ def sync_runs(var: Path | None = None, limit: int = 15) -> pd.DataFrame:
 
 
 def latest_allocation(var: Path | None = None) -> dict | None:
-    """The newest activation allocation's summary (run id, as-of, per-audience stats), and the
-    messages it allocated per audience (treatment members given a message on some channel)."""
+    """The newest activation allocation's summary (run id, as-of, per-audience stats), and per
+    audience the people it allocated a message or a list place to (`sent`)."""
     folder = (var or paths.var_dir()) / "activation" / "allocations"
     files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
     if not files:
@@ -101,9 +101,8 @@ def latest_allocation(var: Path | None = None) -> dict | None:
     meta = json.loads(files[-1].read_text(encoding="utf-8"))
     sends = files[-1].with_suffix(".parquet")
     if sends.exists():
-        frame = pd.read_parquet(sends)
-        messages = frame[frame["sync"] == "message"] if "sync" in frame else frame
-        meta["sent"] = messages.groupby("audience")["person_id"].nunique().to_dict()
+        # people given something: a message, or a place on a list the destination keeps
+        meta["sent"] = pd.read_parquet(sends).groupby("audience")["person_id"].nunique().to_dict()
     return meta
 
 

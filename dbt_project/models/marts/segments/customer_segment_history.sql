@@ -6,21 +6,29 @@
    Retention (var segment_history): every day is kept for keep_daily_days, older days only on the
    first as-of day of each month. Erased people's rows are deleted from every day. #}
 
+{%- set spark_parquet = target.type == 'spark' and not var('spark_file_format', none) -%}
+{#- Spark merges and deletes only in Delta / Iceberg / Hudi tables: with plain Parquet (var
+    spark_file_format unset) a day is one partition, replaced by insert_overwrite, and the
+    retention and erasure deletes cannot run there (set spark_file_format to delta for them). -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy=('merge' if target.type == 'spark' else 'delete+insert'),
+        incremental_strategy=(
+            'insert_overwrite' if spark_parquet else 'merge' if target.type == 'spark' else 'delete+insert'
+        ),
+        partition_by=(['as_of_date'] if spark_parquet else none),
+        file_format=(var('spark_file_format', none) if target.type == 'spark' else none),
         unique_key=['as_of_date', 'person_id'],
         full_refresh=false,
         on_schema_change='fail',
-        post_hook=[
+        post_hook=([] if spark_parquet else [
             "delete from {{ this }} where person_id in
                 (select person_id from {{ ref('dim_customers') }} where is_erased)",
             "delete from {{ this }}
                 where as_of_date < {{ add_days(as_of_date(), -var('segment_history', {}).get('keep_daily_days', 62)) }}
                 and as_of_date not in
                     (select min(as_of_date) from {{ this }} group by {{ dbt.date_trunc('month', 'as_of_date') }})",
-        ],
+        ]),
     )
 }}
 
