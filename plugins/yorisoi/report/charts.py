@@ -118,12 +118,13 @@ def f_by_cohort(ladder: pd.DataFrame, t: Text) -> dict[str, Any]:
         & (ladder["from_f"] <= 3)
         & (ladder["matured_customers_at_f"] >= MIN_MATURED)
     ].copy()
-    rows["month"] = rows["dimension_value"] + "-01"
     chart = (
         alt.Chart(_data(rows))
         .mark_line(point=True)
         .encode(
-            x=alt.X("month:T", title=t("labels.cohort_month"), axis=alt.Axis(format="%Y-%m")),
+            x=alt.X(
+                "dimension_value:O", sort="ascending", title=t("labels.cohort_month"), axis=alt.Axis(labelAngle=-45)
+            ),
             y=alt.Y("conversion_rate_365d:Q", axis=_pct(t("labels.conversion_rate_365d"))),
             color=alt.Color("from_f_label:N", title=t("labels.step"), scale=alt.Scale(range=PALETTE)),
             tooltip=[
