@@ -36,7 +36,6 @@ lock: $(STAMP)
 
 demo: install
 	$(BIN)/yorisoi demo --scale $(SCALE) --seed $(SEED)
-	$(BIN)/yorisoi report build
 
 # The CRM report from the current warehouse (make demo builds one), checked in headless Chromium.
 report: install browser

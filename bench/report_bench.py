@@ -21,8 +21,8 @@ import duckdb
 
 
 def _warehouse(scale: str) -> Path:
-    from yorisoi.scale_run import build, prepare
     from yorisoi.transform import brand_as_of
+    from yorisoi_kit.scale_run import build, prepare
 
     run = prepare(scale.upper())
     os.environ.setdefault("YORISOI_AS_OF", brand_as_of(run.work / "sources"))

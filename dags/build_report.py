@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
 
-from yorisoi.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.assets import mart_asset
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
 
 # Emitted by build_segments' validate_marts, only when the segment marts passed their suites.
 AFTER = "customer_traits"
@@ -15,7 +16,8 @@ AFTER = "customer_traits"
 
 @dag(
     dag_id="build_report",
-    schedule=[Asset(name=f"marts.{AFTER}", uri=f"duckdb://yorisoi/marts/{AFTER}")],
+    description="Rebuild the CRM report (CRMレポート, static HTML, ja / en) after every validated segment build.",
+    schedule=[mart_asset(AFTER)],
     start_date=datetime(2026, 1, 1),
     catchup=False,  # data-triggered: one rebuild shows the marts as they are now
     max_active_runs=1,

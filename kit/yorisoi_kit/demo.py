@@ -162,6 +162,30 @@ def print_customer_layer(console: Console) -> None:
     console.print(f"Analysts' database (no raw personal data): {paths.analytics_path()}")
 
 
+HISTORY_DAYS_BEFORE = 91  # the earlier day the report's migration view compares with
+
+
+def seed_segment_history(console: Console) -> None:
+    """Add an earlier as-of day to marts.customer_segment_history, so the report's migration view
+    (ランク推移) has two days to compare on a new warehouse: the segment marts built for the day
+    HISTORY_DAYS_BEFORE days before the brand's as-of day (recomputed from today's data), before
+    the daily build rebuilds them for the as-of day. A production warehouse gathers its days by
+    running every day instead."""
+    from datetime import date, timedelta
+
+    from yorisoi.transform import run_dbt
+
+    as_of = os.environ["YORISOI_AS_OF"]
+    earlier = (date.fromisoformat(as_of) - timedelta(days=HISTORY_DAYS_BEFORE)).isoformat()
+    t0 = time.perf_counter()
+    os.environ["YORISOI_AS_OF"] = earlier
+    try:
+        run_dbt(["--quiet", "build", "--select", "+customer_segment_history,tag:segments"], demo_key=True)
+    finally:
+        os.environ["YORISOI_AS_OF"] = as_of
+    console.print(f"Segment history: {earlier} added for the migration view in {time.perf_counter() - t0:.1f} s")
+
+
 def run_segments(console: Console) -> str:
     """Build the segment marts through the `build_segments` DAG, for the brand's as-of day."""
     state = _test_dag("build_segments", console)
@@ -224,6 +248,18 @@ def run_governance(console: Console) -> None:
         raise RuntimeError("build_data_definition failed: see the log above")
     document = paths.out_dir() / "docs" / "data-definition" / "index.html"
     console.print(f"Data-definition document (データ項目定義書): {document}")
+
+
+def run_report(console: Console) -> None:
+    """The CRM report through its DAG (after the activation run, so its funnels show it)."""
+    if _test_dag("build_report", console) != "success":
+        raise RuntimeError("build_report failed: see the log above")
+    folder = paths.out_dir() / "report"
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    console.print(
+        f"CRM report (CRMレポート): {folder / 'index.html'} (English: en.html), {size / 1e6:.2f} MB, "
+        "opens offline in any browser"
+    )
 
 
 def _pct(value: float | None) -> str:
@@ -600,10 +636,12 @@ def run_demo(
             print_raw_layer(console)
             run_customer_model(console)
             print_customer_layer(console)
+            seed_segment_history(console)
             run_segments(console)
             print_segments(console)
             run_governance(console)
             run_activation(stack, drop, console)
+            run_report(console)
         if keep_serving:
             console.print(
                 f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from yorisoi.scale_run import ScaleRun
+from yorisoi_kit.scale_run import ScaleRun
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from yorisoi.report.data import Warehouse
 from yorisoi.report.forecast import forecast, p_alive
-from yorisoi.scale_run import ScaleRun
+from yorisoi_kit.scale_run import ScaleRun
 
 
 @pytest.fixture(scope="module")

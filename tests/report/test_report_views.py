@@ -13,7 +13,7 @@ from yorisoi.report.build import build_report, local_time_zone
 from yorisoi.report.data import Warehouse
 from yorisoi.report.strings import Text
 from yorisoi.report.views import assemble, collect
-from yorisoi.scale_run import ScaleRun
+from yorisoi_kit.scale_run import ScaleRun
 
 
 def _views(warehouse: Path, lang: str = "ja") -> dict:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from yorisoi.scale_run import ScaleRun, using_var
 from yorisoi.transform import run_dbt
+from yorisoi_kit.scale_run import ScaleRun, using_var
 
 
 def test_history_reruns_retention_and_erasure(xs: ScaleRun, tmp_path: Path) -> None:
