@@ -120,10 +120,13 @@ def _pct(v: Any) -> str:
     return "–" if v is None or pd.isna(v) else f"{v:.1%}"
 
 
-def _when(v: Any) -> str:
+def _when(v: Any, time_zone: str) -> str:
+    """A moment in the brand's local time (stored times without a zone are UTC)."""
     if v is None or (not isinstance(v, str) and pd.isna(v)):
         return "–"
-    return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
+    ts = pd.Timestamp(v)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+    return ts.tz_convert(time_zone).strftime("%Y-%m-%d %H:%M")
 
 
 def assemble(facts: Facts, t: Text) -> list[View]:
@@ -469,7 +472,7 @@ def _health(facts: Facts, t: Text) -> View:
         _table(
             [t("labels.source"), t("labels.table"), t("labels.rows"), t("labels.last_loaded"), t("labels.watermark")],
             [
-                [r.source, r.table_name, f"{r.rows:,}", _when(r.last_loaded), r.watermark or ""]
+                [r.source, r.table_name, f"{r.rows:,}", _when(r.last_loaded, facts.time_zone), r.watermark]
                 for r in fresh.itertuples()
             ],
             caption=t("labels.last_loaded"),
@@ -491,7 +494,7 @@ def _health(facts: Facts, t: Text) -> View:
                         t("labels.passed") if g.get("success") else t("labels.failed"),
                         g.get("suites", ""),
                         ", ".join(g.get("failed_suites") or []),
-                        _when(g.get("validated_at")),
+                        _when(g.get("validated_at"), facts.time_zone),
                     ]
                     for g in facts.gates
                 ],
@@ -521,7 +524,7 @@ def _health(facts: Facts, t: Text) -> View:
                         r.destination,
                         r.mode,
                         r.status,
-                        _when(r.started_at),
+                        _when(r.started_at, facts.time_zone),
                         f"{r.delivered:,}",
                         f"{r.rejected:,}",
                     ]
