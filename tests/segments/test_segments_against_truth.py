@@ -109,7 +109,7 @@ def expected_statuses(con: duckdb.DuckDBPyConnection, as_of: str) -> dict[str, i
                 window w as (partition by tp order by ordered_at rows between unbounded preceding and current row)
             ),
             histories as (
-                select tp, min(day) as first_day, max(day) as last_day,
+                select tp, min(day) as first_day, max(day) as last_day, count(*) as purchases,
                        bool_or(spend_so_far >= {vip["min_spend"]} or n >= {vip["min_orders"]}) as vip_by_spend_or_orders
                 from running where day < date '{as_of}' group by tp
             )
@@ -118,7 +118,7 @@ def expected_statuses(con: duckdb.DuckDBPyConnection, as_of: str) -> dict[str, i
                 when date '{as_of}' - h.last_day > {s["churned_after_days"]} then 'churned'
                 when date '{as_of}' - h.last_day > {s["dormant_after_days"]} then 'dormant'
                 when h.vip_by_spend_or_orders then 'vip'
-                when date '{as_of}' - h.first_day <= {s["new_within_days"]} then 'new'
+                when date '{as_of}' - h.first_day <= {s["new_within_days"]} and h.purchases = 1 then 'new'
                 when p.order_count >= {s["good_min_orders"]} or p.spend >= {s["good_min_spend"]} then 'good'
                 else 'active'
             end as status, count(*)

@@ -1,15 +1,23 @@
 {# Each person's counted orders (not cancelled, not returned) before the as-of day, in purchase
    order: the n-th purchase (F), the days since the previous one, and running totals. The base of
    traits, F-retention, cohorts and VIP entry. Several orders on one day are several purchases,
-   as 通販 counts them. #}
+   as 通販 counts them. Only the segmented population (int_segmented_people): every mart built on
+   this counts the same people as customer_traits. #}
 
 with
 
+segmented as (
+
+    select * from {{ ref('int_segmented_people') }}
+
+),
+
 orders as (
 
-    select * from {{ ref('fct_orders') }}
-    where is_counted
-        and person_id is not null
+    select fct_orders.* from {{ ref('fct_orders') }} as fct_orders
+    inner join segmented
+        on fct_orders.person_id = segmented.person_id
+    where fct_orders.is_counted
 
 ),
 

@@ -1,9 +1,16 @@
 {# One row per person and purchase day (the local calendar day in the brand's time zone) with the
    day's counted orders and spend: the transactions of the CLV models (marts/segments/customer_clv),
    which count purchase days, as lifetimes and the BG/NBD literature do. Anonymous store receipts
-   (no member card, so no person) and cancelled or returned orders are left out. #}
+   (no member card, so no person), cancelled or returned orders, test accounts and erased people
+   (int_segmented_people) are left out. #}
 
 with
+
+segmented as (
+
+    select * from {{ ref('int_segmented_people') }}
+
+),
 
 orders as (
 
@@ -14,12 +21,13 @@ orders as (
 counted as (
 
     select
-        person_id,
-        {{ to_local_date('ordered_at') }} as purchase_date,
-        total
+        orders.person_id,
+        {{ to_local_date('orders.ordered_at') }} as purchase_date,
+        orders.total
     from orders
-    where person_id is not null
-        and is_counted
+    inner join segmented
+        on orders.person_id = segmented.person_id
+    where orders.is_counted
 
 ),
 

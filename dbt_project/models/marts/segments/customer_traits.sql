@@ -10,9 +10,9 @@ with
 
 customers as (
 
-    select * from {{ ref('dim_customers') }}
-    where not is_test_account
-        and not is_erased
+    select dim_customers.* from {{ ref('dim_customers') }} as dim_customers
+    inner join {{ ref('int_segmented_people') }} as segmented
+        on dim_customers.person_id = segmented.person_id
 
 ),
 
