@@ -163,9 +163,9 @@ def build_orders(
     # Balance before order i = earned since the last order that used everything (or since start).
     balance = earned_before - earned_before[prev_use]
     balance = np.where(person_start, 0, balance)
-    points_used = np.where(use_all, np.minimum(balance, subtotal), 0)
-
     discount = np.where(is_sub, np.floor(subtotal * 0.1).astype(np.int64), 0)  # 定期割引 10 %
+    # Points pay at most what is left after the discount, so no total is negative.
+    points_used = np.where(use_all, np.minimum(balance, subtotal - discount), 0)
     shipping = np.where((source == POS) | is_sub | (subtotal >= c.FREE_SHIPPING_FROM), 0, c.SHIPPING_FEE)
     total = subtotal - discount + shipping - points_used
 
