@@ -236,3 +236,57 @@ def test_an_unknown_column_in_an_audiences_sql_is_found_before_it_runs(tmp_path:
         lambda s: s["selection"].update(sql="select person_id, lifetime_value from marts.trigger_dormant_winback"),
     )
     assert "selection.sql: Binder Error: Referenced column" in message and "lifetime_value" in message
+
+
+VIP = "marts.trigger_vip_reached as vip"
+PII_DISGUISED = {
+    "alias": f"select vip.person_id, c.phone as favourite_category, vip.vip_reached_by from {VIP} "
+    "join marts.dim_customers as c using (person_id)",
+    "function": f"select vip.person_id, substr(c.phone, 2) as favourite_category, vip.vip_reached_by from {VIP} "
+    "join marts.dim_customers as c on c.person_id = vip.person_id",
+    "concatenation": "select person_id, favourite_category, address || birth_date as vip_reached_by "
+    "from marts.dim_customers join marts.trigger_vip_reached using (person_id)",
+    "cast": f"select vip.person_id, cast(c.birth_date as varchar) as favourite_category, vip.vip_reached_by "
+    f"from {VIP} join warehouse.marts.dim_customers as c using (person_id)",
+    "case condition": f"select vip.person_id, vip.favourite_category, case when c.birth_date < date '1980-01-01' "
+    f"then 'early' else 'late' end as vip_reached_by from {VIP} join marts.dim_customers as c using (person_id)",
+    "scalar subquery": f"select vip.person_id, vip.vip_reached_by, (select c.email from marts.dim_customers as c "
+    f"where c.person_id = vip.person_id) as favourite_category from {VIP}",
+    "derived table": "select sub.person_id, sub.favourite_category, sub.vip_reached_by from ("
+    "select person_id, birth_date as favourite_category, 'x' as vip_reached_by from marts.dim_customers) as sub",
+    "cte": "with c as (select person_id, line_user_id as reached from marts.dim_customers) "
+    f"select vip.person_id, vip.favourite_category, c.reached as vip_reached_by from {VIP} join c using (person_id)",
+    "select star": "select * from (select person_id, name_kana as favourite_category, postal_code as vip_reached_by "
+    "from marts.dim_customers)",
+    "union": f"select person_id, favourite_category, vip_reached_by from {VIP} union all "
+    "select person_id, email, prefecture from marts.dim_customers",
+}
+
+
+@pytest.mark.parametrize("case", sorted(PII_DISGUISED))
+def test_a_pii_column_under_another_name_is_refused_by_lineage(tmp_path: Path, case: str) -> None:
+    """docs/reliability.md #14: the allow-list checks where a column comes from, not its name."""
+    message = _bad(tmp_path, "vip_thank_you", lambda s: s.update(selection={"sql": PII_DISGUISED[case]}))
+    assert "tagged pii, which destination esp_list does not allow" in message, message
+    assert "marts.dim_customers." in message
+
+
+def test_lineage_lets_through_what_is_not_pii_or_what_the_destination_allows(tmp_path: Path) -> None:
+    spec = yaml.safe_load((DEFAULT_AUDIENCES_DIR / "dormant_winback.yml").read_text("utf-8"))
+    spec["selection"]["sql"] = (
+        # prefecture is not pii; address is pii but the mailing house's list allows it; the
+        # phone only filters, it does not leave.
+        "select w.person_id, w.was_vip, c.prefecture || ' ' || c.address as favourite_category "
+        "from marts.trigger_dormant_winback as w join marts.dim_customers as c using (person_id) "
+        "where c.phone is not null"
+    )
+    spec["destinations"] = [spec["destinations"][0]]
+    path = tmp_path / "dormant_winback.yml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), "utf-8")
+    assert load_audience(path, load_destinations()).selection.sql
+    # The same column to a destination whose allow-list lacks address is refused.
+    spec["destinations"] = [{"name": "esp_list", "columns": ["favourite_category"]}]
+    spec["channels"] = ["email"]
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), "utf-8")
+    with pytest.raises(AudienceError, match=r"'favourite_category' derives from marts.dim_customers.address"):
+        load_audience(path, load_destinations())

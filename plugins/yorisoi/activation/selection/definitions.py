@@ -25,6 +25,9 @@ What an audience file says (see audiences/*.yml for complete examples):
 - `holdout_percent` (the control group), `variants` (2-4, weights summing to 100);
 - `columns`: the fields allowed out (besides each destination's key); a destination may narrow
   them with its own `columns`, never widen them beyond its allow-list (docs/reliability.md #14).
+  A column of a `sql` selection is traced to the marts' columns it derives from (sqlglot's
+  lineage); one derived from a column tagged pii needs that column in the allow-list
+  (docs/reliability.md #20).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ __all__ = [
     "load_audiences",
     "load_destinations",
     "mart_columns",
+    "mart_pii_columns",
+    "sql_column_sources",
     "validate_select_sql",
 ]
 
@@ -330,18 +335,34 @@ def load_destinations(path: str | os.PathLike[str] | None = None) -> Destination
 
 
 @cache
-def mart_columns(models_dir: str | None = None) -> dict[str, tuple[str, ...]]:
-    """`{model: columns}` of every model in schema `marts`, from the marts' YAML docs (so an
-    audience is checked without opening the warehouse)."""
+def _mart_docs(models_dir: str | None = None) -> dict[str, tuple[dict[str, Any], ...]]:
+    """`{model: column entries}` of every model in schema `marts`, from the marts' YAML docs."""
     root = Path(models_dir) if models_dir else MARTS_MODELS_DIR
-    out: dict[str, tuple[str, ...]] = {}
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
     for yml in sorted(root.glob("*/_*.yml")):
         if yml.parent.name in NOT_IN_WAREHOUSE_MARTS:
             continue
         doc = yaml.safe_load(yml.read_text(encoding="utf-8")) or {}
         for model in doc.get("models") or []:
-            out[model["name"]] = tuple(c["name"] for c in model.get("columns") or [])
+            out[model["name"]] = tuple(model.get("columns") or [])
     return out
+
+
+def mart_columns(models_dir: str | None = None) -> dict[str, tuple[str, ...]]:
+    """`{model: columns}` of every model in schema `marts`, from the marts' YAML docs (so an
+    audience is checked without opening the warehouse)."""
+    return {model: tuple(c["name"] for c in cols) for model, cols in _mart_docs(models_dir).items()}
+
+
+def mart_pii_columns(models_dir: str | None = None) -> dict[str, frozenset[str]]:
+    """`{model: columns tagged pii}` (tag `pii` or meta `pii: true`, as the role databases read
+    them) of every mart that has any."""
+    from ...roles import _column_is_pii
+
+    out = {
+        model: frozenset(c["name"] for c in cols if _column_is_pii(c)) for model, cols in _mart_docs(models_dir).items()
+    }
+    return {model: cols for model, cols in out.items() if cols}
 
 
 _FORBIDDEN_FUNCTIONS = re.compile(
@@ -441,6 +462,42 @@ def sql_output_columns(sql: str, marts: Mapping[str, tuple[str, ...]]) -> tuple[
         return [d[0] for d in described], None
     finally:
         con.close()
+
+
+class LineageError(ValueError):
+    """sqlglot could not trace an audience's SQL to the marts' columns."""
+
+
+def sql_column_sources(
+    sql: str, marts: Mapping[str, tuple[str, ...]], columns: Iterable[str]
+) -> dict[str, set[tuple[str, str]]]:
+    """`{output column: {(mart, column)}}`: every marts column each of `columns` of a validated
+    SELECT derives from, through aliases, casts, functions, CASE (its conditions included: a
+    branch chosen by a birthday tells the birthday), subqueries, CTEs, unions and `*`, by
+    sqlglot's column lineage over the marts' documented columns. Raises LineageError when it
+    cannot say (the caller refuses the column: docs/reliability.md #14)."""
+    from sqlglot import errors, exp, parse_one
+    from sqlglot.lineage import lineage
+    from sqlglot.optimizer.qualify import qualify
+
+    schema = {"marts": {name: dict.fromkeys(cols, "VARCHAR") for name, cols in marts.items()}}
+    try:
+        tree = parse_one(sql, dialect="duckdb")
+        for table in tree.find_all(exp.Table):
+            if table.catalog.lower() == "warehouse":  # the warehouse file's catalog name
+                table.set("catalog", None)
+        tree = qualify(tree, schema=schema, dialect="duckdb")
+        out: dict[str, set[tuple[str, str]]] = {}
+        for column in columns:
+            root = lineage(column, tree, schema=schema, dialect="duckdb")
+            out[column] = {
+                (node.expression.name, parse_one(node.name, into=exp.Column).name)
+                for node in root.walk()
+                if isinstance(node.expression, exp.Table)
+            }
+    except (errors.SqlglotError, KeyError, ValueError) as e:
+        raise LineageError(f"cannot trace its columns to the marts' columns ({str(e).splitlines()[0]})") from None
+    return out
 
 
 def sql_marts(sql: str) -> list[str]:
@@ -754,9 +811,47 @@ def _check_against(
             problems += _check_templates(audience, i, d, cols, cfg)
         elif cfg.kind in MESSAGE_KINDS:
             problems.append((f"destinations[{i}].templates", f"{d.name} sends messages: give a template per variant"))
+    if sel.sql is not None and not any(where == "selection.sql" for where, _ in problems):
+        problems += _check_lineage(audience, destinations, marts)
     missing = [c for c in audience.channels if c not in seen_channels]
     if missing and not any(p[0].startswith("destinations[") for p in problems):
         problems.append(("channels", f"{missing} have no destination"))
+    return problems
+
+
+def _check_lineage(
+    audience: Audience, destinations: Destinations, marts: Mapping[str, tuple[str, ...]]
+) -> list[tuple[str, str]]:
+    """Each column the SQL selection sends out is traced to the marts' columns it derives from;
+    one that derives from a column tagged pii leaves only for a destination whose allow-list
+    names that pii column (a name is no disguise: `substr(phone, 2) as favourite_category`)."""
+    outgoing = audience.selection_columns()
+    if not outgoing:
+        return []
+    try:
+        sources = sql_column_sources(audience.selection.sql or "", marts, outgoing)
+    except LineageError as e:
+        return [("selection.sql", f"{e}; the columns {outgoing} cannot be checked against the allow-lists")]
+    pii = mart_pii_columns()
+    problems = []
+    for i, use in enumerate(audience.destinations):
+        if use.name not in destinations:
+            continue
+        cfg = destinations[use.name]
+        for column in audience.destination_columns(use.name):
+            leaked = sorted(
+                f"marts.{mart}.{col}"
+                for mart, col in sources.get(column, ())
+                if col in pii.get(mart, ()) and col not in cfg.allowed_columns
+            )
+            if leaked:
+                problems.append(
+                    (
+                        f"destinations[{i}].columns" if use.columns is not None else "columns",
+                        f"{column!r} derives from {', '.join(leaked)}, tagged pii, which destination {use.name} "
+                        "does not allow (docs/reliability.md #14)",
+                    )
+                )
     return problems
 
 
