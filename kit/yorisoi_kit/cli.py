@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from yorisoi import paths
+from yorisoi.logs import make_console
 
 serve_app = typer.Typer(help="Run a source system's server on this machine (demo and tests).", no_args_is_help=True)
 oms_app = typer.Typer(help="The OMS / ERP database of the synthetic brand.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure the pipeline against the synthetic brand's ground truth.", no_args_is_help=True)
-console = Console()
+console = make_console()
 _TOP_LEVEL: list[Callable[..., Any]] = []
 
 DEMO_API_KEY_ENV = "YORISOI_EC_API_KEY"

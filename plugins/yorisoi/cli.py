@@ -4,6 +4,8 @@ commands: the synthetic brand, its servers, the demo, benchmarks and evaluations
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from .activation.cli import activation_app
@@ -44,5 +46,67 @@ def dbt(ctx: typer.Context) -> None:
     raise typer.Exit(0 if run.success else 1)
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types: a user's input, configuration or a missing build, each with a
+    message that says what to do. Imported when an error happens, so a clean run pays nothing."""
+    from .activation.delivery.destinations import DestinationBuildError
+    from .activation.delivery.destinations.base import DestinationError
+    from .activation.delivery.engine import InvalidRecords, SyncError
+    from .activation.selection.definitions import AudienceError
+    from .activation.selection.membership import MembershipError
+    from .privacy.keys import MatchKeyError
+    from .quality.suites import SuiteError
+    from .report.browser import BrowserError
+    from .roles import RolesError
+    from .sources.registry import RegistryError
+    from .transform import DbtFailed
+
+    return (
+        AudienceError,
+        BrowserError,
+        DbtFailed,
+        DestinationBuildError,
+        DestinationError,
+        FileNotFoundError,
+        InvalidRecords,
+        MatchKeyError,
+        MembershipError,
+        PermissionError,
+        RegistryError,
+        RolesError,
+        SuiteError,
+        SyncError,
+    )
+
+
+def command_name(argv: list[str]) -> str:
+    """`yorisoi activation dry-run` for argv [..., "activation", "dry-run", "cart_abandonment"]."""
+    words = ["yorisoi"]
+    for arg in argv[1:3]:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return " ".join(words)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: logs to stderr (stdout carries only the answer, so `--json` pipes), and
+    an expected error is one line on stderr, exit 2, instead of a traceback."""
+    from .logs import logs_to_stderr
+
+    argv = sys.argv if argv is None else argv
+    logs_to_stderr()
+    try:
+        app(args=argv[1:], prog_name="yorisoi")
+    except Exception as e:
+        if not isinstance(e, expected_errors()):
+            raise
+        # several problems (an audience file's fields) are joined with '; ' on the one line
+        message = "; ".join(" ".join(line.split()) for line in str(e).splitlines() if line.strip())
+        message = message or type(e).__name__
+        typer.echo(f"{command_name(argv)}: {message}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -46,10 +46,10 @@ from typing import Annotated, Any
 import duckdb
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from . import paths
+from .logs import make_console
 from .sources.registry import PROJECT_ROOT
 
 ROLES_FILE = PROJECT_ROOT / "include" / "roles.yml"
@@ -490,7 +490,7 @@ def render_doc(text: str, matrix: Matrix | None = None) -> str:
 # --- the `yorisoi roles` commands ----------------------------------------------------------------
 
 roles_app = typer.Typer(help="The role matrix (include/roles.yml) and the role databases.", no_args_is_help=True)
-_console = Console()
+_console = make_console()
 
 
 @roles_app.command("show")

@@ -207,6 +207,24 @@ def test_dry_run_sends_nothing_and_writes_no_members(mail) -> None:
     assert {r["status"] for r in store.changelog(summary["sync"]["run_id"])} == {"planned"}
 
 
+def test_the_dry_run_table_shows_the_funnel(mail, capsys: pytest.CaptureFixture[str]) -> None:
+    from yorisoi.activation.cli import FUNNEL, _print, funnel
+
+    ctx, *_ = mail
+    summary = run.activate("cart_mail", "smtp_email", dry_run=True, as_of=AS_OF, context=ctx)
+    steps = funnel(summary)
+    assert steps["selected"] == 80
+    assert steps["control"] == summary["stats"]["control"] > 0  # holdout_percent of the eligible
+    assert steps["sent"] == summary["records"] > 0
+    narrowed = steps["selected"] - sum(steps[k] for k in ("not contactable", "exited", "capped", "control"))
+    assert steps["sent"] == narrowed
+    _print([summary], as_json=False)
+    table = capsys.readouterr().out
+    assert "selected → not contactable → exited → capped → control → sent" in table
+    row = next(line for line in table.splitlines() if "cart_mail" in line)
+    assert [c.strip() for c in row.split("│")[4:10]] == [f"{steps[k]:,}" for k in FUNNEL]
+
+
 def test_test_send_reaches_only_the_seed_list(mail) -> None:
     ctx, mailbox, _, store = mail
     summary = run.activate("cart_mail", "smtp_email", test=True, as_of=AS_OF, context=ctx)

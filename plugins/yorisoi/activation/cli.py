@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ..logs import make_console
 
 activation_app = typer.Typer(
     help="Audiences (audiences/*.yml) to email, LINE, SMS, DM, 同梱物 and S3: check, plan, dry-run, test-send, run.",
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="ISO time the run pretends it is (default: now); local time if no zone")
@@ -43,15 +44,16 @@ def _as_of(value: str | None) -> datetime:
     return at.astimezone(UTC)
 
 
+def _fail(message: str) -> NoReturn:
+    """An expected error: one line on stderr, exit 2 (definitions errors reach yorisoi.cli.main)."""
+    typer.echo(f"yorisoi activation: {message}", err=True)
+    raise typer.Exit(2)
+
+
 def _context(audiences: Path | None):
     from .run import Context
-    from .selection.definitions import AudienceError
 
-    try:
-        return Context.load(audiences_dir=audiences)
-    except AudienceError as e:
-        console.print(f"[red]invalid definitions[/red]\n{e}")
-        raise typer.Exit(2) from None
+    return Context.load(audiences_dir=audiences)
 
 
 def _summaries(
@@ -63,52 +65,74 @@ def _summaries(
     try:
         a = ctx.audiences[audience]
     except KeyError as e:
-        console.print(f"[red]{e.args[0]}[/red]")
-        raise typer.Exit(2) from None
+        _fail(e.args[0])
     chosen = destinations or a.destination_names
     unknown = [d for d in chosen if d not in a.destination_names]
     if unknown:
-        console.print(f"[red]{audience} does not go to {unknown} (it goes to {a.destination_names})[/red]")
-        raise typer.Exit(2)
+        _fail(f"{audience} does not go to {', '.join(unknown)} (it goes to {', '.join(a.destination_names)})")
     run_id = new_run_id("cli")
     return [activate(audience, d, as_of=_as_of(as_of), run_id=run_id, context=ctx, **kwargs) for d in chosen]
 
 
+FUNNEL = ("selected", "not contactable", "exited", "capped", "control", "sent")
+
+
+def funnel(summary: dict) -> dict[str, int | None]:
+    """How an audience narrowed on its way to one destination: selected by the audience's query →
+    not contactable (no consent or contact point on the channel) → exited (goal, max_sends, no
+    response) → capped (frequency cap on this channel) → control group → sent (the records the
+    destination gets: would get, in a dry run). None where the step does not apply."""
+    stats = summary.get("stats") or {}
+    if "selected" not in stats:  # a test send (seed list) or an export that never read members
+        return dict.fromkeys(FUNNEL[:-1], None) | {"sent": summary.get("records", summary.get("test_recipients"))}
+    members = stats.get("members", 0)
+    after_exit = stats.get("members_after_exit", members)
+    capped = stats.get(f"frequency_cap_{summary.get('channel')}", 0)
+    return {
+        "selected": stats["selected"],
+        "not contactable": stats.get("not_contactable", 0),
+        "exited": members - after_exit,
+        "capped": capped,
+        "control": stats.get("control", 0),
+        "sent": summary.get("records"),
+    }
+
+
 def _print(summaries: list[dict], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps(summaries, ensure_ascii=False, default=str))
+        typer.echo(json.dumps(summaries, ensure_ascii=False, default=str, indent=2))
         return
     table = Table(
         "audience",
         "destination",
         "status",
-        "members",
-        "allocated",
-        "records",
-        "adds",
-        "updates",
-        "removes",
+        *(h.replace(" ", "\n") for h in FUNNEL),
+        "adds / upd.\n/ removes",
         "delivered",
         "rejected",
-        "skipped / why",
+        "skipped",
+        title="selected → not contactable → exited → capped → control → sent",
     )
+    notes: dict[str, None] = {}  # in order, each once (a breaker's reason is the same for every destination)
     for s in summaries:
         sync = s.get("sync") or {}
-        stats = s.get("stats") or {}
-        why = s.get("reason") or ", ".join(f"{k} {v}" for k, v in (s.get("dropped_at_export") or {}).items())
+        if why := s.get("reason") or ", ".join(f"{k} {v}" for k, v in (s.get("dropped_at_export") or {}).items()):
+            notes[f"{s['audience']} → {s['destination']}: {why}"] = None
         if s.get("would_skip"):
-            why = f"{why}; [red]the breaker would skip it: {s['would_skip']}[/red]".lstrip("; ")
+            notes[f"[red]{s['audience']}: the circuit breaker would skip it[/red]: {s['would_skip']}"] = None
+        steps = funnel(s)
+        changes = " / ".join(str(sync[k]) for k in ("adds", "updates", "removes") if k in sync)
         table.add_row(
             s["audience"],
             s["destination"],
             s["status"],
-            str(stats.get("members", "")),
-            str((stats.get("allocated") or {}).get(s.get("channel"), "")),
-            str(s.get("records", s.get("test_recipients", ""))),
-            *(str(sync.get(k, "")) for k in ("adds", "updates", "removes", "delivered", "rejected")),
-            f"{sync.get('skipped', '')} {why}".strip(),
+            *("" if steps[h] is None else f"{steps[h]:,}" for h in FUNNEL),
+            changes,
+            *(str(sync.get(k, "")) for k in ("delivered", "rejected", "skipped")),
         )
     console.print(table)
+    for note in notes:
+        console.print(note)
     for s in summaries:
         if s.get("variants"):
             console.print(f"{s['audience']} → {s['destination']}: variants {s['variants']}")

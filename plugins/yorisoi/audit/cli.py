@@ -9,13 +9,13 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .. import roles
+from ..logs import make_console
 from . import log
 
-console = Console()
+console = make_console()
 RoleOption = Annotated[str | None, typer.Option("--role", help=f"acting role (else ${roles.ROLE_ENV})")]
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ..logs import make_console
 
 quality_app = typer.Typer(
     help="Quality gates: the Great Expectations suites of expectations/ (raw and marts), Data Docs.",
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 
 
 @quality_app.command("validate")

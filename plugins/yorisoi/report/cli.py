@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from ..logs import make_console
 
 report_app = typer.Typer(help="The CRM report (static HTML, Japanese and English, offline).", no_args_is_help=True)
-console = Console()
+console = make_console()
 
 
 @report_app.command("build")
