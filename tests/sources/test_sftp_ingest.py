@@ -509,3 +509,90 @@ def test_file_without_manifest_waits_then_times_out(
         later = _ingest(warehouse, sftp_source, sftp, tmp_path, run_id="run2", tables=["pos_sales"])
     assert later.tables["pos_sales"].loaded == ["sales_202610.csv"]
     assert _count(warehouse, "pos_sales") == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Bad data cannot wedge the feed (docs/reliability.md #18)
+# --------------------------------------------------------------------------------------------
+
+REQUESTS_HEADER = "受付番号,受付日時,顧客コード,氏名,電話番号,メールアドレス,対象チャネル,依頼種別"
+
+
+def _request_row(no: str, note: str = "山田 花子") -> str:
+    return f'"{no}","2026/10/30 10:00:00","C001","{note}","","","email","配信停止"'
+
+
+def test_keys_null_repeated_or_with_control_characters_are_rejected_and_kana_is_checked(
+    root: Path, tmp_path: Path, connect, warehouse: Warehouse, sftp_source: Source
+) -> None:
+    members = "\r\n".join(
+        [
+            MEMBERS_HEADER,
+            '"1","ﾀｶﾊｼ","","","","old@example.jp","S001","2024/11/05","2024/11/05"',  # line 2: loses to line 6
+            '"2\x01","ﾔﾏｻﾞｷ","","","","","S001","2024/11/05","2024/11/05"',  # line 3: control character
+            '" ","ｽｽﾞｷ","","","","","S001","2024/11/05","2024/11/05"',  # line 4: blank key
+            '"3","山田","","","","","S001","2024/11/05","2024/11/05"',  # line 5: kanji in the kana column
+            '"1","ﾀｶﾊｼ","","","","new@example.jp","S001","2024/11/05","2024/11/05"',
+            "",
+        ]
+    ).encode("cp932")
+    _drop(root, "pos", "members_20261104.csv", members)
+    with connect(root) as sftp:
+        report = _ingest(warehouse, sftp_source, sftp, tmp_path, tables=["pos_members"])
+    assert not report.should_stop_downstream
+    assert _query(warehouse, 'select card_no, email from raw."sftp__pos_members" order by 1') == [
+        ("1", "new@example.jp"),
+        ("3", None),
+    ]
+    rejects = _query(warehouse, "select line, reason from raw._rejects order by line")
+    assert rejects == [
+        (2, "duplicate key 会員番号 (card_no)='1': line 6 has the same key and is kept"),
+        (3, "control character in primary key: 会員番号 (card_no)='2\\x01'"),
+        (4, "empty primary key: 会員番号 (card_no)"),
+    ]
+    assert _query(warehouse, "select line, key, reason from raw._flags") == [
+        (5, "会員番号 (card_no)='3'", "not kana: a kana column holds characters other than kana (mojibake?)")
+    ]
+
+
+def test_utf8_lines_in_a_cp932_file_quarantine_it(
+    root: Path, tmp_path: Path, connect, warehouse: Warehouse, sftp_source: Source
+) -> None:
+    good = "\r\n".join([REQUESTS_HEADER, _request_row("Q1"), ""]).encode("cp932")
+    utf8_line = _request_row("Q3", "ヤマダ タロウ").encode("utf-8")
+    assert utf8_line.decode("cp932")  # valid CP932 too: only mojibake, no decoding error
+    mixed = "\r\n".join([REQUESTS_HEADER, _request_row("Q2"), ""]).encode("cp932") + utf8_line + b"\r\n"
+    _drop(root, "callcenter", "requests_202610.csv", mixed)
+    _drop(root, "callcenter", "requests_202611.csv", good)
+    with connect(root) as sftp:
+        report = _ingest(warehouse, sftp_source, sftp, tmp_path, tables=["callcenter_requests"])
+    [quarantined] = report.by_status("quarantined")
+    assert quarantined.file == "requests_202610.csv"
+    assert "mixed encodings: line 3 is UTF-8 text in a cp932 file" in quarantined.reason
+    assert [f.file for f in report.by_status("loaded")] == ["requests_202611.csv"]
+    assert _query(warehouse, 'select request_no from raw."sftp__callcenter_requests"') == [("Q1",)]
+
+
+def test_a_field_over_the_csv_limit_quarantines_its_file_and_the_feed_goes_on(
+    root: Path, tmp_path: Path, connect, warehouse: Warehouse, sftp_source: Source
+) -> None:
+    # An unclosed quote in the header: the csv module reads the whole file as one field, over its limit.
+    broken = ('"' + REQUESTS_HEADER + "\r\n" + _request_row("Q5", "あ" * 200_000) + "\r\n").encode("cp932")
+    # A field of 600 kB in a row: rejected with its line; the file's other rows land.
+    huge = "\r\n".join([REQUESTS_HEADER, _request_row("Q7", "あ" * 1_000_000), _request_row("Q8"), ""]).encode("cp932")
+    opt_outs = "\r\n".join([REQUESTS_HEADER, _request_row("Q1"), ""]).encode("cp932")
+    _drop(
+        root, "callcenter", "requests_202609.csv", broken, manifest=_manifest("requests_202609.csv", broken, "cp932", 1)
+    )
+    _drop(root, "callcenter", "requests_202610.csv", huge, manifest=_manifest("requests_202610.csv", huge, "cp932", 2))
+    _drop(root, "callcenter", "requests_202611.csv", opt_outs)
+    with connect(root) as sftp:
+        report = _ingest(warehouse, sftp_source, sftp, tmp_path, tables=["callcenter_requests"])
+    [quarantined] = report.by_status("quarantined")
+    assert quarantined.file == "requests_202609.csv"
+    assert "the header line cannot be read (field larger than field limit" in quarantined.reason
+    assert (root / "quarantine" / "callcenter" / "requests_202609.csv.reason.txt").exists()
+    assert [f.file for f in report.by_status("loaded")] == ["requests_202610.csv", "requests_202611.csv"]
+    assert _query(warehouse, 'select request_no from raw."sftp__callcenter_requests" order by 1') == [("Q1",), ("Q8",)]
+    [(line, reason)] = _query(warehouse, "select line, reason from raw._rejects")
+    assert line == 2 and "maximum line size" in reason.lower()

@@ -36,6 +36,7 @@ Every wait is logged at WARNING with the URL, the reason and the attempt number.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import random
@@ -52,6 +53,7 @@ import tenacity
 
 from .landing import BatchWriter, LandResult, Warehouse
 from .registry import Source, Table
+from .screening import Findings, screen
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,14 @@ class ShopClient:
     jitter; ``backoff_cap`` the longest back-off (a server's ``Retry-After`` is honoured in full
     even when longer); ``sleep`` called with each wait in seconds (inject a recorder or a fake clock
     in tests); ``jitter`` returns a number in [0, 1) (see the module docstring for the rules);
-    ``transport`` an optional httpx transport (tests).
+    ``transport`` an optional httpx transport (tests); ``deadline`` seconds a whole request may
+    take, body included (``timeout`` bounds each read, so a server trickling a byte at a time
+    would otherwise never time out); ``max_pages`` pages one walk may read (a cursor that keeps
+    changing but never ends stops there).
+
+    ``Link`` URLs are followed only on the shop's own origin (scheme, host and port of
+    ``base_url``): the access token is never sent to another host. A page whose records repeat an
+    earlier page's (a cursor that loops while changing) stops the walk too.
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -238,6 +247,8 @@ class ShopClient:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         transport: httpx.BaseTransport | None = None,
+        deadline: float = 300.0,
+        max_pages: int = 200_000,
     ):
         if not token:
             raise ValueError("token must not be empty")
@@ -245,6 +256,10 @@ class ShopClient:
             raise ValueError("max_attempts must be at least 1")
         if backoff_base < 0 or backoff_cap < 0:
             raise ValueError("backoff_base and backoff_cap must not be negative")
+        if deadline <= 0 or max_pages < 1:
+            raise ValueError("deadline must be positive and max_pages at least 1")
+        self.deadline = deadline
+        self.max_pages = max_pages
         self.base_url = base_url.rstrip("/")
         self.api_version = api_version
         self.max_attempts = max_attempts
@@ -306,9 +321,25 @@ class ShopClient:
 
     # ---- requests ---------------------------------------------------------------------------
 
+    def _fetch(self, url: str, params: Mapping[str, Any] | None) -> httpx.Response:
+        """One GET, read in full within ``deadline`` seconds (a trickling body is cut off)."""
+        started = time.monotonic()
+        with self._http.stream("GET", url, params=params) as streamed:
+            body = bytearray()
+            for chunk in streamed.iter_bytes():
+                body += chunk
+                if time.monotonic() - started > self.deadline:
+                    raise httpx.ReadTimeout(
+                        f"the whole request took over {self.deadline:g} s ({len(body)} bytes read)",
+                        request=streamed.request,
+                    )
+            return httpx.Response(
+                streamed.status_code, headers=streamed.headers, content=bytes(body), request=streamed.request
+            )
+
     def _attempt(self, url: str, params: Mapping[str, Any] | None) -> httpx.Response:
         try:
-            response = self._http.get(url, params=params)
+            response = self._fetch(url, params)
         except _TRANSIENT_TRANSPORT as exc:
             shown = str(httpx.URL(url, params=params))
             raise _Transient(f"{type(exc).__name__}: {exc}", url=shown) from exc
@@ -366,8 +397,10 @@ class ShopClient:
         key = resource.removesuffix(".json")
         url: str = self.resource_url(key)
         query: Mapping[str, Any] | None = {k: v for k, v in params.items() if v is not None}
+        origin = httpx.URL(self.base_url)
         seen: set[str] = set()
-        while True:
+        pages_seen: set[int] = set()  # a hash of each page's record ids (memory stays small at L)
+        for number in range(1, self.max_pages + 1):
             response = self.get(url, query)
             try:
                 body = response.json()
@@ -378,14 +411,37 @@ class ShopClient:
                     status=response.status_code,
                     url=str(response.url),
                 ) from None
+            ids = hash(tuple(r.get("id") for r in records if isinstance(r, dict)))
+            if records and ids in pages_seen:
+                raise ShopApiError(
+                    f"pagination loops: page {number} ({response.url}) repeats the records of an earlier page",
+                    status=None,
+                    url=str(response.url),
+                )
+            pages_seen.add(ids)
             yield records
             next_url = response.links.get("next", {}).get("url")
             if not next_url:
                 return
+            target = response.url.join(next_url)
+            if (target.scheme, target.host, target.port) != (origin.scheme, origin.host, origin.port):
+                raise ShopApiError(
+                    f"Link header points to another origin ({target.scheme}://{target.host}"
+                    f"{f':{target.port}' if target.port else ''}); not followed: the access token goes only to "
+                    f"{self.base_url}",
+                    status=None,
+                    url=str(target),
+                )
+            next_url = str(target)
             if next_url in seen:
                 raise ShopApiError(f"pagination loops: {next_url} came twice", status=None, url=next_url)
             seen.add(next_url)
             url, query = next_url, None
+        raise ShopApiError(
+            f"GET {self.resource_url(key)}: more than {self.max_pages} pages in one walk (max_pages); stopped",
+            status=None,
+            url=str(url),
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,6 +619,73 @@ FLATTENERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, pa.Table]]] = {
     "products": _flatten_products,
 }
 
+_FLATTEN_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError, TypeError, ValueError)
+
+
+def _paths(record: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    """Every field of a record: top-level keys, keys of nested objects and of objects in lists."""
+    for key, value in record.items():
+        if isinstance(value, dict):
+            yield from ((key, inner) for inner in value)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield from ((key, i, inner) for inner in item)
+        yield (key,)
+
+
+def _without(record: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
+    out = copy.deepcopy(record)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = None
+    return out
+
+
+def _culprit(flatten: Callable[[list[dict[str, Any]]], dict[str, pa.Table]], record: dict[str, Any]) -> str:
+    """The field that stops `record` from flattening (found by blanking one field at a time)."""
+    for path in _paths(record):
+        try:
+            flatten([_without(record, path)])
+        except _FLATTEN_ERRORS:
+            continue
+        value = record
+        for step in path:
+            value = value[step]
+        return f"{'.'.join(str(p) for p in path)} = {value!r}"
+    return "?"
+
+
+def flatten_page(
+    flatten: Callable[[list[dict[str, Any]]], dict[str, pa.Table]],
+    page: list[dict[str, Any]],
+    findings: Findings,
+    *,
+    first_line: int,
+    where: str,
+) -> tuple[dict[str, pa.Table], list[int]]:
+    """Flatten a page; a record that cannot be typed (a price of ``"abc"``, a timestamp that is not
+    one) goes to the rejects naming its id and field, and the rest of the page is kept. Returns
+    the tables and the positions (in the page) of the records kept."""
+    try:
+        return flatten(page), list(range(len(page)))
+    except _FLATTEN_ERRORS:
+        pass
+    kept: list[int] = []
+    for i, record in enumerate(page):  # the error path only: find the records that fail
+        try:
+            flatten([record])
+        except _FLATTEN_ERRORS as exc:
+            rid = record.get("id") if isinstance(record, dict) else None
+            field = _culprit(flatten, record) if isinstance(record, dict) else "the record is not an object"
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            findings.reject(first_line + i, f"record id={rid!r} ({where}): {field}: {message}", record)
+        else:
+            kept.append(i)
+    return flatten([page[i] for i in kept]), kept
+
+
 # extra query parameters per resource: Shopify lists only open orders unless asked for all
 _EXTRA_PARAMS: dict[str, dict[str, str]] = {"orders": {"status": "any"}}
 
@@ -642,15 +765,20 @@ def _ingest_endpoint(
     load_date: date,
     page_limit: int,
     rows_per_part: int,
-    until: str,
+    until: datetime,
 ) -> dict[str, LandResult]:
     resource = str(parent.options["endpoint"]).removesuffix(".json")
     flatten = FLATTENERS[resource]
     mark_column = parent.watermark
     mark = warehouse.get_watermark(parent) if mark_column else None
+    if mark is not None and datetime.fromisoformat(_iso(mark)) > until:  # left in the future by a bad row
+        log.error(
+            "ALERT %s: watermark %s is after the run's bound %s; reading from the bound", parent.raw_name, mark, until
+        )
+        mark = _iso(until)
     params: dict[str, Any] = {"limit": page_limit, **_EXTRA_PARAMS.get(resource, {})}
     if mark_column:
-        params[f"{mark_column}_max"] = until
+        params[f"{mark_column}_max"] = _iso(until)
         if mark is not None:
             # inclusive: the API truncates to the second, so the boundary second is read again;
             # the upsert by primary key makes that overlap harmless (never a gap)
@@ -659,22 +787,40 @@ def _ingest_endpoint(
     started = time.perf_counter()
     pages = records = 0
     writers: dict[str, BatchWriter] = {}
+    findings: dict[str, Findings] = {}
+    lines: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         # The parent's batch is entered first and so closed last: its rows and watermark are
         # committed only after every child's rows are in. An error anywhere skips every upsert.
         for table, watermark in [(parent, mark_column)] + [(child, None) for child in children]:
+            batch_id = f"{run_id}:{table.name}"
             writers[table.name] = stack.enter_context(
-                warehouse.batch(table, batch_id=f"{run_id}:{table.name}", load_date=load_date, watermark=watermark)
+                warehouse.batch(table, batch_id=batch_id, load_date=load_date, watermark=watermark, ceiling=until)
             )
+            findings[table.name], lines[table.name] = Findings(table, batch_id), 1
         parts = {name: _Parts(writer, rows_per_part) for name, writer in writers.items()}
         for page in client.pages(resource, params):
             pages += 1
-            records += len(page)
-            for name, flat in flatten(page).items():
+            where = f"page {pages}"
+            flat_tables, kept = flatten_page(flatten, page, findings[parent.name], first_line=records + 1, where=where)
+            for name, flat in flat_tables.items():
                 if name in parts:
-                    parts[name].add(flat)
+                    good = screen(
+                        flat,
+                        findings[name],
+                        first_line=lines[name],
+                        lines=[records + 1 + i for i in kept] if name == parent.name else None,
+                        where=where,
+                        watermark=writers[name].watermark,
+                        ceiling=until,
+                    )
+                    lines[name] += flat.num_rows
+                    parts[name].add(good)
+            records += len(page)
         for part in parts.values():
             part.flush()
+    for found in findings.values():
+        found.store(warehouse)
     elapsed = time.perf_counter() - started
     log.info(
         "%s: %d record(s) in %d page(s) in %.1f s (%.0f records/s)",
@@ -722,7 +868,7 @@ def ingest_ecommerce(
         raise ValueError(f"page_limit must be between 1 and 250, got {page_limit}")
     if rows_per_part < 1:
         raise ValueError(f"rows_per_part must be positive, got {rows_per_part}")
-    bound = _iso(until or datetime.now(UTC).replace(microsecond=0))
+    bound = datetime.fromisoformat(_iso(until or datetime.now(UTC).replace(microsecond=0)))
     results: dict[str, LandResult] = {}
     for parent, children in _plan(source, tables):
         results.update(

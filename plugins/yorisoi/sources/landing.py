@@ -110,10 +110,12 @@ class Warehouse:
         load_date: date,
         source_file: str | None = None,
         watermark: str | None = None,
+        ceiling: datetime | None = None,
     ) -> BatchWriter:
         """A batch to stream parts into: `with wh.batch(...) as b: b.write(part)`. On a clean exit
-        the parts are upserted in one transaction; on an error nothing reaches the warehouse."""
-        return BatchWriter(self, table, batch_id, load_date, source_file, watermark)
+        the parts are upserted in one transaction; on an error nothing reaches the warehouse.
+        `ceiling`: the run's upper bound; the watermark never moves past it (docs/reliability.md #17)."""
+        return BatchWriter(self, table, batch_id, load_date, source_file, watermark, ceiling)
 
     def land(
         self,
@@ -136,7 +138,14 @@ class Warehouse:
         return b.result
 
     def _upsert(
-        self, table: Table, files: list[Path], *, batch_id: str, source_file: str | None, watermark: str | None
+        self,
+        table: Table,
+        files: list[Path],
+        *,
+        batch_id: str,
+        source_file: str | None,
+        watermark: str | None,
+        ceiling: datetime | None = None,
     ) -> str | None:
         target = f"raw.{_quote(table.raw_name)}"
         file_list = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
@@ -166,8 +175,13 @@ class Warehouse:
             )
             new_mark = None
             if watermark:
-                value = con.execute(f"select max({_quote(watermark)}) from incoming").fetchone()[0]  # noqa: S608
-                new_mark = self._advance(con, table, value, batch_id)
+                # rows past the run's upper bound (a row stamped 2099) land but do not move the mark
+                below = "" if ceiling is None else f" filter (where {_quote(watermark)} <= $ceiling)"
+                value = con.execute(
+                    f"select max({_quote(watermark)}){below} from incoming",  # noqa: S608
+                    {} if ceiling is None else {"ceiling": ceiling},
+                ).fetchone()[0]
+                new_mark = self._advance(con, table, value, batch_id, ceiling)
             con.execute("commit")
             return new_mark
         except BaseException:
@@ -177,14 +191,19 @@ class Warehouse:
             con.close()
 
     @staticmethod
-    def _advance(con: duckdb.DuckDBPyConnection, table: Table, value: object, batch_id: str) -> str | None:
-        if value is None:
-            return None
-        text = value.isoformat() if isinstance(value, datetime) else str(value)
+    def _advance(
+        con: duckdb.DuckDBPyConnection, table: Table, value: object, batch_id: str, ceiling: datetime | None = None
+    ) -> str | None:
         old = con.execute(
             "select watermark from raw._watermarks where source = ? and table_name = ?", [table.source, table.name]
         ).fetchone()
-        if old and _as_datetime(old[0]) >= _as_datetime(text):
+        past = old is not None and ceiling is not None and _as_datetime(old[0]) > ceiling
+        if value is None and past:
+            value = ceiling  # a mark left in the future before the bound existed comes back to it
+        if value is None:
+            return None
+        text = value.isoformat() if isinstance(value, datetime) else str(value)
+        if old and not past and _as_datetime(old[0]) >= _as_datetime(text):
             return old[0]
         con.execute(
             "insert or replace into raw._watermarks values (?, ?, ?, ?, now())",
@@ -269,9 +288,10 @@ class BatchWriter:
         load_date: date,
         source_file: str | None,
         watermark: str | None,
+        ceiling: datetime | None = None,
     ):
         self.wh, self.table, self.batch_id = wh, table, batch_id
-        self.source_file, self.watermark = source_file, watermark
+        self.source_file, self.watermark, self.ceiling = source_file, watermark, ceiling
         self.folder = wh.lake.folder(table.source, table.name, load_date)
         self.safe_batch = batch_id.replace("/", "_").replace(":", "_")
         self.files: list[Path] = []
@@ -306,7 +326,12 @@ class BatchWriter:
             self.result = LandResult(self.table.raw_name, 0, 0, 0, self.wh.get_watermark(self.table))
             return
         mark = self.wh._upsert(
-            self.table, self.files, batch_id=self.batch_id, source_file=self.source_file, watermark=self.watermark
+            self.table,
+            self.files,
+            batch_id=self.batch_id,
+            source_file=self.source_file,
+            watermark=self.watermark,
+            ceiling=self.ceiling,
         )
         log.info(
             "landed %s rows into raw.%s from %d file(s) (batch %s)",

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from .registry import RegistryError, Source, Table, read_yaml
+from .screening import Findings, screen
 
 if TYPE_CHECKING:
     from .landing import LandResult, Warehouse
@@ -670,8 +671,9 @@ def _qi(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _since(warehouse: Warehouse, table: Table, batch_id: str, overlap: timedelta) -> datetime | None:
-    """Where to start reading: the watermark minus the overlap, or None for a full read.
+def _since(warehouse: Warehouse, table: Table, batch_id: str, overlap: timedelta, ceiling: datetime) -> datetime | None:
+    """Where to start reading: the watermark (never later than `ceiling`, the run's upper bound)
+    minus the overlap, or None for a full read.
 
     A rerun of a batch that already landed rows reads in full: it replaces that batch's files in
     the lake, which must keep holding everything the first run read."""
@@ -680,6 +682,9 @@ def _since(warehouse: Warehouse, table: Table, batch_id: str, overlap: timedelta
     mark = warehouse.get_watermark(table)
     if mark is None:
         return None
+    if datetime.fromisoformat(mark) > ceiling:  # left in the future by a row stamped ahead
+        log.error("ALERT %s: watermark %s is after now (%s); reading from now", table.raw_name, mark, ceiling)
+        mark = ceiling.isoformat()
     con = warehouse.connect()
     try:
         try:
@@ -706,6 +711,7 @@ def ingest_oms(
     load_date: date,
     tables: list[str] | None = None,
     chunk_rows: int = 50_000,
+    now: datetime | None = None,
 ) -> dict[str, LandResult]:
     """Extract the OMS tables of `source` through its mapping and land them in the warehouse.
 
@@ -715,7 +721,13 @@ def ingest_oms(
     :class:`ExtractError` names the source, the table and the rows read so far; tables landed
     before it in the same call stay landed.
 
+    Rows go through :func:`yorisoi.sources.screening.screen`: rows without a key, with a control
+    character in it or repeating a key of the same chunk go to ``raw._rejects`` (never raw); rows
+    stamped after `now` land, are flagged in ``raw._flags`` and do not move the watermark past `now`.
+
     :param tables: registry table names to ingest (default: all of the source's, in order).
+    :param now: the run's upper bound (default: the current time; an aware time is converted to
+        Japan wall-clock time, as the OMS keeps it).
     :returns: the :class:`~yorisoi.sources.landing.LandResult` per table.
     """
     mapping_name = source.options.get("mapping")
@@ -727,20 +739,28 @@ def ingest_oms(
             raise RegistryError(f"sources.{source.name}.tables.{name}: no such table; have {sorted(source.tables)}")
     mapping = load_mapping(source.folder / str(mapping_name), source.tables)
     overlap = source.duration("overlap", "0 days")
+    now = datetime.now(JST) if now is None else now
+    if now.tzinfo is not None:
+        now = now.astimezone(JST).replace(tzinfo=None)
 
     results: dict[str, LandResult] = {}
     for name in names:
         table = source.tables[name]
         batch_id = f"{run_id}:{name}"
-        since = _since(warehouse, table, batch_id, overlap)
+        since = _since(warehouse, table, batch_id, overlap, now)
         parts = extract(engine, mapping, name, since=since, watermark_column=table.watermark, chunk_rows=chunk_rows)
+        findings = Findings(table, batch_id)
+        read = 0
         try:
             with (
                 closing(parts),
-                warehouse.batch(table, batch_id=batch_id, load_date=load_date, watermark=table.watermark) as batch,
+                warehouse.batch(
+                    table, batch_id=batch_id, load_date=load_date, watermark=table.watermark, ceiling=now
+                ) as batch,
             ):
                 for part in parts:
-                    batch.write(part)
+                    batch.write(screen(part, findings, first_line=read + 1, watermark=table.watermark, ceiling=now))
+                    read += part.num_rows
         except ExtractError as exc:
             raise ExtractError(
                 f"OMS source {source.name!r}, table {name!r}: {exc.reason} after {exc.rows_read} rows read; "
@@ -749,6 +769,7 @@ def ingest_oms(
                 rows_read=exc.rows_read,
                 reason=exc.reason,
             ) from exc
+        findings.store(warehouse)
         results[name] = batch.result
         log.info("OMS %s: landed %d rows (%s)", name, batch.result.rows, f"since {since}" if since else "full read")
     return results

@@ -61,6 +61,7 @@ import duckdb
 import pyarrow as pa
 
 from .registry import Column, Source, Table
+from .screening import CONTROL_CHARACTERS, FLAGS_SCHEMA, KANA, REJECTS_SCHEMA, store_flags
 
 if TYPE_CHECKING:
     import paramiko
@@ -90,18 +91,6 @@ _UTF8_BOM = codecs.BOM_UTF8
 _CHUNK = 8 << 20  # bytes read at a time when downloading and decoding
 _ROWS_PER_PART = 1_000_000  # rows per Parquet part handed to the warehouse
 _SHIFT_JIS_NAMES = {"shift_jis", "shift-jis", "sjis", "s_jis", "shiftjis", "csshiftjis", "ms_kanji"}
-
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("batch_id", pa.string()),
-        ("source", pa.string()),
-        ("table_name", pa.string()),
-        ("source_file", pa.string()),
-        ("line", pa.int64()),
-        ("reason", pa.string()),
-        ("raw_line", pa.string()),
-    ]
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,6 +265,31 @@ def python_codec(encoding: str) -> str:
     return "utf-8" if codec in {"utf-8", "utf-8-sig"} else codec
 
 
+_UTF8_RUN = re.compile(rb"(?:[\xe3-\xe9][\x80-\xbf]{2}){3,}")
+"""Three or more UTF-8 encoded kana / kanji in a row: in a CP932 file, a sign of UTF-8 text."""
+
+
+def _refuse_utf8(piece: bytes, offset: int, line: int) -> None:
+    """Raise DecodeError when a line of a CP932 `piece` is UTF-8 text: UTF-8 bytes often decode as
+    valid CP932 too, as mojibake (ヤマダ becomes 繝､繝槭...), so decoding alone does not catch it."""
+    for match in _UTF8_RUN.finditer(piece):
+        start = piece.rfind(b"\n", 0, match.start()) + 1
+        end = piece.find(b"\n", match.end())
+        raw = piece[start : end if end >= 0 else len(piece)].rstrip(b"\r")
+        try:
+            as_utf8 = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # CP932 text that happens to look like UTF-8 for a few bytes
+        at_line = line + piece.count(b"\n", 0, start)
+        sample = match.group().decode("utf-8")[:8]
+        raise DecodeError(
+            f"mixed encodings: line {at_line} is UTF-8 text in a cp932 file ({sample!r} would be read as "
+            f"{match.group().decode('cp932', errors='replace')[:8]!r}): {as_utf8[:60]!r}",
+            offset=offset + start,
+            line=at_line,
+        )
+
+
 def decode_to_utf8(src: Path, dst: Path, encoding: str) -> int:
     """Decode `src` (in the registry `encoding`) into UTF-8 text at `dst`, streamed in chunks cut
     at line ends (``\\n`` is never inside a CP932 or UTF-8 character). A leading UTF-8 BOM is
@@ -308,6 +322,8 @@ def decode_to_utf8(src: Path, dst: Path, encoding: str) -> int:
                     offset += len(_UTF8_BOM)
             try:
                 text = piece.decode(codec)
+                if codec == "cp932":
+                    _refuse_utf8(piece, offset, line)
             except UnicodeDecodeError as exc:
                 at = offset + exc.start
                 at_line = line + piece.count(b"\n", 0, exc.start)
@@ -428,10 +444,18 @@ class _Reject:
 
 
 @dataclass
+class _Flag:
+    line: int
+    key: str
+    raw_line: str
+
+
+@dataclass
 class _Parsed:
     con: duckdb.DuckDBPyConnection
     records: int  # data records in the file: read + rejected
     rejects: list[_Reject]
+    flags: list[_Flag] = field(default_factory=list)
 
 
 def _line_numbers(path: Path, positions: Iterable[int]) -> dict[int, int]:
@@ -531,28 +555,86 @@ def _parse(decoded: Path, spec: _Spec, tmp: Path) -> _Parsed:
     ]
     records = con.execute("select count(*) from parsed").fetchone()[0] + len(rejects)
 
-    # Rows with an empty primary key: the upsert could not replace them on a rerun. Rejected too,
-    # with their line found by walking the records (only when there are such rows).
+    # Rows the upsert must not see (docs/reliability.md #18): an empty primary key (a rerun could
+    # not replace it), a control character in the key, and each earlier row of a key repeated in
+    # the file (the last one is kept, as the upsert would). Kana columns that hold other text land
+    # and are flagged. Lines are found by walking the records, only when there are such rows.
     pk = spec.table.primary_key
-    empty_pk = " or ".join(f"{_ident(c)} is null" for c in pk)
+    keys = [c for c in spec.table.columns if c.name in pk]
+    empty = " or ".join(
+        f"{_ident(c.name)} is null" + (f" or trim({_ident(c.name)}) = ''" if c.type == "string" else "") for c in keys
+    )
+    control = " or ".join(
+        f"regexp_matches({_ident(c.name)}, {_lit(CONTROL_CHARACTERS)})" for c in keys if c.type == "string"
+    )
+    kana = [c.name for c in spec.table.columns if c.name.endswith("_kana") and c.type == "string"]
+    not_kana = " or ".join(f"not regexp_full_match({_ident(c)}, {_lit(KANA)})" for c in kana)
     key_list = ", ".join(_ident(c) for c in pk)
-    bad = con.execute(f"select rowid, {key_list} from parsed where {empty_pk} order by rowid").fetchall()  # noqa: S608
-    if bad:
-        rejected_lines = {r.line for r in rejects}
-        wanted = {row[0]: [c for c, v in zip(pk, row[1:], strict=True) if v is None] for row in bad}
-        good_index = 0
-        for start, raw in _records(decoded):
-            if start in rejected_lines:
-                continue
-            if good_index in wanted:
-                cols = ", ".join(spec.label(c) for c in wanted[good_index])
+    found = con.execute(
+        f"""
+        with checked as (
+            select rowid as id, {key_list}, ({empty}) as empty_key, coalesce({control or "false"}, false) as control,
+                ({not_kana or "false"}) as not_kana
+            from parsed
+        ), ranked as (
+            select *, case when not (empty_key or control)
+                then max(id) over (partition by {key_list}, empty_key or control) end as winner
+            from checked
+        )
+        select id, {key_list}, empty_key, control, coalesce(winner <> id, false) as duplicate, winner,
+            coalesce(not_kana, false) as not_kana
+        from ranked where empty_key or control or winner <> id or coalesce(not_kana, false) order by id
+        """  # noqa: S608 (identifiers quoted)
+    ).fetchall()
+    flags: list[_Flag] = []
+    if found:
+        n = len(pk)
+        lines_of = _good_lines(
+            decoded, {r.line for r in rejects}, {r[0] for r in found} | {r[n + 4] for r in found if r[n + 3]}
+        )
+        bad_ids = []
+        for row in found:
+            rid, values, (is_empty, has_control, duplicate, winner, odd_kana) = row[0], row[1 : n + 1], row[n + 1 :]
+            start, raw = lines_of[rid]
+            key_text = ", ".join(f"{spec.label(c)}={v!r}" for c, v in zip(pk, values, strict=True))
+            if is_empty:
+                cols = ", ".join(
+                    spec.label(c) for c, v in zip(pk, values, strict=True) if v is None or not str(v).strip()
+                )
                 rejects.append(_Reject(start, f"empty primary key: {cols}", raw))
-            good_index += 1
-            if good_index > max(wanted):
-                break
-        con.execute(f"delete from parsed where {empty_pk}")  # noqa: S608
+            elif has_control:
+                rejects.append(_Reject(start, f"control character in primary key: {key_text}", raw))
+            elif duplicate:
+                rejects.append(
+                    _Reject(
+                        start, f"duplicate key {key_text}: line {lines_of[winner][0]} has the same key and is kept", raw
+                    )
+                )
+            if is_empty or has_control or duplicate:
+                bad_ids.append(rid)
+            elif odd_kana:
+                flags.append(_Flag(start, key_text, raw))
+        if bad_ids:
+            con.execute("delete from parsed where rowid in (select unnest(?))", [bad_ids])
         rejects.sort(key=lambda r: r.line)
-    return _Parsed(con, records, rejects)
+    return _Parsed(con, records, rejects, flags)
+
+
+def _good_lines(decoded: Path, rejected_lines: set[int], ids: set[int]) -> dict[int, tuple[int, str]]:
+    """(start line, raw text) of the rows of `parsed` whose rowid is in `ids` (rowids number the
+    records DuckDB read, in file order, skipping the rejected lines)."""
+    out: dict[int, tuple[int, str]] = {}
+    last = max(ids)
+    good_index = 0
+    for start, raw in _records(decoded):
+        if start in rejected_lines:
+            continue
+        if good_index in ids:
+            out[good_index] = (start, raw)
+        good_index += 1
+        if good_index > last:
+            break
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -778,8 +860,12 @@ class _Run:
             out.seconds["decode"] = time.perf_counter() - t0
             (tmp / "raw").unlink()
 
-            with open(decoded, encoding="utf-8", newline="") as f:
-                header = next(csv.reader(f), [])
+            try:
+                with open(decoded, encoding="utf-8", newline="") as f:
+                    header = next(csv.reader(f), [])
+            except csv.Error as exc:  # e.g. an unclosed quote: the "header" runs past the csv module's limit
+                reason = f"the header line cannot be read ({exc}; an unclosed quote?)"
+                return self.quarantine_file(out, reason, rows=ledger_rows, batch_id=batch_id)
             drift = describe_drift(header, spec.header)
             if drift:
                 return self.quarantine_file(out, drift, rows=ledger_rows, batch_id=batch_id, drift=True)
@@ -787,7 +873,7 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 parsed = _parse(decoded, spec, tmp)
-            except duckdb.Error as exc:
+            except (duckdb.Error, csv.Error) as exc:
                 return self.quarantine_file(out, f"the CSV cannot be read: {exc}", rows=ledger_rows, batch_id=batch_id)
             out.seconds["parse"] = time.perf_counter() - t0
             try:
@@ -847,6 +933,21 @@ class _Run:
                 "raw_line": [r.raw_line for r in parsed.rejects],
             }
             self.warehouse.add_rejects(pa.table(columns, schema=REJECTS_SCHEMA))
+        if parsed.flags:
+            n = len(parsed.flags)
+            flags = {
+                "batch_id": [batch_id] * n,
+                "source": [self.source.name] * n,
+                "table_name": [spec.table.name] * n,
+                "source_file": [name] * n,
+                "line": [f.line for f in parsed.flags],
+                "key": [f.key for f in parsed.flags],
+                "column_name": [", ".join(c.name for c in spec.table.columns if c.name.endswith("_kana"))] * n,
+                "value": [f.raw_line for f in parsed.flags],
+                "reason": ["not kana: a kana column holds characters other than kana (mojibake?)"] * n,
+            }
+            store_flags(self.warehouse, batch_id, spec.table.name, pa.table(flags, schema=FLAGS_SCHEMA))
+            log.error("ALERT %s/%s: %d row(s) flagged: not kana (raw._flags)", spec.feed, name, n)
         return b.result.rows, len(parsed.rejects)
 
 
