@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from yorisoi.orchestration.dag_defaults import POOL, TASK_TIMEOUT
+
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
@@ -49,6 +51,9 @@ def test_dag_file_imports_fast_and_declares_everything(path: Path, dagbag_loader
         for task in dag.tasks:
             assert task.owner == dag.owner, f"{dag_id}.{task.task_id}: owner differs"
             assert task.retries >= 1, f"{dag_id}.{task.task_id}: no retries"
+            if task.pool == POOL:  # a hung writer would hold the pool's one slot for ever
+                assert task.execution_timeout is not None, f"{dag_id}.{task.task_id}: no execution_timeout"
+                assert task.execution_timeout <= TASK_TIMEOUT, f"{dag_id}.{task.task_id}: execution_timeout"
 
 
 def _assets(condition) -> set[str]:

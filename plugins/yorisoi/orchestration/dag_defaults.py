@@ -14,6 +14,10 @@ log = logging.getLogger("yorisoi.dags")
 
 OWNER = "data-engineering"
 POOL = "duckdb_writer"  # one slot: DuckDB has a single writer, so warehouse writers queue here
+TASK_TIMEOUT = timedelta(hours=3)
+"""Every task's `execution_timeout` unless it sets a shorter one: a task that hangs (a source that
+trickles a byte at a time, a lock never released) must not hold the writer pool's one slot for
+ever (docs/reliability.md #18). Three hours is several times a full build at L."""
 
 
 def log_failure(context: dict) -> None:
@@ -48,5 +52,6 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
+    "execution_timeout": TASK_TIMEOUT,
     "on_failure_callback": [log_failure, alert_failure],
 }

@@ -24,7 +24,9 @@ def _doc(source: Source) -> str:
 - **Frequency (連携頻度):** `{source.schedule}` · **Method (連携方法):** {source.method}
 - **Connection:** Airflow connection `{source.conn_id}` (credentials live only there)
 - **Rerun:** clear a task or the run: the batch of that run is replaced, never duplicated.
-  Writers share the `{POOL}` pool (one slot), because DuckDB has a single writer.
+  Writers share the `{POOL}` pool (one slot), because DuckDB has a single writer; a task
+  stops after `{source.duration("execution_timeout", "2 hours")}` (registry `execution_timeout`) so a
+  source that hangs cannot hold the pool.
 
 | raw table | primary key | watermark | content |
 |---|---|---|---|
@@ -53,7 +55,12 @@ def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG:
                 raw_asset(child) for child in source.tables.values() if child.options.get("parent") == table.name
             ]
 
-            @task(task_id=f"land_{table.name}", pool=POOL, outlets=outlets)
+            @task(
+                task_id=f"land_{table.name}",
+                pool=POOL,
+                outlets=outlets,
+                execution_timeout=source.duration("execution_timeout", "2 hours"),
+            )
             def land(table_name: str, kind: str, run_id: str | None = None, data_interval_end=None) -> dict:
                 from yorisoi.orchestration.ingest import TASKS  # DuckDB and Arrow load when the task runs, not at parse
 
