@@ -189,3 +189,38 @@ def test_a_watermark_already_in_the_future_comes_back(engine: sa.Engine, source:
     assert warehouse.get_watermark(source.tables["customers"]) == (NOW - dt.timedelta(hours=1)).isoformat()
     ids = {r[0] for r in _q(warehouse, "select customer_id from raw.oms__customers")}
     assert "C003" in ids
+
+
+ORDER_COLUMNS = [
+    *("order_no", "customer_code", "order_channel", "subscription_id", "ordered_at", "shipped_at", "status"),
+    *("subtotal", "discount", "shipping_fee", "points_used", "points_earned", "total", "updated_at"),
+]
+ORDERS = sa.Table(
+    "orders",
+    sa.MetaData(),
+    *(sa.Column(c, sa.DateTime() if c.endswith("_at") else sa.String(40)) for c in ORDER_COLUMNS),
+)  # amounts kept as text, as some back offices do
+
+
+def test_a_non_numeric_amount_rejects_that_row_and_the_table_lands(
+    engine: sa.Engine, source: Source, warehouse: Warehouse
+) -> None:
+    day = dt.datetime(2026, 10, 30, 12, 0)
+
+    def order(no: str, total: str, minutes: int) -> dict:
+        row = dict.fromkeys(ORDER_COLUMNS)
+        row.update(order_no=no, customer_code="C001", status="shipped", ordered_at=day, total=total)
+        return row | {"updated_at": day + dt.timedelta(minutes=minutes)}
+
+    with engine.begin() as conn:
+        ORDERS.create(conn)
+        conn.execute(ORDERS.insert(), [order("J1", "3300", 1), order("J2", "abc", 2), order("J3", "5500", 3)])
+    run = ingest_oms(
+        warehouse, source, engine, run_id="r1", load_date=LOAD_DATE, tables=["orders"], now=NOW, chunk_rows=2
+    )
+    assert run["orders"].rows == 2
+    assert _q(warehouse, "select order_id, total from raw.oms__orders order by 1") == [("J1", 3300), ("J3", 5500)]
+    [(line, reason, raw)] = _q(warehouse, "select line, reason, raw_line from raw._rejects")
+    assert line == 2 and reason == "record order_id='J2': bad value in column total: 'abc' is not a whole number"
+    assert json.loads(raw)["total"] == "abc"
+    assert warehouse.get_watermark(source.tables["orders"]) == "2026-10-30T12:03:00"

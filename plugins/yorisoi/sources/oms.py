@@ -25,7 +25,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -534,6 +534,30 @@ def _chunk_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _chunk_without_bad_rows(
+    rows: Sequence[Sequence[object]],
+    names: Sequence[str],
+    entity: str,
+    codes: dict[str, _CodeTable],
+    rows_before: int,
+    on_bad_row: Callable[[int, str, dict], None],
+) -> pa.Table:
+    """The error path of a chunk holding a bad value: type each row alone to find the bad ones,
+    hand each to `on_bad_row` (position in the read, reason naming the column), keep the rest."""
+    probe = {column: _CodeTable(table.codes) for column, table in codes.items()}
+    kept = []
+    for i, row in enumerate(rows):
+        try:
+            _chunk_table([row], names, entity, probe)
+        except _BadValue as exc:
+            record = dict(zip(names, row, strict=True))
+            key = ", ".join(f"{c}={record.get(c)!r}" for c in KEYS[entity] if c in record)
+            on_bad_row(rows_before + i + 1, f"record {key}: bad value in {exc}", record)
+        else:
+            kept.append(row)
+    return _chunk_table(kept, names, entity, codes)
+
+
 # --------------------------------------------------------------------------------------------
 # Extraction
 # --------------------------------------------------------------------------------------------
@@ -580,6 +604,7 @@ def extract(
     since: datetime | None,
     watermark_column: str | None,
     chunk_rows: int = 50_000,
+    on_bad_row: Callable[[int, str, dict], None] | None = None,
 ) -> Iterator[pa.Table]:
     """Read one canonical entity from the OMS, yielding Arrow tables of at most `chunk_rows` rows
     (schema :func:`entity_schema`), through a server-side cursor so memory stays flat.
@@ -588,6 +613,9 @@ def extract(
         time; an aware datetime is converted); None reads the whole table.
     :param watermark_column: the canonical watermark column (e.g. ``updated_at``); rows come
         ordered by it. None: no filter, no order.
+    :param on_bad_row: called as ``on_bad_row(position, reason, row)`` for a row holding a value
+        that is not of its canonical type (a price of ``"abc"``), which is then left out; the rest
+        of the chunk is kept. None: such a value fails the extraction.
     :raises RegistryError: the table or a mapped column is not in the database.
     :raises ExtractError: the database failed during the read (the message names the entity and
         the rows read so far), or a value is not of its canonical type.
@@ -641,7 +669,9 @@ def extract(
                 try:
                     part = _chunk_table(rows, names, entity, codes)
                 except _BadValue as exc:
-                    raise fail(exc, f"bad value in {exc}") from exc
+                    if on_bad_row is None:
+                        raise fail(exc, f"bad value in {exc}") from exc
+                    part = _chunk_without_bad_rows(rows, names, entity, codes, rows_read, on_bad_row)
                 rows_read += len(rows)
                 yield part
     except sa.exc.DBAPIError as exc:
@@ -748,9 +778,17 @@ def ingest_oms(
         table = source.tables[name]
         batch_id = f"{run_id}:{name}"
         since = _since(warehouse, table, batch_id, overlap, now)
-        parts = extract(engine, mapping, name, since=since, watermark_column=table.watermark, chunk_rows=chunk_rows)
         findings = Findings(table, batch_id)
-        read = 0
+        parts = extract(
+            engine,
+            mapping,
+            name,
+            since=since,
+            watermark_column=table.watermark,
+            chunk_rows=chunk_rows,
+            on_bad_row=findings.reject,
+        )
+        read = rejected = 0
         try:
             with (
                 closing(parts),
@@ -759,8 +797,11 @@ def ingest_oms(
                 ) as batch,
             ):
                 for part in parts:
+                    # rows left out of this chunk for a bad value count in the positions of later chunks
+                    read += len(findings.rejects) - rejected
                     batch.write(screen(part, findings, first_line=read + 1, watermark=table.watermark, ceiling=now))
                     read += part.num_rows
+                    rejected = len(findings.rejects)
         except ExtractError as exc:
             raise ExtractError(
                 f"OMS source {source.name!r}, table {name!r}: {exc.reason} after {exc.rows_read} rows read; "
