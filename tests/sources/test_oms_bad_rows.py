@@ -224,3 +224,35 @@ def test_a_non_numeric_amount_rejects_that_row_and_the_table_lands(
     assert line == 2 and reason == "record order_id='J2': bad value in column total: 'abc' is not a whole number"
     assert json.loads(raw)["total"] == "abc"
     assert warehouse.get_watermark(source.tables["orders"]) == "2026-10-30T12:03:00"
+
+
+def test_reconciliation_lands_a_correction_older_than_the_overlap(
+    engine: sa.Engine, source: Source, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    from yorisoi.sources.reconcile import reconcile_oms
+
+    day = dt.datetime(2026, 10, 30, 12, 0)
+    _insert(engine, [_customer(f"C{i:03}", day - dt.timedelta(days=30 - i)) for i in range(1, 21)])
+    ingest_oms(warehouse, source, engine, run_id="r1", load_date=LOAD_DATE, tables=["customers"], now=NOW)
+    mark = warehouse.get_watermark(source.tables["customers"])
+    with engine.begin() as conn:  # corrected, stamped 14 days behind the watermark (the overlap is 3 days)
+        conn.execute(
+            CUSTOMERS.update()
+            .where(CUSTOMERS.c.customer_code == "C005")
+            .values(name_kanji="訂正 後", updated_at=day - dt.timedelta(days=24))
+        )
+        conn.execute(CUSTOMERS.delete().where(CUSTOMERS.c.customer_code == "C002"))
+    ingest_oms(warehouse, source, engine, run_id="r2", load_date=LOAD_DATE, tables=["customers"], now=NOW)
+    assert _q(warehouse, "select name from raw.oms__customers where customer_id = 'C005'") == [("山田 花子",)]
+
+    result = reconcile_oms(
+        warehouse, source, engine, run_id="w1", load_date=LOAD_DATE, tables=["customers"], now=NOW, workdir=tmp_path
+    )["customers"]
+    assert (result.source_rows, result.raw_rows, result.missing, result.changed) == (19, 20, 0, 1)
+    assert (result.landed, result.only_in_raw) == (1, 1)  # a deletion is reported, not applied
+    assert _q(warehouse, "select name, _batch_id from raw.oms__customers where customer_id = 'C005'") == [
+        ("訂正 後", "w1:customers:reconcile")
+    ]
+    assert warehouse.get_watermark(source.tables["customers"]) == mark  # reconciliation never moves it
+    again = reconcile_oms(warehouse, source, engine, run_id="w2", load_date=LOAD_DATE, tables=["customers"], now=NOW)
+    assert (again["customers"].missing, again["customers"].changed, again["customers"].landed) == (0, 0, 0)
