@@ -52,6 +52,9 @@ def _app() -> FastAPI:
         if index >= len(script):
             return JSONResponse({resource: []})
         records, next_info, host = script[index]
+        if "updated_at_min" in request.query_params:  # honoured, as Shopify does; updated_at_max is not
+            low = datetime.fromisoformat(request.query_params["updated_at_min"])
+            records = [r for r in records if datetime.fromisoformat(r["updated_at"]) >= low]
         headers = {}
         if next_info is not None:
             base = host or str(request.base_url).rstrip("/")
@@ -172,3 +175,31 @@ def test_a_trickling_response_hits_the_whole_request_deadline(shop: RunningApi) 
     with client(shop, deadline=0.5) as c, pytest.raises(ShopApiError, match=r"whole request took over 0.5 s"):
         c.get(c.resource_url("customers"))
     assert time.monotonic() - started < 5  # two attempts of half a second, not minutes
+
+
+def test_reconciliation_lands_a_correction_older_than_the_watermark(
+    shop: RunningApi, warehouse: Warehouse, source: Source, tmp_path: Path
+) -> None:
+    from yorisoi.sources.reconcile import reconcile_ecommerce
+
+    old = "2026-10-01T10:00:00+09:00"  # order() stamps 2026-10-30: order 3 sets the watermark
+    shop.app.state.pages["orders"] = [([order(1), order(2)], None, None)]
+    for o in shop.app.state.pages["orders"][0][0]:
+        o["updated_at"] = old
+    shop.app.state.pages["orders"][0][0].append(order(3))
+    with client(shop) as c:
+        ingest_ecommerce(warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
+        mark = warehouse.get_watermark(source.tables["orders"])
+        # Order 2 corrected (a new line price) but still stamped `old`: incremental reads skip it.
+        shop.app.state.pages["orders"][0][0][1]["line_items"][0]["price"] = "2900"
+        shop.app.state.pages["orders"][0][0][1]["total_price"] = "2900"
+        ingest_ecommerce(warehouse, source, c, run_id="r2", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
+        assert q(warehouse, "select total_price from raw.ecommerce__orders where id = 2") == [(3300,)]
+        result = reconcile_ecommerce(
+            warehouse, source, c, run_id="w1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL,
+            workdir=tmp_path,
+        )  # fmt: skip
+    assert (result["orders"].changed, result["orders"].landed, result["order_lines"].landed) == (1, 1, 1)
+    assert q(warehouse, "select total_price from raw.ecommerce__orders where id = 2") == [(2900,)]
+    assert q(warehouse, "select price from raw.ecommerce__order_lines where order_id = 2") == [(2900,)]
+    assert warehouse.get_watermark(source.tables["orders"]) == mark

@@ -77,31 +77,41 @@ def _summary(results: dict) -> dict:
     return {name: {"rows": r.rows, "files": r.files, "watermark": r.watermark} for name, r in results.items()}
 
 
-def ingest_ecommerce_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
+def _shop_client(source: Any) -> Any:
     from airflow.sdk import BaseHook
 
-    from ..sources.ecommerce import ShopClient, ingest_ecommerce
+    from ..sources.ecommerce import ShopClient
 
-    source = load_registry().source("ecommerce")
     conn = BaseHook.get_connection(source.conn_id)
     base = conn.host if "://" in (conn.host or "") else f"{conn.schema or 'http'}://{conn.host}"
     if conn.port:
         base += f":{conn.port}"
-    client = ShopClient(base, conn.password)
-    results = ingest_ecommerce(
-        warehouse(), source, client, run_id=run_id, load_date=load_date_of(run_end), tables=[table]
-    )
+    return ShopClient(base, conn.password, max_pages=int(source.options.get("max_pages", 200_000)))
+
+
+def _oms_engine(source: Any) -> Any:
+    import sqlalchemy
+    from airflow.sdk import BaseHook
+
+    return sqlalchemy.create_engine(sqlalchemy_url(BaseHook.get_connection(source.conn_id)))
+
+
+def ingest_ecommerce_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    from ..sources.ecommerce import ingest_ecommerce
+
+    source = load_registry().source("ecommerce")
+    with _shop_client(source) as client:
+        results = ingest_ecommerce(
+            warehouse(), source, client, run_id=run_id, load_date=load_date_of(run_end), tables=[table]
+        )
     return _summary(results)
 
 
 def ingest_oms_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
-    import sqlalchemy
-    from airflow.sdk import BaseHook
-
     from ..sources.oms import ingest_oms
 
     source = load_registry().source("oms")
-    engine = sqlalchemy.create_engine(sqlalchemy_url(BaseHook.get_connection(source.conn_id)))
+    engine = _oms_engine(source)
     try:
         results = ingest_oms(
             warehouse(), source, engine, run_id=run_id, load_date=load_date_of(run_end), tables=[table]
@@ -109,6 +119,29 @@ def ingest_oms_table(table: str, run_id: str, run_end: datetime | None = None) -
     finally:
         engine.dispose()
     return _summary(results)
+
+
+def reconcile_table(source_name: str, table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    """The weekly reconciliation of one OMS or shop table (yorisoi.sources.reconcile)."""
+    from ..sources import reconcile
+
+    source = load_registry().source(source_name)
+    load_date = load_date_of(run_end)
+    if source.kind == "api":
+        with _shop_client(source) as client:
+            results = reconcile.reconcile_ecommerce(
+                warehouse(), source, client, run_id=run_id, load_date=load_date, tables=[table]
+            )
+    else:
+        engine = _oms_engine(source)
+        try:
+            results = reconcile.reconcile_oms(
+                warehouse(), source, engine, run_id=run_id, load_date=load_date, tables=[table]
+            )
+        finally:
+            engine.dispose()
+    log.info("%s.%s reconciled:\n%s", source_name, table, reconcile.summary(results.values()))
+    return {name: r.to_dict() for name, r in results.items()}
 
 
 def ingest_sftp_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
