@@ -214,11 +214,30 @@ def eval_identity(
         str | None,
         typer.Option(help="generate, ingest and build a brand of this scale (XS, S, M, L) under var/eval first"),
     ] = None,
+    labelled_set: Annotated[
+        Path | None,
+        typer.Option(
+            "--set",
+            help="a labelled set (source exports + truth/): ingest, build and score it under var/eval/sets, "
+            "with Splink as a peer when installed",
+        ),
+    ] = None,
+    peer: Annotated[bool, typer.Option(help="with --set: also run Splink on the same records")] = True,
 ) -> None:
     """Identity resolution against the generator's ground truth: pairwise precision, recall and F1
     (all records and records that carry an identifier) and each match rule's contribution, as JSON."""
-    from .identity_eval import evaluate
+    from .identity_eval import evaluate, evaluate_set
 
+    if labelled_set:
+        try:
+            result = evaluate_set(labelled_set, paths.var_dir() / "eval" / "sets" / labelled_set.name, peer=peer)
+        except (FileNotFoundError, LookupError) as e:
+            typer.echo(f"yorisoi eval identity: {e}", err=True)
+            raise typer.Exit(2) from e
+        _print_identity(result, json_only)
+        if check and not result["meets_goal"]:
+            raise typer.Exit(1)
+        return
     if scale:
         from .scale_run import build, prepare
 
@@ -230,15 +249,26 @@ def eval_identity(
     except (FileNotFoundError, LookupError) as e:
         typer.echo(f"yorisoi eval identity: {e}", err=True)
         raise typer.Exit(2) from e
-    if json_only:
-        typer.echo(json.dumps(result, ensure_ascii=False, indent=1))
-    else:
-        console.print_json(json.dumps(result, ensure_ascii=False))
-        r = result["resolvable_records"]
-        verdict = "[green]meets[/green]" if result["meets_goal"] else "[red]misses[/red]"
-        console.print(
-            f"resolvable records: precision {r['precision']:.4f}, recall {r['recall']:.4f}, F1 {r['f1']:.4f} "
-            f"— {verdict} the goal (F1 ≥ {result['goal']['f1']}, precision ≥ {result['goal']['precision']})"
-        )
+    _print_identity(result, json_only)
     if check and not result["meets_goal"]:
         raise typer.Exit(1)
+
+
+def _print_identity(result: dict, json_only: bool) -> None:
+    if json_only:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=1))
+        return
+    console.print_json(json.dumps(result, ensure_ascii=False))
+    r = result["resolvable_records"]
+    verdict = "[green]meets[/green]" if result["meets_goal"] else "[red]misses[/red]"
+    console.print(
+        f"resolvable records: precision {r['precision']:.4f}, recall {r['recall']:.4f}, F1 {r['f1']:.4f} "
+        f"— {verdict} the goal (F1 ≥ {result['goal']['f1']}, precision ≥ {result['goal']['precision']})"
+    )
+    peer = result.get("splink") or {}
+    if peer.get("available"):
+        b = peer["best"]
+        console.print(
+            f"splink (best threshold {b['threshold']}): precision {b['precision']:.4f}, recall {b['recall']:.4f}, "
+            f"F1 {b['f1']:.4f}"
+        )

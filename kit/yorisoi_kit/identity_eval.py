@@ -282,3 +282,67 @@ def evaluate(warehouse: Path, truth_dir: Path) -> dict[str, Any]:
         "split_people": split,
         "split_people_all_records": split_all,
     }
+
+
+# --- Labelled sets -------------------------------------------------------------------------------
+# A labelled set is a folder with the four systems' exports in the brand's layout (ecommerce/,
+# oms/oms.sqlite, sftp/inbox/...), truth/source_records.parquet and manifest.json (e.g. the messy
+# sets of tests/identity/messy_identities.py). It is ingested by the real extractors, built by dbt
+# and scored; Splink, when installed, links the same staged records as a peer.
+SET_TABLES = {
+    "ecommerce": ["customers"],
+    "oms": ["customers"],
+    "sftp": ["pos_members", "line_friends", "line_id_links"],
+}
+
+
+def ingest_set(folder: Path, work: Path) -> Any:
+    """Ingest the labelled set `folder` into a fresh warehouse under `work`; returns the ScaleRun."""
+    import shutil
+
+    from yorisoi.sources.landing import Lake, Warehouse
+
+    from .scale_run import ScaleRun, ingest_back_office, ingest_drop_folder, ingest_shop
+
+    for part in ("ecommerce", "oms", "sftp", "truth"):
+        if not (folder / part).is_dir():
+            raise FileNotFoundError(f"{folder} is not a labelled set: no {part}/ folder")
+    if work.exists():
+        shutil.rmtree(work)
+    sources = work / "sources"
+    # The drop folder is consumed (files move to processed/): ingest a copy, never the set.
+    shutil.copytree(folder / "sftp", sources / "sftp")
+    if (folder / "manifest.json").is_file():
+        shutil.copy(folder / "manifest.json", sources / "manifest.json")
+    wh = Warehouse(work / "warehouse.duckdb", Lake(work / "lake"))
+    run = ScaleRun("set", work, "customers")
+    run.ingest.append(ingest_shop(folder, wh, "set-1", SET_TABLES["ecommerce"]))
+    run.ingest.append(ingest_back_office(folder, wh, "set-1", SET_TABLES["oms"]))
+    run.ingest.append(ingest_drop_folder(sources, wh, work, "set-1", SET_TABLES["sftp"]))
+    return run
+
+
+def evaluate_set(folder: Path, work: Path, *, peer: bool = True, quiet: bool = True) -> dict[str, Any]:
+    """Ingest, build (identity resolution only) and score the labelled set `folder`; with `peer`,
+    also Splink on the same staged records (see identity_peer)."""
+    import os
+    import time
+
+    from .scale_run import build
+
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8")) if (folder / "manifest.json").is_file() else {}
+    run = ingest_set(folder, work)
+    os.environ.setdefault("YORISOI_AS_OF", str(manifest.get("as_of") or "2026-10-31")[:10])
+    built = build(run, select="+bridge_customer_identities", quiet=quiet)
+    result = evaluate(run.warehouse, folder / "truth")
+    result["set"] = {"folder": str(folder), **{k: manifest.get(k) for k in ("generator", "seed", "people")}}
+    result["build_seconds"] = round(built["seconds"], 2)
+    if peer:
+        from .identity_peer import splink_peer
+
+        t0 = time.perf_counter()
+        result["splink"] = splink_peer(run.warehouse, folder / "truth")
+        if result["splink"].get("available"):
+            result["splink"]["seconds"] = round(time.perf_counter() - t0, 2)
+    return result

@@ -62,7 +62,13 @@ def test_null_in_null_out(conn: duckdb.DuckDBPyConnection, function: str) -> Non
 def test_sql_equals_python_on_a_table(conn: duckdb.DuckDBPyConnection) -> None:
     values = ["ﾔﾏﾀﾞ ﾀﾛｳ", "ＴＡＲＯ＠Example.COM", "090 1234 5678", "〒１２３－４５６７", None, "", "+81 (0)3 1234 5678"]
     conn.register("t", pa.table({"i": range(len(values)), "v": pa.array(values, pa.string())}))
-    pairs = [(name, getattr(normalize, name.removeprefix("yorisoi_"))) for name in UDF_NAMES[:-1]]
+    # The normalisers (the readings' UDF is checked against its Python twin in test_readings.py).
+    pairs = [
+        (name, getattr(normalize, name.removeprefix("yorisoi_")))
+        for name in UDF_NAMES[:-1]
+        if hasattr(normalize, name.removeprefix("yorisoi_"))
+    ]
+    assert len(pairs) == len(UDF_NAMES) - 2
     select = ", ".join(f"list({name}(v) order by i)" for name, _ in pairs)
     got = conn.execute(f"select {select} from t").fetchone()
     assert list(got) == [[fn(v) for v in values] for _, fn in pairs]

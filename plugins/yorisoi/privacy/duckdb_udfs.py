@@ -6,10 +6,11 @@ In a dbt-duckdb profile:
       - module: yorisoi.privacy.duckdb_udfs
 
 registers, on every connection dbt opens, VARCHAR -> VARCHAR functions yorisoi_norm_email,
-yorisoi_norm_phone, yorisoi_norm_kana, yorisoi_fold_kana, yorisoi_norm_postal, yorisoi_norm_name and
-yorisoi_match_key (lowercase hex HMAC-SHA256). All map NULL to NULL. It also puts the HMAC key
-pads into each cursor's session variables, for the native SQL HMAC that dbt's match_key macro
-uses on DuckDB (same result as yorisoi_match_key, about 2.5 times faster).
+yorisoi_norm_phone, yorisoi_norm_kana, yorisoi_fold_kana, yorisoi_norm_postal, yorisoi_norm_name,
+yorisoi_name_readings (privacy/readings.py) and yorisoi_match_key (lowercase hex HMAC-SHA256).
+All map NULL to NULL. It also puts the HMAC key pads into each cursor's session variables, for
+the native SQL HMAC that dbt's match_key macro uses on DuckDB (same result as
+yorisoi_match_key, about 2.5 times faster).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-from . import normalize
+from . import normalize, readings
 from .keys import MatchKeyError, hmac_sha256_arrow, match_key_secret
 from .normalize import ArrowStrings
 
@@ -35,6 +36,7 @@ _NORMALISERS: dict[str, Callable[[ArrowStrings], ArrowStrings]] = {
     "yorisoi_fold_kana": normalize.fold_kana_arrow,
     "yorisoi_norm_postal": normalize.norm_postal_arrow,
     "yorisoi_norm_name": normalize.norm_name_arrow,
+    "yorisoi_name_readings": readings.name_readings_arrow,
 }
 UDF_NAMES: tuple[str, ...] = (*_NORMALISERS, "yorisoi_match_key")
 

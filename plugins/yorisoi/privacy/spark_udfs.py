@@ -6,15 +6,16 @@ On a SparkSession, before dbt-spark (`method: session`) runs the project:
     register(spark)            # or register(spark, secret=b"...")
 
 registers STRING -> STRING pandas UDFs yorisoi_norm_email, yorisoi_norm_phone, yorisoi_norm_kana,
-yorisoi_fold_kana, yorisoi_norm_postal, yorisoi_norm_name and yorisoi_match_key (lowercase hex
-HMAC-SHA256) as temporary functions of that session. They call the same Arrow implementations as the
-DuckDB UDFs (yorisoi.privacy.normalize *_arrow and keys.hmac_sha256_arrow), so a key computed on
-Spark equals the key computed on DuckDB. All map NULL to NULL.
+yorisoi_fold_kana, yorisoi_norm_postal, yorisoi_norm_name, yorisoi_name_readings and
+yorisoi_match_key (lowercase hex HMAC-SHA256) as temporary functions of that session. They call the
+same Arrow implementations as the DuckDB UDFs (yorisoi.privacy.normalize *_arrow, readings and
+keys.hmac_sha256_arrow), so a key computed on Spark equals the key computed on DuckDB. All map NULL
+to NULL.
 
 The functions run in Spark's Python workers, so every executor needs this package (and pyarrow,
-pandas, numpy, phonenumbers) installed. Temporary functions belong to one session: register them on
-the session dbt will use (dbt-spark's session method takes SparkSession.builder.getOrCreate(), i.e.
-the one already active in the process).
+pandas, numpy, phonenumbers, sudachipy and sudachidict-core) installed. Temporary functions belong
+to one session: register them on the session dbt will use (dbt-spark's session method takes
+SparkSession.builder.getOrCreate(), i.e. the one already active in the process).
 
 The match-key secret is captured in the UDF and so shipped, inside the serialised function, to the
 executors with each task (they need it to hash). Given as `secret`, that value is used; otherwise
@@ -33,7 +34,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import normalize
+from . import normalize, readings
 from .keys import MissingMatchKey, hmac_sha256_arrow, match_key_secret
 from .normalize import ArrowStrings
 
@@ -49,6 +50,7 @@ _NORMALISERS: dict[str, Callable[[ArrowStrings], ArrowStrings]] = {
     "yorisoi_fold_kana": normalize.fold_kana_arrow,
     "yorisoi_norm_postal": normalize.norm_postal_arrow,
     "yorisoi_norm_name": normalize.norm_name_arrow,
+    "yorisoi_name_readings": readings.name_readings_arrow,
 }
 UDF_NAMES: tuple[str, ...] = (*_NORMALISERS, "yorisoi_match_key")
 

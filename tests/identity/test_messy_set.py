@@ -1,0 +1,95 @@
+"""The independent messy generator and `yorisoi eval identity --set` on it (ingested by the real
+extractors, built by dbt, scored, Splink as a peer)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from messy_identities import DEV_SEEDS, EVAL_SEEDS, JUNK_PHONES, Messy
+from typer.testing import CliRunner
+
+from yorisoi.cli import app
+
+
+def _built(seed: int, people: int) -> Messy:
+    m = Messy(seed, people)
+    m.make_people()
+    m.make_records()
+    return m
+
+
+def test_seeds_apart_and_deterministic() -> None:
+    assert not set(DEV_SEEDS) & set(EVAL_SEEDS)
+    a, b, c = _built(DEV_SEEDS[1], 120), _built(DEV_SEEDS[1], 120), _built(DEV_SEEDS[2], 120)
+    assert (a.truth, a.ec, a.oms, a.pos) == (b.truth, b.ec, b.oms, b.pos)
+    assert a.ec != c.ec
+
+
+def test_habits_present() -> None:
+    m = _built(DEV_SEEDS[0], 600)
+    by_id = {p.id: p for p in m.people}
+    # Households: one mobile given by several people with different given names.
+    givers: dict[str, set[int]] = defaultdict(set)
+    for p in m.people:
+        if p.uses_phone and p.uses_phone.startswith("0") and p.uses_phone[:3] in ("090", "080", "070"):
+            givers[p.uses_phone].add(p.id)
+    shared = [ids for ids in givers.values() if len({by_id[i].given for i in ids}) > 1]
+    assert len(shared) >= 10
+    # Namesakes: different people with the same kanji name and birthday, in different homes.
+    seen: dict[tuple, list[int]] = defaultdict(list)
+    for p in m.people:
+        seen[(p.surname[0], p.given[0], p.birth)].append(p.id)
+    namesakes = [ids for ids in seen.values() if len({by_id[i].household.id for i in ids}) > 1]
+    assert len(namesakes) >= 3
+    # Junk values, only-kanji and only-kana records, several export shapes.
+    phones = [r["phone"] for r in m.ec] + [r["phone"] for r in m.oms] + [r["電話番号"] for r in m.pos]
+    assert any(p and p.replace("-", "") in {j.replace("-", "") for j in JUNK_PHONES} for p in phones)
+    assert any(r["last_name_kana"] is None and r["last_name"] for r in m.ec)  # kanji only
+    assert all(r["氏名カナ"] for r in m.pos)  # store cards: kana only
+    assert any(r["first_name"] == "" for r in m.ec) and any(r["first_name"] for r in m.ec)  # whole vs split
+    assert any((r["postal_code"] or "").startswith("〒") for r in m.oms)  # the OMS's legacy shape
+    assert any(r["postal_code"] and r["postal_code"].isdigit() for r in m.oms)  # and its current one
+    assert any(r["氏名カナ"].isascii() is False and "ｱ" <= r["氏名カナ"][0] <= "ﾝ" for r in m.pos)  # half-width
+    assert any(r["phone"] is None for r in m.oms) and any(r["郵便番号"] is None for r in m.pos)
+
+
+def test_set_ingested_and_scored(messy_set: Path, messy_result: dict) -> None:
+    truth = pq.read_table(messy_set / "truth" / "source_records.parquet").to_pylist()
+    per_source = defaultdict(int)
+    for row in truth:
+        per_source[row["source"]] += 1
+    # Every exported record reached the warehouse and the bridge: nothing lost on the way.
+    assert {s: v["truth"] for s, v in messy_result["records"].items()} == dict(per_source)
+    assert {s: v["predicted"] for s, v in messy_result["records"].items()} == dict(per_source)
+    assert messy_result["truth_records_missing_from_prediction"] == 0
+    assert messy_result["set"]["seed"] == DEV_SEEDS[0]
+    r = messy_result["resolvable_records"]
+    assert 0 < r["precision"] <= 1 and 0 < r["recall"] <= 1
+    assert messy_result["build_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_splink_peer_on_the_same_records(messy_result: dict, messy_set: Path) -> None:
+    from yorisoi_kit.identity_peer import MODES, THRESHOLDS, splink_peer
+
+    peer = splink_peer(Path(messy_result["warehouse"]), messy_set / "truth")
+    assert peer["available"] is True
+    for mode in MODES:
+        by_threshold = peer[mode]["thresholds"]
+        assert set(by_threshold) == {str(t) for t in THRESHOLDS}
+        assert peer[mode]["best"]["f1"] == max(v["f1"] for v in by_threshold.values())
+        # Higher thresholds keep fewer pairs.
+        kept = [by_threshold[str(t)]["predicted_pairs"] for t in THRESHOLDS]
+        assert kept == sorted(kept, reverse=True)
+    assert peer["best"]["f1"] == max(peer[m]["best"]["f1"] for m in MODES)
+    assert 0.3 < peer["best"]["precision"] <= 1 and 0.3 < peer["best"]["recall"] <= 1
+
+
+def test_cli_set_not_a_set(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    out = CliRunner().invoke(app, ["eval", "identity", "--set", str(tmp_path / "empty"), "--no-peer"])
+    assert out.exit_code == 2
+    assert "not a labelled set" in out.stderr
