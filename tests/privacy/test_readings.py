@@ -62,9 +62,8 @@ def test_accuracy_and_speed_on_name_lists() -> None:
     names built from Faker's ja_JP lists (written apart from this project), and a candidate."""
     rng = random.Random(0)
     given = [*JaPerson.first_name_female_pairs, *JaPerson.first_name_male_pairs]
-    names = [
-        (last[0] + " " + first[0], fold_kana(last[1] + first[1])) for last in JaPerson.last_name_pairs for first in given
-    ]
+    surnames = JaPerson.last_name_pairs
+    names = [(last[0] + " " + first[0], fold_kana(last[1] + first[1])) for last in surnames for first in given]
     sample = rng.sample(names, 600)
     name_readings("田中 裕樹")  # load the dictionary outside the timing
     t0 = time.perf_counter()
