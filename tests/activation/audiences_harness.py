@@ -91,6 +91,12 @@ class TinyWarehouse:
         a state machine); read it through `connect()`."""
         wh = cls(Path(":memory:"))
         wh._memory = duckdb.connect()
+        # The export keys contact values with UDFs; on an in-memory database they live in the
+        # catalog every cursor shares, so they are registered once here, on the connection that
+        # outlives the cursors.
+        from yorisoi.privacy.duckdb_udfs import register
+
+        register(wh._memory, TEST_SECRET)
         return wh
 
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -160,6 +166,7 @@ class TinyWarehouse:
                     "cast(opened_at as timestamptz) as opened_at, "
                     "cast(clicked_at as timestamptz) as clicked_at from sends"
                 )
+            self._write_suppressed_contact_keys(con)
             for mart, rows in self.selections.items():
                 frame = pd.DataFrame(rows)
                 if frame.empty:
@@ -168,6 +175,47 @@ class TinyWarehouse:
                     con.execute(f"create or replace table marts.{mart} as select * from frame")
         finally:
             con.close()
+
+    def _write_suppressed_contact_keys(self, con: duckdb.DuckDBPyConnection) -> None:
+        """marts.suppressed_contact_keys as dbt leaves it, from the golden records alone (the
+        test warehouse has no source records): the keyed contact value, under TEST_SECRET, of
+        every person on every channel they are not deliverable on. Hashed here in Python, the
+        way the dbt model's match_key does."""
+        from yorisoi.activation.selection.membership import CONTACT_KEYS
+        from yorisoi.privacy.keys import hmac_sha256
+        from yorisoi.privacy.normalize import norm_email, norm_name, norm_phone, norm_postal
+
+        def value(channel: str, p: Mapping[str, Any]) -> str | None:
+            if channel == "email":
+                return norm_email(p["email"])
+            if channel in ("sms", "call"):
+                return norm_phone(p["phone"])
+            if channel == "line":
+                return p["line_user_id"]
+            postal, address = norm_postal(p["postal_code"]), norm_name(p["address"])
+            return f"{postal}|{address}" if postal and address else None
+
+        held: dict[tuple[str, str], list[str]] = {}
+        for p in self.people:
+            for channel, (key_type, _) in CONTACT_KEYS.items():
+                v = value(channel, p)
+                if v is not None and (p["person_id"], channel) not in self.deliverable:
+                    held.setdefault((channel, hmac_sha256(f"{key_type}|{v}", TEST_SECRET)), []).append(p["person_id"])
+        frame = pd.DataFrame(  # noqa: F841 (read by DuckDB's replacement scan)
+            [
+                {
+                    "contact_key_id": f"{channel}:{key}",
+                    "channel": channel,
+                    "key_type": CONTACT_KEYS[channel][0],
+                    "contact_key": key,
+                    "suppressed_records": len(people),
+                    "example_record": min(people),
+                }
+                for (channel, key), people in held.items()
+            ],
+            columns=["contact_key_id", "channel", "key_type", "contact_key", "suppressed_records", "example_record"],
+        )
+        con.execute("create or replace table marts.suppressed_contact_keys as select * from frame")
 
 
 def cart_rows(person_ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -35,8 +35,13 @@ import pyarrow as pa
 
 CHANNELS: tuple[str, ...] = ("email", "line", "sms", "dm", "call")
 # The consent marts, the golden record, and the bridge the tests map oracle records through.
-TARGET_MODELS: tuple[str, ...] = ("deliverable_customers", "dim_customers", "bridge_customer_identities")
-DBT_SELECT = "+deliverable_customers +dim_customers +bridge_customer_identities"
+TARGET_MODELS: tuple[str, ...] = (
+    "deliverable_customers",
+    "dim_customers",
+    "bridge_customer_identities",
+    "suppressed_contact_keys",
+)
+DBT_SELECT = " ".join(f"+{m}" for m in TARGET_MODELS)
 APPEND_ONLY_MODELS = frozenset({"erasure_tombstones"})  # incremental: new unique keys appended
 TEST_MATCH_KEY = "consent-tests-match-key-0123456789abcdef"  # >= 16 bytes; a test secret, not a credential
 JST_OFFSET = timedelta(hours=9)

@@ -561,6 +561,7 @@ def activate(
             allocation.person_ids(audience_name, cfg.channel, sync_kind(cfg)),
             con,
             variants=allocation.variants(audience_name),
+            secret=ctx.secret,
         )
     finally:
         con.close()
@@ -579,7 +580,7 @@ def activate(
             record_set.records,
             interval=interval,
             mode=mode,
-            suppressed=suppression_check(cfg.channel, ctx.warehouse),
+            suppressed=suppression_check(cfg.channel, ctx.warehouse, secret=ctx.secret),
         )
     finally:
         destination.close()

@@ -12,6 +12,11 @@
   consent tables say) ∩ marts.deliverable_customers for the channel (docs/reliability.md #1: no consent,
   no send). A recipient key (email, phone, LINE ID) that any non-deliverable person also holds is
   left out too: a shared address whose other owner opted out is not written to.
+- **A contact key any suppressed record holds is never sent to** (docs/reliability.md #16): the
+  outgoing contact value of the channel (email, E.164 phone, LINE user ID, postal code with the
+  address for paper mail), normalised and keyed like the warehouse's match keys, must not be in
+  marts.suppressed_contact_keys, which holds the keys of every source record of every person
+  who may not be contacted on the channel, not only their golden values.
 - **Records** carry only the audience's columns for that destination, which validation already
   restricted to the destination's allow-list; the key goes in Record.key. A file export without
   raw contact data in its allow-list is scanned for anything that looks like an email address or
@@ -56,6 +61,17 @@ EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 PHONE_RE = re.compile(r"(?:\+\d{9,15}\b|\b0\d{1,4}-?\d{1,4}-?\d{4}\b)")
 _LOCKED = ("Could not set lock", "Conflicting lock", "database is locked")
 DELIVERABLE = "marts.deliverable_customers"  # 配信可能顧客: who may be contacted, per channel
+SUPPRESSED_KEYS = "marts.suppressed_contact_keys"  # keys held by any suppressed source record
+# channel -> (key type, the normalised value the channel reaches a person by, from a golden-record
+# row `{t}`): keyed as match_key('<key type>', value), the same as the dbt model
+# suppressed_contact_keys keys every source record.
+CONTACT_KEYS: dict[str, tuple[str, str]] = {
+    "email": ("email", "yorisoi_norm_email({t}.email)"),
+    "sms": ("phone", "yorisoi_norm_phone({t}.phone)"),
+    "call": ("phone", "yorisoi_norm_phone({t}.phone)"),
+    "line": ("line_user_id", "{t}.line_user_id"),
+    "dm": ("postal_address", "yorisoi_norm_postal({t}.postal_code) || '|' || yorisoi_norm_name({t}.address)"),
+}
 
 
 class MembershipError(RuntimeError):
@@ -92,6 +108,36 @@ def connect_warehouse(
         con.execute("set lock_configuration = true")
         return con
     raise AssertionError("unreachable")
+
+
+def contact_key_sql(channel: str, table: str) -> str:
+    """SQL of the keyed contact value of golden-record row `table` on `channel` (NULL without one).
+    Needs the yorisoi_* UDFs registered with the match-key secret (register_udfs(con, secret))."""
+    key_type, value = CONTACT_KEYS[channel]
+    return f"yorisoi_match_key('{key_type}|' || {value.format(t=table)})"
+
+
+def use_match_key(con: duckdb.DuckDBPyConnection, secret: bytes | None) -> None:
+    """The yorisoi_* UDFs on `con`, hashing with `secret` (None: the project's, read when first
+    used). A cursor on a database whose catalog already has them (another cursor of the same
+    in-memory database registered them) keeps those."""
+    try:
+        register_udfs(con, secret)
+    except duckdb.CatalogException as e:
+        if "already exists" not in str(e):
+            raise
+
+
+def held_keys_sql(con: duckdb.DuckDBPyConnection, channel: str) -> str:
+    """SQL selecting the contact keys suppressed records hold on `channel` (a literal channel from
+    CONTACT_KEYS); refuses when the mart is missing: without it no key can be proven clear."""
+    if channel not in CONTACT_KEYS:
+        raise MembershipError(f"unknown channel {channel!r}")
+    if not table_exists(con, "marts", "suppressed_contact_keys"):
+        raise MembershipError(
+            f"{SUPPRESSED_KEYS} is missing: rebuild the customer layer before exporting (docs/reliability.md #16)"
+        )
+    return f"select contact_key from {SUPPRESSED_KEYS} where channel = '{channel}'"
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -302,13 +348,16 @@ def build_records(
     *,
     variants: Mapping[str, str | None] | None = None,
     key_field: str | None = None,
+    secret: bytes | None = None,
 ) -> RecordSet:
     """Records for `destination` of the people in `person_ids` (the treatment members arbitration
     let through), re-checked now against deliverable_customers for the destination's channel.
     Only the audience's columns for this destination leave; the key is `key_field` (default the
     destination's). People without a key (no unshipped order for a 同梱物 list), keys that a
-    non-deliverable person also holds, and second holders of a key (the first person ID keeps
-    it) are left out and counted in `dropped`. Set-based in DuckDB; one Record per row at the end."""
+    non-deliverable person also holds, people whose contact value on the channel a suppressed
+    record holds (marts.suppressed_contact_keys, keyed with `secret`, default the project's), and
+    second holders of a key (the first person ID keeps it) are left out and counted in
+    `dropped`. Set-based in DuckDB; one Record per row at the end."""
     channel = destination.channel
     key_field = key_field or destination.key_field
     columns = audience.destination_columns(destination.name)
@@ -356,9 +405,12 @@ def build_records(
         )"""
     )
     fields_sql = ", ".join(f"{source[c]} as {c}" for c in dict.fromkeys(["person_id", "variant", *need]))
+    use_match_key(con, secret)
+    held_sql = held_keys_sql(con, channel)
     base_sql = f"""
         with {", ".join(ctes)}
-        select {fields_sql}, trim(cast({source[key_field]} as varchar)) as _key
+        select {fields_sql}, trim(cast({source[key_field]} as varchar)) as _key,
+            {contact_key_sql(channel, "customers")} as _contact_key
         from wanted as wanted
         join deliverable on deliverable.person_id = wanted.person_id
         join people as customers on customers.person_id = wanted.person_id
@@ -377,7 +429,11 @@ def build_records(
     final_sql = f"""
         with keyed as (select * from _export_rows where _key is not null and _key <> ''),
         blocked as ({blocked_sql}),
-        unblocked as (select * from keyed where _key not in (select _key from blocked where _key is not null)),
+        unblocked as (
+            select * from keyed
+            where _key not in (select _key from blocked where _key is not null)
+              and (_contact_key is null or _contact_key not in (select contact_key from _held_keys))
+        ),
         ranked as (select *, row_number() over (partition by _key order by person_id) as _rank from unblocked)
         select *,
             (select count(*) from _export_rows) as _n_base,
@@ -389,6 +445,7 @@ def build_records(
     con.register("wanted", wanted)
     try:
         con.execute(f"create or replace temp table _export_rows as {base_sql}", [*params, channel])
+        con.execute(f"create or replace temp table _held_keys as {held_sql}")
         table = con.sql(final_sql, params=[channel] if key_field in CONTACT_FIELDS else None).to_arrow_table()
         if table.num_rows:
             n_base, n_keyed, n_unblocked = (table.column(c)[0].as_py() for c in ("_n_base", "_n_keyed", "_n_unblocked"))
@@ -397,12 +454,14 @@ def build_records(
                 f"with keyed as (select * from _export_rows where _key is not null and _key <> ''), "
                 f"blocked as ({blocked_sql}) "
                 "select (select count(*) from _export_rows), (select count(*) from keyed), "
-                "(select count(*) from keyed where _key not in (select _key from blocked where _key is not null))",
+                "(select count(*) from keyed where _key not in (select _key from blocked where _key is not null) "
+                "and (_contact_key is null or _contact_key not in (select contact_key from _held_keys)))",
                 [channel] if key_field in CONTACT_FIELDS else [],
             ).fetchall()[0]
     finally:
         con.unregister("wanted")
         con.execute("drop table if exists _export_rows")
+        con.execute("drop table if exists _held_keys")
     dropped = {
         "not_deliverable_now": len(ids) - n_base,
         "no_key": n_base - n_keyed,
@@ -429,11 +488,13 @@ def suppression_check(
     warehouse: str | Path | None = None,
     *,
     connect: Callable[..., duckdb.DuckDBPyConnection] | None = None,
+    secret: bytes | None = None,
 ) -> Callable[[set[str]], set[str]]:
     """For engine.sync's `suppressed`: which of these people may NOT be contacted on `channel`
-    now (not in deliverable_customers, or no longer a contactable person). Re-read from the
-    warehouse on every call; when it cannot be read, everyone asked about counts as suppressed
-    (fail closed)."""
+    now (not in deliverable_customers, no longer a contactable person, or reached on the
+    channel by a contact value a suppressed record holds: marts.suppressed_contact_keys, keyed
+    with `secret`). Re-read from the warehouse on every call; when it cannot be read, everyone
+    asked about counts as suppressed (fail closed)."""
 
     def suppressed(person_ids: set[str]) -> set[str]:
         ids = {str(p) for p in person_ids}
@@ -450,7 +511,9 @@ def suppression_check(
             )
             return ids
         try:
+            use_match_key(con, secret)
             con.register("asked", pd.DataFrame({"person_id": sorted(ids)}))
+            key = contact_key_sql(channel, "c")
             ok = con.execute(
                 f"""
                 select asked.person_id from asked
@@ -458,9 +521,15 @@ def suppression_check(
                 join marts.dim_customers as c on c.person_id = asked.person_id
                 where not coalesce(c.is_test_account, false) and not coalesce(c.is_blacklisted, false)
                   and not coalesce(c.is_erased, false)
+                  and ({key} is null or {key} not in ({held_keys_sql(con, channel)}))
                 """,
                 [channel],
             ).fetchall()
+        except Exception as e:
+            log.warning(
+                "suppression check on %s failed (%s): holding back %d people", channel, str(e).splitlines()[0], len(ids)
+            )
+            return ids
         finally:
             con.close()
         return ids - {r[0] for r in ok}
