@@ -382,7 +382,8 @@ def _everyone_deliverable(monkeypatch) -> None:
     monkeypatch.setattr(TinyWarehouse, "write", write)
     monkeypatch.setattr(membership, "DELIVERABLE", "marts.everyone")
     # and no key held by a suppressed record is checked either (docs/reliability.md #16)
-    monkeypatch.setattr(membership, "held_keys_sql", lambda con, channel: "select null::varchar as contact_key where false")
+    no_keys = "select null::varchar as contact_key where false"
+    monkeypatch.setattr(membership, "held_keys_sql", lambda con, channel: no_keys)
 
 
 def _machine(tmp_path: Path) -> ExportMachine:
