@@ -28,6 +28,7 @@ from audiences_harness import (
 
 from yorisoi.activation import run
 from yorisoi.activation.delivery.store import ActivationStore
+from yorisoi.activation.selection.definitions import AudienceError
 from yorisoi.activation.selection.membership import EMAIL_RE, PHONE_RE, MembershipError
 
 PEOPLE = [f"P{i:05d}" for i in range(120)]
@@ -108,6 +109,7 @@ def test_the_dag_listens_to_the_assets_build_segments_emits() -> None:
 @pytest.fixture
 def mail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("YORISOI_ROLE", "admin")
     monkeypatch.delenv("YORISOI_AS_OF", raising=False)
     controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
     wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
@@ -265,6 +267,7 @@ def s3_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_endpoint: str):
     import json
 
     monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("YORISOI_ROLE", "admin")
     monkeypatch.setenv(
         "AIRFLOW_CONN_YORISOI_S3",
         json.dumps(
@@ -347,8 +350,10 @@ def test_an_s3_export_holds_only_allowed_columns_and_no_raw_contact_data(s3_env)
 
 
 def test_contact_data_smuggled_under_another_name_is_refused_before_anything_leaves(s3_env) -> None:
-    """An audience's SQL that renames dim_customers.email to an allowed column name is caught by
-    the scan of the records, and nothing reaches S3 (docs/reliability.md #14)."""
+    """An audience's SQL that renames dim_customers.email to an allowed column name is refused
+    by the lineage check when the audience loads; an email that comes from no tagged column (a
+    literal here) is still caught by the scan of the records. Nothing reaches S3
+    (docs/reliability.md #14, #20)."""
     folder, wh, store, doc, objects = s3_env
     s3 = next(d for d in doc["destinations"] if d["name"] == "s3_dm_vendor")
     s3["allowed_columns"] = [*s3["allowed_columns"], "note"]
@@ -361,6 +366,11 @@ def test_contact_data_smuggled_under_another_name_is_refused_before_anything_lea
         },
         "columns": ["full_name", "postal_code", "prefecture", "address", "variant", "note"],
         "destinations": [{"name": "s3_dm_vendor"}],
+    }
+    with pytest.raises(AudienceError, match=r"'note' derives from marts.dim_customers.email, tagged pii"):
+        make_context(folder, wh, [smuggler], store, destinations_doc=doc)
+    smuggler["selection"] = {
+        "sql": "select w.person_id, 'hanako@example.jp' as note from marts.trigger_dormant_winback as w"
     }
     ctx = make_context(folder, wh, [smuggler], store, destinations_doc=doc)
     write_dbt_results(ctx.dbt_results)

@@ -31,7 +31,9 @@ from yorisoi.activation.delivery.destinations.base import (
 from yorisoi.activation.delivery.engine import (
     DestinationUnavailable,
     InvalidRecords,
+    SyncDeferred,
     SyncError,
+    claimant_dead,
     idempotency_key,
     sync,
 )
@@ -432,16 +434,154 @@ def test_process_killed_after_claiming_then_rerun_delivers_everyone_exactly_once
     ledger = {row["key"]: row["status"] for row in store.ledger(AUDIENCE, fake.name, INTERVAL)}
     assert Counter(ledger.values()) == {"sent": 3, "claimed": 3}
 
-    # a rerun while the claim is fresh might race a live process: it leaves those rows alone
+    # the killed call ended: the rerun takes its claims over at once, under the same key
     summary = run(store, fake, users, clock)
-    assert summary.skipped == 3 and summary.delivered == 3
-    assert sum(fake.received.values()) == (9 if accepted else 6)
-
-    # once the claim is stale (the process is gone) the rerun takes it over, same key
-    summary = run(store, fake, users, clock, claim_lease=0)
-    assert summary.delivered == 3
+    assert summary.skipped == 0 and summary.delivered == 6
     assert fake.received == Counter({u.key: 1 for u in users})
     assert all(row["status"] == "sent" for row in store.ledger(AUDIENCE, fake.name, INTERVAL))
+
+
+# --------------------------------------------------------------------------------------------
+# docs/reliability.md #21: a dead claimant's claims are taken over; unsent rows never "succeed"
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_run_killed_with_sigkill_mid_send_is_taken_over_at_once_without_double_sends(tmp_path: Path) -> None:
+    """kill -9 of a real process after its second request was accepted, before it was confirmed:
+    the immediate rerun (default lease) finds the claimant's process gone, closes the dead run as
+    failed and resends its claims under their idempotency key, so each user gets one message."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from crash_harness import AUDIENCE as HARNESS_AUDIENCE
+    from crash_harness import KILLED_RUN, FileSendFake, received
+    from crash_harness import line_users as harness_users
+
+    url = f"sqlite:///{tmp_path / 'activation.sqlite'}"
+    out, ready = tmp_path / "line.jsonl", tmp_path / "ready"
+    harness = Path(__file__).with_name("crash_harness.py")
+    child = subprocess.Popen([sys.executable, str(harness), url, str(out), str(ready)])
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert child.poll() is None, f"the sending process ended early ({child.returncode})"
+            assert time.monotonic() < deadline, "the sending process never reached its second request"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    users = harness_users(9)
+    with ActivationStore(url) as store:
+        assert store.run(KILLED_RUN)["status"] == "running"
+        ledger = Counter(row["status"] for row in store.ledger(HARNESS_AUDIENCE, "line_multicast", INTERVAL))
+        assert ledger == {"sent": 3, "claimed": 3}
+
+        summary = sync(store, FileSendFake(out), HARNESS_AUDIENCE, users, interval=INTERVAL, run_id="rerun")
+
+        assert summary.delivered == 6 and summary.skipped == 0
+        assert received(out) == Counter({u.key: 1 for u in users})
+        killed = store.run(KILLED_RUN)
+        assert killed["status"] == "failed"
+        assert f"its process {child.pid}" in killed["error"] and "taken over by run rerun" in killed["error"]
+        assert store.run("rerun")["status"] == "succeeded"
+        assert all(row["status"] == "sent" for row in store.ledger(HARNESS_AUDIENCE, "line_multicast", INTERVAL))
+
+
+class BlockingSend(SendFake):
+    """Its ``block_on``-th request waits (before accepting) until ``release`` is set; later
+    requests (another run's too) go through."""
+
+    def __init__(self, block_on: int) -> None:
+        super().__init__(max_batch=3)
+        self.block_on = block_on
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+
+    def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
+        if len(self.calls) + 1 == self.block_on and not self.blocked.is_set():
+            self.blocked.set()
+            assert self.release.wait(60)
+        return super().deliver(operation, records, idempotency_key=idempotency_key)
+
+
+def test_rows_a_live_run_holds_leave_the_rerun_deferred_never_succeeded(tmp_path: Path, clock) -> None:
+    """A rerun while the first run is alive (mid-request) leaves that run's claims alone and ends
+    deferred, raising; once the first run finishes, a retry finds everything sent, each once."""
+    url = f"sqlite:///{tmp_path / 'activation.sqlite'}"
+    users = line_users(9)
+    fake = BlockingSend(block_on=2)
+    first: dict = {}
+
+    def first_run() -> None:
+        with ActivationStore(url) as own:
+            first["summary"] = run(own, fake, users, clock, run_id="first")
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert fake.blocked.wait(60)
+        with ActivationStore(url) as store, pytest.raises(SyncDeferred, match="left 3 row") as deferred:
+            run(store, fake, users, clock, run_id="second")
+    finally:
+        fake.release.set()
+        thread.join(60)
+    assert deferred.value.summary.delivered == 3  # the third batch nobody held
+    with ActivationStore(url) as store:
+        assert store.run("second")["status"] == "deferred"
+        assert "still alive" in store.run("second")["error"]
+        assert store.run("first")["status"] == "succeeded" and first["summary"].delivered == 6
+        retry = run(store, fake, users, clock, run_id="second")
+        assert retry.delivered == 0 and store.run("second")["status"] == "succeeded"
+    assert fake.received == Counter({u.key: 1 for u in users})
+
+
+@pytest.mark.parametrize(
+    ("claimant", "dead"),
+    [
+        ({"host": "other-host", "heartbeat_seconds_ago": 10}, None),
+        ({"host": "other-host", "heartbeat_seconds_ago": 600}, "no heartbeat from process"),
+        ({"ended": True}, "its sync ended"),
+        ({"pid": "gone"}, "is gone"),
+        ({"pid_started": "reused"}, "is gone"),
+        ({}, None),
+    ],
+    ids=["other host, beating", "other host, silent", "ended", "process gone", "pid reused", "this process"],
+)
+def test_a_claimant_is_dead_when_ended_gone_or_silent_past_the_lease(claimant: dict, dead: str | None) -> None:
+    import socket
+
+    from yorisoi.activation.delivery.engine import _process_started
+
+    now = datetime.now(UTC)
+    gone = 2**22 + 12345  # above Linux's pid_max default: no such process
+    row = {
+        "host": claimant.get("host", socket.gethostname()),
+        "pid": gone if claimant.get("pid") == "gone" else os.getpid(),
+        "pid_started": "1" if claimant.get("pid_started") == "reused" else _process_started(os.getpid()),
+        "heartbeat_at": now - timedelta(seconds=claimant.get("heartbeat_seconds_ago", 0)),
+        "ended_at": now if claimant.get("ended") else None,
+    }
+    why = claimant_dead(row, now, 120.0)
+    assert (why is None) if dead is None else (dead in why), why
+
+
+def test_a_live_claimant_beats_its_heartbeat_and_records_its_end(store, clock) -> None:
+    seen: list[dict] = []
+
+    class Watching(SendFake):
+        def deliver(self, operation, records, *, idempotency_key):
+            owners = {row["owner"] for row in store.ledger(AUDIENCE, self.name, INTERVAL)}
+            before = store.claimants(owners)
+            threading.Event().wait(1.3)  # longer than the heartbeat period at a 4 s lease
+            seen.extend([*before.values(), *store.claimants(owners).values()])
+            return super().deliver(operation, records, idempotency_key=idempotency_key)
+
+    run(store, Watching(max_batch=3), line_users(3), clock, claim_lease=4.0)
+    before, during = seen
+    assert during["heartbeat_at"] > before["heartbeat_at"] and during["ended_at"] is None
+    assert store.claimants([before["owner"]])[before["owner"]]["ended_at"] is not None
 
 
 @pytest.fixture

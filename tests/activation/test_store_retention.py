@@ -221,6 +221,7 @@ def test_old_rows_go_and_the_latest_members_and_the_snapshots_stay(store: Activa
         "sync_changelog": 3 + 1,  # sync-1100 (2 added, 1 rejected), sync-1800 (1 added)
         "sync_rejects": 1,
         "sync_runs": 2,
+        "sync_claimants": 0,
         "send_history": 0,
         "send_ledger": 0,
     }

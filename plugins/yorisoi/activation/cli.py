@@ -214,8 +214,15 @@ def run_(
     as_json: AsJson = False,
     audiences: AudiencesDir = None,
 ) -> None:
-    """Export an audience now (circuit breaker, members, arbitration, sync)."""
-    summaries = _summaries(audience, destination, audiences, as_of, mode="full" if full else "diff")
+    """Export an audience now (circuit breaker, members, arbitration, sync). Exit 1 when the
+    breaker skipped it or the sync stopped or was deferred with rows unsent."""
+    from .delivery.engine import SyncError
+
+    try:
+        summaries = _summaries(audience, destination, audiences, as_of, mode="full" if full else "diff")
+    except SyncError as e:
+        console.print(f"[red]{type(e).__name__}: {e}[/red]")
+        raise typer.Exit(1) from None
     _print(summaries, as_json)
     if any(s["status"] == "skipped" for s in summaries):
         raise typer.Exit(1)

@@ -572,6 +572,8 @@ def activate(
             raise
         log.warning("dry run of %s → %s plans without the destination (%s)", audience_name, destination_name, e)
         destination = PlanningDestination(config)
+    from .delivery.engine import SyncError
+
     try:
         summary = ctx.sync(
             ctx.store,
@@ -582,6 +584,10 @@ def activate(
             mode=mode,
             suppressed=suppression_check(cfg.channel, ctx.warehouse, secret=ctx.secret),
         )
+    except SyncError as stopped:  # deferred or failed part-way: what did leave is still logged
+        if mode in ("diff", "full"):
+            _audit(stopped.summary, ctx, audience_name, destination_name, cfg.channel)
+        raise
     finally:
         destination.close()
     if mode in ("diff", "full"):

@@ -20,11 +20,19 @@
    - *Send-type* destinations (no REMOVE: LINE multicast, SMS, email, DM / 同梱物 / S3 files) go
      through the ledger (docs/reliability.md #4): each batch is claimed in ``send_ledger`` *before* the
      call; a recipient already ``sent`` in the interval is skipped; a recipient another live run
-     claimed is skipped; a recipient whose claim ``failed`` or went stale (older than
-     ``claim_lease`` seconds: its process died) is taken over and resent in its original group
-     under the group's original idempotency key, so a destination that deduplicates by key (LINE's
-     ``X-Line-Retry-Key``) delivers it once. Removes only leave the snapshot: a sent message cannot
-     be recalled.
+     claimed is skipped; a recipient whose claim ``failed`` or whose claimant is dead is taken
+     over and resent in its original group under the group's original idempotency key, so a
+     destination that deduplicates by key (LINE's ``X-Line-Retry-Key``) delivers it once. Removes
+     only leave the snapshot: a sent message cannot be recalled.
+
+     A claimant is the sync call holding claims (``sync_claimants``, docs/reliability.md #21): it
+     registers its host, process ID and the process's start time before claiming, beats a
+     heartbeat from a thread while it runs and records its end when it returns or raises. It is
+     dead when it ended, when it ran on this host and its process is gone (``kill -9``: known at
+     once), or when its heartbeat is older than ``claim_lease`` seconds (another host). A rerun
+     first closes the dead claimants' runs still recorded ``running`` as ``failed``. Rows a live
+     claimant holds are left to it and the run ends ``deferred``, raising :class:`SyncDeferred`
+     (the task fails, alerts and is retried): rows left unsent never end a run ``succeeded``.
    - *List* destinations (ADD / UPDATE / REMOVE: an ESP list, a LINE audience) are idempotent by
      nature: the snapshot, written only after confirmation, is what makes a rerun send only the
      unconfirmed rows.
@@ -61,7 +69,10 @@ import json
 import logging
 import marshal
 import math
+import os
 import random
+import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -69,6 +80,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 from .destinations.base import (
@@ -87,7 +99,8 @@ from .store import NOT_CONFIRMED, PLANNED, REJECTED, SENT, SKIPPED, ActivationSt
 log = logging.getLogger(__name__)
 
 MODES = ("full", "diff", "dry_run", "test")
-DEFAULT_CLAIM_LEASE = 900.0  # seconds before a claim left by a dead process may be taken over
+DEFAULT_CLAIM_LEASE = 120.0  # seconds of heartbeat silence after which a claimant on another host is dead
+HEARTBEAT_SECONDS = 15.0  # how often a claimant beats (at most a quarter of the lease)
 BACKOFF_BASE = 0.5  # seconds: the first backoff, and the scale of the jitter
 BACKOFF_CAP = 60.0  # the longest computed backoff (a Retry-After is honoured in full)
 _KEY_NAMESPACE = uuid.UUID("8b5f3c1e-6a1d-4d5e-9a57-7f1a0c2b9e01")
@@ -135,6 +148,45 @@ class SyncError(RuntimeError):
 
 class DestinationUnavailable(SyncError):
     """A batch still failed transiently after ``max_attempts`` attempts: the run stopped."""
+
+
+class SyncDeferred(SyncError):
+    """Rows were left unsent because a live run holds their claims: the run is recorded
+    ``deferred`` (never ``succeeded``) and a retry sends what the other run did not."""
+
+
+def _process_started(pid: int) -> str | None:
+    """The start time of process ``pid`` (field 22 of /proc/<pid>/stat, clock ticks since boot),
+    or None where there is no /proc or no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    """Process ``pid`` runs and, when its start time was recorded, is the same process (a pid
+    reused by another process is not the claimant)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return started is None or _process_started(pid) in (None, started)
+
+
+def claimant_dead(claimant: Mapping[str, Any], now: datetime, lease: float) -> str | None:
+    """Why the claimant (a ``sync_claimants`` row) is dead, or None while it may still send."""
+    if claimant.get("ended_at") is not None:
+        return f"its sync ended at {claimant['ended_at']:%Y-%m-%d %H:%M:%S} UTC"
+    if claimant["host"] == socket.gethostname() and not _process_alive(claimant["pid"], claimant["pid_started"]):
+        return f"its process {claimant['pid']} on {claimant['host']} is gone"
+    silent = (now - claimant["heartbeat_at"]).total_seconds()
+    if silent > lease:
+        return f"no heartbeat from process {claimant['pid']} on {claimant['host']} for {silent:.0f} s"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,9 +405,80 @@ class _Sync:
         if status == SKIPPED:
             self.counts["skipped"] += len(rows)
 
+    # ---- the claimant: liveness for the ledger (docs/reliability.md #21) --------------------
+
+    def _close_dead_runs(self) -> None:
+        """Runs of this (audience, destination) still recorded ``running`` whose claimant died
+        end ``failed``, saying why; their claims are taken over by this run."""
+        now = datetime.now(UTC)
+        for claimant in self.store.running_claimants(self.audience, self.name):
+            why = claimant_dead(claimant, now, self.claim_lease)
+            if why is not None:
+                log.error("sync run %s died (%s): run %s takes over its claims", claimant["run_id"], why, self.run_id)
+                self.store.finish_run(
+                    claimant["run_id"],
+                    status="failed",
+                    counts={},
+                    finished_at=now,
+                    error=f"died: {why}; its claims are taken over by run {self.run_id}",
+                )
+
+    def _register(self) -> None:
+        pid = os.getpid()
+        self.store.register_claimant(
+            self.owner,
+            run_id=self.run_id,
+            host=socket.gethostname(),
+            pid=pid,
+            pid_started=_process_started(pid),
+            now=datetime.now(UTC),
+        )
+        self._stop_beating = threading.Event()
+        every = max(1.0, min(HEARTBEAT_SECONDS, self.claim_lease / 4))
+
+        def beat() -> None:
+            while not self._stop_beating.wait(every):
+                try:
+                    self.store.heartbeat(self.owner, datetime.now(UTC))
+                except Exception as exc:  # the next beat tries again; the lease allows a few misses
+                    log.warning("heartbeat of sync run %s failed: %s", self.run_id, exc)
+
+        self._heart = threading.Thread(target=beat, name=f"sync-heartbeat-{self.owner[:8]}", daemon=True)
+        self._heart.start()
+
+    def _unregister(self) -> None:
+        self._stop_beating.set()
+        self._heart.join()
+        self.store.heartbeat(self.owner, datetime.now(UTC), ended=True)
+
+    def _dead_owners(self, state: Mapping[str, LedgerRow], now: datetime) -> set[str]:
+        """Owners of other runs' open claims in ``state`` whose claimant is dead. A claim made
+        before claimants were recorded is dead once older than the lease."""
+        newest: dict[str, datetime] = {}
+        for row in state.values():
+            if row.status == "claimed" and row.owner and row.owner != self.owner:
+                newest[row.owner] = max(row.claimed_at, newest.get(row.owner, row.claimed_at))
+        known = self.store.claimants(newest)
+        stale_before = now - timedelta(seconds=self.claim_lease)
+        return {
+            owner
+            for owner, claimed_at in newest.items()
+            if (claimed_at < stale_before if owner not in known else claimant_dead(known[owner], now, self.claim_lease))
+        }
+
     # ---- the run --------------------------------------------------------------------------
 
     def run(self) -> SyncSummary:
+        if not (self.send_type and self.mode in ("diff", "full")):
+            return self._run()  # no ledger claims
+        self._close_dead_runs()
+        self._register()
+        try:
+            return self._run()
+        finally:
+            self._unregister()
+
+    def _run(self) -> SyncSummary:
         self.store.start_run(
             self.run_id,
             audience=self.audience,
@@ -383,6 +506,14 @@ class _Sync:
         except Exception as exc:
             self._finish("failed", f"{type(exc).__name__}: {exc}")
             raise SyncError(f"sync of {self.audience} to {self.name} failed: {exc}", self.summary()) from exc
+        if self.counts["deferred"]:
+            message = (
+                f"sync of {self.audience} to {self.name} ({self.interval}) left {self.counts['deferred']} row(s) "
+                "unsent: another run that is still alive holds their claims; a retry sends what it does not"
+            )
+            log.error(message)
+            self._finish("deferred", message)
+            raise SyncDeferred(message, self.summary())
         self._finish("succeeded")
         summary = self.summary()
         log.info(
@@ -587,11 +718,11 @@ class _Sync:
     def _send_with_ledger(self, kind: str, op: Operation, rows: list[Record], snapshot: str | None) -> SyncError | None:
         channel = self.destination.channel
         state = self.store.ledger_state(self.audience, self.name, self.interval)
-        now = datetime.now(UTC)
-        stale_before = now - timedelta(seconds=self.claim_lease)
         fresh: list[Record] = rows
         regroups: dict[str, list[Record]] = {}
+        dead: set[str] = set()
         if state:
+            dead = self._dead_owners(state, datetime.now(UTC))
             fresh = []
             done: list[Record] = []
             busy: list[Record] = []
@@ -601,12 +732,13 @@ class _Sync:
                     fresh.append(r)
                 elif row.status == SENT:
                     done.append(r)
-                elif row.status == "claimed" and row.owner != self.owner and row.claimed_at >= stale_before:
+                elif row.status == "claimed" and row.owner != self.owner and row.owner not in dead:
                     busy.append(r)
                 else:
                     regroups.setdefault(row.claim_id, []).append(r)
             self._log(kind, SKIPPED, done, "already sent in this interval")
-            self._log(kind, SKIPPED, busy, "claimed by another run that is still within its lease")
+            self._log(kind, SKIPPED, busy, "claimed by another run that is still alive: deferred")
+            self.counts["deferred"] += len(busy)
         group_sizes = Counter(row.claim_id for row in state.values()) if state else Counter()
         scope = (self.audience, self.name, self.interval, kind)
 
@@ -646,10 +778,17 @@ class _Sync:
                     claim_id=key,
                     owner=self.owner,
                     now=now,
-                    stale_before=now - timedelta(seconds=self.claim_lease),
+                    dead_owners=sorted(dead),
                 )
             if held is not None and len(held) < len(batch):
-                self._log(kind, SKIPPED, [r for r in batch if r.key not in held], "claimed by another run")
+                # another run claimed these since the ledger was read: sent by now, or still its own
+                latest = self.store.ledger_state(self.audience, self.name, self.interval)
+                lost = [r for r in batch if r.key not in held]
+                sent = [r for r in lost if (row := latest.get(r.key)) is not None and row.status == SENT]
+                pending = [r for r in lost if (row := latest.get(r.key)) is None or row.status != SENT]
+                self._log(kind, SKIPPED, sent, "already sent in this interval")
+                self._log(kind, SKIPPED, pending, "claimed by another run that is still alive: deferred")
+                self.counts["deferred"] += len(pending)
                 batch = [r for r in batch if r.key in held]
                 keys = list(map(attrgetter("key"), batch))
                 people = list(map(attrgetter("person_id"), batch))
@@ -890,10 +1029,12 @@ def sync(
     :param max_attempts: attempts per batch for transient errors, the first included.
     :param run_id: this run's ID (default: a new UUID); a rerun may reuse it.
     :param jitter: a number in [0, 1) per backoff (``random.random``).
-    :param claim_lease: seconds after which another run's unsettled claim counts as abandoned.
+    :param claim_lease: seconds of heartbeat silence after which another run's claimant counts
+        as dead (on this host a claimant whose process is gone is dead at once).
     :returns: the :class:`SyncSummary`.
     :raises InvalidRecords: the records break the contract; nothing was sent.
     :raises DestinationUnavailable: a batch kept failing transiently; the run stopped.
+    :raises SyncDeferred: a live run holds claims on some rows; they were left to it.
     :raises SyncError: another error stopped the run.
     """
     return _Sync(
@@ -925,9 +1066,11 @@ __all__ = [
     "DestinationUnavailable",
     "InvalidRecords",
     "LedgerRow",
+    "SyncDeferred",
     "SyncError",
     "SyncSummary",
     "check_records",
+    "claimant_dead",
     "fields_hash",
     "idempotency_key",
     "planned",

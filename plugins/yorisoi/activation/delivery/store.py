@@ -1,7 +1,7 @@
 # ruff: noqa: S608 - statements are assembled from this module's fixed table and column names; values are bound
 """What the activation layer remembers: members, runs, changes, rejects, snapshots and the ledger.
 
-:class:`ActivationStore` keeps seven tables in any SQLAlchemy database (created on first use). The
+:class:`ActivationStore` keeps eight tables in any SQLAlchemy database (created on first use). The
 embedded default is SQLite at ``<var>/activation/activation.sqlite`` in WAL mode with a busy
 timeout, every write transaction ``BEGIN IMMEDIATE`` so that several processes (Airflow mapped
 tasks) queue for the write lock instead of failing; PostgreSQL works the same (``postgresql+
@@ -14,7 +14,7 @@ table                  one row per
 ``audience_members``   (run, audience, person): who was in the audience, in which group (treatment
                        / control) and variant, when it was computed (written by the membership step)
 ``sync_runs``          sync run: audience, destination, interval, mode (full | diff | dry_run |
-                       test), status (running | succeeded | failed), counts, error
+                       test), status (running | succeeded | failed | deferred), counts, error
 ``sync_changelog``     change sent (or planned, or not sent) in a run: key, person, operation (add |
                        update | remove), status (succeeded | rejected | failed | skipped | planned),
                        the system's code and the reason (docs/reliability.md #8)
@@ -28,6 +28,9 @@ table                  one row per
                        sync call holding the claim
 ``send_history``       (audience, person): the ledger's sent rows that retention pruned, folded into
                        a count of run intervals, the first send and the last interval folded
+``sync_claimants``     ledger owner (one sync call): its run, host, process ID and the process's
+                       start time, its last heartbeat, and when it ended; what a rerun reads to
+                       tell a live claimant from a dead one (docs/reliability.md #21)
 =====================  ============================================================================
 
 Bulk writes never loop over rows in Python: a batch's keys travel as one JSON array (SQLite,
@@ -211,6 +214,19 @@ send_history = sa.Table(
     sa.Column("first_sent_at", UTCDateTime(), nullable=False),
     # every sent ledger row of this person and audience up to this interval has been folded
     sa.Column("last_interval", _NAME, nullable=False),
+)
+
+sync_claimants = sa.Table(
+    "sync_claimants",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("run_id", _NAME, nullable=False),
+    sa.Column("host", _NAME, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("pid_started", sa.String(40)),  # the process's start time (Linux /proc): a reused pid differs
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime()),  # the sync call returned or raised: it sends nothing more
+    sa.Index("ix_sync_claimants_run", "run_id"),
 )
 
 # The longest a claim can stay open before it is settled: sent_counts looks back this much before
@@ -410,6 +426,55 @@ class ActivationStore:
                 .values(status=status, finished_at=_utc(finished_at), error=error, **values)
             )
 
+    # ---- claimants: who holds ledger claims, and whether it still lives --------------------
+
+    def register_claimant(
+        self, owner: str, *, run_id: str, host: str, pid: int, pid_started: str | None, now: datetime
+    ) -> None:
+        """Record the sync call ``owner`` (its process) before it claims anything."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(sync_claimants),
+                {
+                    "owner": owner,
+                    "run_id": run_id,
+                    "host": host,
+                    "pid": pid,
+                    "pid_started": pid_started,
+                    "heartbeat_at": _utc(now),
+                    "ended_at": None,
+                },
+            )
+
+    def heartbeat(self, owner: str, now: datetime, *, ended: bool = False) -> None:
+        """The claimant is alive at ``now`` (``ended``: it returned and holds no send in flight)."""
+        values: dict[str, Any] = {"heartbeat_at": _utc(now)}
+        if ended:
+            values["ended_at"] = _utc(now)
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(sync_claimants).where(sync_claimants.c.owner == owner).values(**values))
+
+    def claimants(self, owners: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The registered claimants among ``owners`` (claims older than registration have none)."""
+        wanted = sorted({o for o in owners if o})
+        if not wanted:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(sa.select(sync_claimants).where(sync_claimants.c.owner.in_(wanted))).mappings()
+            return {row["owner"]: dict(row) for row in rows}
+
+    def running_claimants(self, audience: str, destination: str) -> list[dict[str, Any]]:
+        """Claimants whose run is still recorded ``running`` for (audience, destination), with
+        the run's record fields ``status`` and ``started_at``."""
+        c, r = sync_claimants.c, sync_runs.c
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(sync_claimants, r.status, r.started_at)
+                .join(sync_runs, r.run_id == c.run_id)
+                .where(r.audience == audience, r.destination == destination, r.status == "running")
+            ).mappings()
+            return [dict(row) for row in rows]
+
     def run(self, run_id: str) -> dict[str, Any] | None:
         """A run's record, or None."""
         with self._read() as conn:
@@ -559,13 +624,17 @@ class ActivationStore:
         claim_id: str,
         owner: str,
         now: datetime,
-        stale_before: datetime,
+        stale_before: datetime | None = None,
+        dead_owners: Sequence[str] = (),
     ) -> set[str]:
-        """Take over unconfirmed rows of group ``old_claim_id``: those ``failed``, or ``claimed``
-        before ``stale_before`` (their process died). Atomic: of two processes racing, the second
+        """Take over unconfirmed rows of group ``old_claim_id``: those ``failed``, those
+        ``claimed`` by one of ``dead_owners`` (the caller found their process dead), or, when
+        given, ``claimed`` before ``stale_before``. Atomic: of two processes racing, the second
         finds the rows freshly claimed and takes none. Returns the keys this owner now holds."""
         if not keys:
             return set()
+        stale = "claimed_at < :stale_before" if stale_before is not None else "false"
+        dead = ", ".join(f":dead_{i}" for i in range(len(dead_owners))) or "NULL"
         with self.engine.begin() as conn:
             for part in _chunks(len(keys)):
                 src, params = self._rows("src", ["k"], [_part(keys, part)])
@@ -575,7 +644,7 @@ class ActivationStore:
                     f"claimed_at = :now, done_at = NULL "
                     f'WHERE audience = :audience AND destination = :destination AND "interval" = :interval '
                     f"AND claim_id = :old_claim_id AND status <> :sent "
-                    f"AND (status = :failed OR claimed_at < :stale_before) "
+                    f"AND (status = :failed OR {stale} OR owner IN ({dead})) "
                     f"AND key IN (SELECT k FROM {src})",
                     {
                         "owner": owner,
@@ -588,10 +657,11 @@ class ActivationStore:
                         "old_claim_id": old_claim_id,
                         "sent": SENT,
                         "failed": FAILED,
-                        "stale_before": _utc(stale_before),
+                        **({"stale_before": _utc(stale_before)} if stale_before is not None else {}),
+                        **{f"dead_{i}": o for i, o in enumerate(dead_owners)},
                         **params,
                     },
-                    times=("now", "stale_before"),
+                    times=("now", "stale_before") if stale_before is not None else ("now",),
                 )
             return self._held(conn, audience, destination, interval, owner, claim_id)
 
@@ -1045,7 +1115,7 @@ class ActivationStore:
         - ``audience_members`` computed more than ``audience_members_days`` ago, except each
           audience's latest run (the one :meth:`last_members` returns, however old);
         - ``sync_runs`` started more than ``sync_days`` ago, with their ``sync_changelog`` and
-          ``sync_rejects`` rows (rows go with their run);
+          ``sync_rejects`` rows (rows go with their run); ``sync_claimants`` silent that long;
         - ``send_ledger`` rows sent (or, unsettled, claimed) more than ``send_ledger_days`` ago,
           the sent ones folded into ``send_history`` in the same transaction, so that
           :meth:`send_history` answers as before;
@@ -1066,6 +1136,8 @@ class ActivationStore:
             "sync_changelog": self._prune("sync_changelog", _OLD_RUN_ROWS, sync, dry_run),
             "sync_rejects": self._prune("sync_rejects", _OLD_RUN_ROWS, sync, dry_run),
             "sync_runs": self._prune("sync_runs", _OLD_RUNS, sync, dry_run),
+            # a claimant silent that long holds no claim a rerun has not taken over
+            "sync_claimants": self._prune("sync_claimants", "heartbeat_at < :cutoff", sync, dry_run),
         }
         ledger = {**cutoff(retention.send_ledger_days), "sent": SENT}
         with self._read() if dry_run else self.engine.begin() as conn:
