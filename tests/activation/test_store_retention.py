@@ -476,6 +476,7 @@ def test_the_command_prints_what_it_deletes_and_logs_it(tmp_path: Path, monkeypa
         "sync_changelog": "4",
         "sync_rejects": "1",
         "sync_runs": "2",
+        "sync_claimants": "0",
         "send_history": "1",
         "send_ledger": "1",
     }
