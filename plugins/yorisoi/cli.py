@@ -14,6 +14,7 @@ from .docs.cli import docs_app
 from .quality.cli import quality_app
 from .report.cli import report_app
 from .roles import roles_app
+from .sources.cli import sources_app
 
 app = typer.Typer(
     help="Yorisoi: warehouse-native customer data platform for D2C and mail-order brands.",
@@ -26,6 +27,7 @@ app.add_typer(docs_app, name="docs")
 app.add_typer(quality_app, name="quality")
 app.add_typer(activation_app, name="activation")
 app.add_typer(report_app, name="report")
+app.add_typer(sources_app, name="sources")
 
 try:
     from yorisoi_kit.cli import register as _register_kit

@@ -29,12 +29,15 @@ uses them.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "predicted CLV needs the optional dependency lifetimes: pip install 'yorisoi[clv]'"
 CUSTOMER_COL = "person_id"
@@ -331,7 +334,10 @@ def predict(
     summary = pd.DataFrame(
         {"frequency": s.frequency, "recency": s.recency, "T": s.tenure, "monetary_value": s.monetary}
     )
-    fitted = fit(summary, penalizer=penalizer)
+    clv_col = f"predicted_clv_{clv_days}d"
+    if len(summary) == 0:  # a brand without purchases yet (no order source, or none before as_of)
+        return _empty_prediction(customer_col, purchase_horizons_days, clv_col)
+    fitted = _fit_or_penalise(summary, penalizer)
     bgf, ggf = fitted.bgf, fitted.ggf
 
     # Distinct histories: one integer per (frequency, recency, T), all whole days.
@@ -355,7 +361,6 @@ def predict(
     )
     for h in purchase_horizons_days:
         out[f"expected_purchases_{h}d"] = expected_purchases(bgf, h, u_freq, u_rec, u_T)[inverse]
-    clv_col = f"predicted_clv_{clv_days}d"
     if ggf is not None and ggf.params_["q"] > 1:
         purchases = discounted_expected_purchases(
             bgf,
@@ -389,3 +394,42 @@ def as_of_or_today(value: str | None, time_zone: str | None = None) -> dt.date:
 
         return dt.datetime.now(ZoneInfo(time_zone) if time_zone else dt.UTC).date()
     return pd.Timestamp(text).date()
+
+
+def _fit_or_penalise(summary: pd.DataFrame, penalizer: float) -> FittedCLV:
+    """`fit`, and when the optimiser does not converge (a small brand, or one whose only order
+    source has few repeat buyers) again with a growing L2 penalty (0.001, 0.01, 0.1), logged, so
+    one mart's fit does not fail the whole segment build."""
+    from lifetimes.utils import ConvergenceError
+
+    for attempt in (penalizer, *(p for p in (0.001, 0.01, 0.1) if p > penalizer)):
+        try:
+            return fit(summary, penalizer=attempt)
+        except ConvergenceError:
+            if attempt >= 0.1:
+                raise
+            log.warning("CLV fit did not converge with penalizer %s on %d customers; retrying", attempt, len(summary))
+    raise AssertionError("unreachable")
+
+
+def _empty_prediction(customer_col: str, horizons: tuple[int, ...], clv_col: str) -> pd.DataFrame:
+    """predict's columns with no rows, typed as a fitted result would be (so the table and the
+    models reading it build the same, empty)."""
+    import pyarrow as pa
+
+    floats = [
+        "avg_repeat_order_value",
+        "p_alive",
+        *(f"expected_purchases_{h}d" for h in horizons),
+        clv_col,
+    ]
+    params = [f"bgnbd_{n}" for n in ("r", "alpha", "a", "b")] + [f"gg_{n}" for n in ("p", "q", "v")]
+    return pd.DataFrame(
+        {
+            customer_col: pd.Series([], dtype=pd.ArrowDtype(pa.string())),
+            **{c: pd.Series([], dtype="int64") for c in ("frequency", "recency_days", "tenure_days")},
+            **{c: pd.Series([], dtype="float64") for c in floats},
+            "as_of_date": pd.Series([], dtype=pd.ArrowDtype(pa.date32())),
+            **{c: pd.Series([], dtype="float64") for c in params},
+        }
+    )

@@ -29,6 +29,10 @@ CUSTOMER_LAYER = "tag:staging tag:intermediate +tag:marts +tag:analytics custome
 # customer layer's DAG leaves them to build_segments.
 SEGMENT_LAYER = "tag:segments tag:retention tag:triggers tag:targeting"
 
+# dbt commands that read the raw tables: every registry table's raw table is created (typed,
+# empty) before them, so a brand without some source builds empty models instead of failing.
+_READS_WAREHOUSE = frozenset({"build", "run", "test", "snapshot", "seed", "show", "compile", "docs"})
+
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +77,10 @@ def run_dbt(args: list[str], *, demo_key: bool = False, raise_on_failure: bool =
     follow a build (checks, evals, the demo's summary)."""
     env = {**os.environ, **dbt_env(demo_key=demo_key)}
     paths.warehouse_path().parent.mkdir(parents=True, exist_ok=True)
+    if _READS_WAREHOUSE & set(args):
+        from .sources.catalog import init_raw_tables
+
+        init_raw_tables()
     results_file = Path(env["DBT_TARGET_PATH"]) / "run_results.json"
     results_file.unlink(missing_ok=True)
     full = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]

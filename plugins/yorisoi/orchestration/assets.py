@@ -2,8 +2,9 @@
 or waits on, so a producer and its consumers can never spell the same table two ways.
 
 Raw tables come from the source registry (`include/sources/registry.yml`): the customer model
-waits on every raw table the registry declares, so a brand's own registry decides what triggers
-it. `tests/test_dag_integrity.py` checks that every asset a DAG waits on is some DAG's output."""
+waits on every raw table of the brand's enabled sources, so a brand's own registry decides what
+triggers it (a disabled source's table never lands, so nothing waits on it).
+`tests/test_dag_integrity.py` checks that every asset a DAG waits on is some DAG's output."""
 
 from __future__ import annotations
 
@@ -30,5 +31,5 @@ def mart_asset(name: str) -> Asset:
 
 
 def registry_raw_assets() -> list[Asset]:
-    """Every raw table of the registry (`$YORISOI_REGISTRY` when set), in registry order."""
-    return [raw_asset(t) for source in load_registry().sources.values() for t in source.tables.values()]
+    """Every enabled raw table of the registry (`$YORISOI_REGISTRY` when set), in registry order."""
+    return [raw_asset(t) for t in load_registry().tables(enabled_only=True)]

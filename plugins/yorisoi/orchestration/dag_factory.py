@@ -15,7 +15,7 @@ from .dag_defaults import DEFAULT_ARGS, POOL
 def _doc(source: Source) -> str:
     rows = "\n".join(
         f"| `raw.{t.raw_name}` | {', '.join(t.primary_key)} | {t.watermark or '—'} | {t.description} |"
-        for t in source.tables.values()
+        for t in source.enabled_tables().values()
     )
     return f"""
 ### Ingest {source.name}: {source.system}
@@ -34,9 +34,12 @@ def _doc(source: Source) -> str:
 """
 
 
-def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG:
-    """Build `ingest_<source>` from the registry entry of `source_name`."""
+def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG | None:
+    """Build `ingest_<source>` from the registry entry of `source_name`, with a task per enabled
+    table; None (no DAG) when the brand does not have the source (`enabled: false`)."""
     source = load_registry().source(source_name)
+    if not source.enabled:
+        return None
     with DAG(
         dag_id=f"ingest_{source.name}",
         description=f"Ingest {source.system} into the raw layer ({source.schedule}, {source.method}).",
@@ -48,11 +51,12 @@ def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG:
         tags=["ingest", source.name, source.kind],
         doc_md=_doc(source),
     ) as dag:
-        for table in source.tables.values():
+        tables = source.enabled_tables()
+        for table in tables.values():
             if table.options.get("parent"):
                 continue  # landed by its parent's task (order lines come with their orders)
             outlets = [raw_asset(table)] + [
-                raw_asset(child) for child in source.tables.values() if child.options.get("parent") == table.name
+                raw_asset(child) for child in tables.values() if child.options.get("parent") == table.name
             ]
 
             @task(

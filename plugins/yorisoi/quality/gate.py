@@ -47,6 +47,10 @@ def validate_layer(layer: str, *, run_name: str | None = None, tables: list[str]
     from .suites import SuiteError
     from .validate import validate
 
+    if layer == "raw":  # a source the brand lacks, or one not landed yet, has an empty raw table
+        from ..sources.catalog import init_raw_tables
+
+        init_raw_tables()
     try:
         result = validate(layer, run_name=run_name, tables=tables)
     except SuiteError as exc:  # a broken suite file: a retry cannot fix it

@@ -31,6 +31,7 @@ expectation; this module only checks the file's shape and names the file and lin
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..sources.registry import PROJECT_ROOT, load_registry
+from ..sources.registry import PROJECT_ROOT, Registry, load_registry
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -447,3 +448,60 @@ def expected_tables(layer: str) -> list[str]:
     if layer == "marts":
         return sorted(f"marts.{m}" for m in CONSUMED_MARTS)
     raise SuiteError(f"layer {layer!r} is not one of {list(LAYERS)}")
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What following the brand's registry did to the raw suites: the suites to run, the suites
+    left out (their table's source is disabled), and the expectations dropped (file:line and why)."""
+
+    specs: list[SuiteSpec]
+    skipped: list[str]
+    dropped: list[str]
+
+
+def follow_registry(specs: list[SuiteSpec], registry: Registry | None = None) -> Adapted:
+    """Fit the raw suites to what the brand has: a suite whose table belongs to a disabled source
+    is not run (its table exists empty: not a failure, no freshness); an expectation about a column
+    the mapping leaves out (always null in raw) is dropped, and so is freshness on such a column.
+    Suites of other layers, and of tables the registry does not know, are kept as written."""
+    from ..sources.catalog import mapped_columns, raw_schema
+
+    registry = registry or load_registry()
+    by_raw = {f"raw.{t.raw_name}": (registry.sources[t.source], t) for t in registry.tables()}
+    kept: list[SuiteSpec] = []
+    skipped: list[str] = []
+    dropped: list[str] = []
+    for spec in specs:
+        if spec.layer != "raw" or spec.table not in by_raw:
+            kept.append(spec)
+            continue
+        source, table = by_raw[spec.table]
+        if not table.enabled:
+            skipped.append(spec.name)
+            continue
+        mapped, schema = mapped_columns(source, table), raw_schema(table)
+        if mapped is None or schema is None:
+            kept.append(spec)
+            continue
+        unmapped = set(schema.names) - mapped
+
+        def about_unmapped(e: ExpectationSpec, unmapped: set[str] = unmapped) -> bool:
+            touched = {e.kwargs.get(k) for k in ("column", "column_A", "column_B")}
+            touched |= set(e.kwargs.get("column_list") or [])
+            return bool(touched & unmapped)
+
+        rows = tuple(e for e in spec.expectations if not about_unmapped(e))
+        freshness = spec.freshness_column if spec.freshness_column not in unmapped else None
+        table_rows = tuple(
+            e
+            for e in spec.table_expectations
+            if freshness is not None or e.kwargs.get("column") != "hours_since_latest"
+        )
+        for e in (*spec.expectations, *spec.table_expectations):
+            if e not in rows and e not in table_rows:
+                dropped.append(f"{spec.relpath}:{e.line}: {e.describe()}: not mapped for this brand")
+        kept.append(
+            dataclasses.replace(spec, expectations=rows, table_expectations=table_rows, freshness_column=freshness)
+        )
+    return Adapted(kept, skipped, dropped)

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from .. import paths
-from .suites import BATCH_COLUMN, SuiteSpec, load_suites
+from .suites import BATCH_COLUMN, SuiteSpec, follow_registry, load_suites
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ class LayerResult:
     docs_index: Path | None
     gx_import_seconds: float = 0.0
     docs_seconds: float = 0.0  # of `seconds`: pruning old results and rendering Data Docs
+    skipped: list[str] = field(default_factory=list)  # suites of disabled sources' tables (not run)
 
     @property
     def failed(self) -> list[SuiteResult]:
@@ -182,6 +183,8 @@ class LayerResult:
             if s.error:
                 lines.append(f"    error: {s.error}")
             lines += [f"    {f.suite}: {f.expectation}: {f.details}" for f in s.failures]
+        if self.skipped:
+            lines.append(f"not run (their source is disabled in the registry): {', '.join(self.skipped)}")
         if self.docs_index:
             lines.append(f"Data Docs: {self.docs_index}")
         return "\n".join(lines)
@@ -192,6 +195,7 @@ class LayerResult:
             "layer": self.layer,
             "success": self.success,
             "suites": len(self.suites),
+            "skipped_suites": self.skipped,
             "failed_suites": [s.suite for s in self.failed],
             "failed_expectations": [f.line() for s in self.suites for f in s.failures],
             "warnings": [f.line() for s in self.suites for f in s.warnings],
@@ -591,7 +595,10 @@ def validate(
     run_time = datetime.now(UTC)
     chunk_rows = chunk_rows or int(os.environ.get("YORISOI_QUALITY_CHUNK_ROWS", CHUNK_ROWS))
     warehouse_path = Path(warehouse or paths.warehouse_path()).resolve()
-    specs = load_suites(layer, tables)
+    adapted = follow_registry(load_suites(layer, tables))  # what the brand's registry and mappings have
+    specs = adapted.specs
+    for line in adapted.dropped:
+        log.info("expectation left out: %s", line)
     run_name = _safe(run_name or f"{layer}-{run_time:%Y%m%dT%H%M%S}")
     history = History(history_path())
     baselines = history.baselines(str(warehouse_path))
@@ -603,8 +610,9 @@ def validate(
     ctx = _gx_context(docs, results)
     datasource = ctx.data_sources.add_pandas("warehouse")
     runs = []
-    wanted = {s.name for s in specs}
+    wanted = {s.name: s for s in specs}
     for spec in load_suites():  # every suite is registered, so Data Docs keep both layers' pages
+        spec = wanted.get(spec.name, spec)
         gx_suites = {kind: ctx.suites.add(s) for kind, s in spec.to_gx_suites().items()}
         if spec.name in wanted:
             runs.append(_SuiteRun(ctx, datasource, spec, gx_suites, baselines.get(spec.name)))
@@ -641,6 +649,7 @@ def validate(
         docs_index=index,
         gx_import_seconds=t_start - t_import,
         docs_seconds=docs_seconds,
+        skipped=adapted.skipped,
     )
     if record:
         history.record(result, run_time)

@@ -141,6 +141,15 @@ PRODUCTS_SCHEMA = pa.schema(
 )
 
 
+RAW_SCHEMAS = {
+    "customers": CUSTOMERS_SCHEMA,
+    "orders": ORDERS_SCHEMA,
+    "order_lines": ORDER_LINES_SCHEMA,
+    "products": PRODUCTS_SCHEMA,
+}
+"""Registry table → the columns the flatteners give it (its raw table's shape before any row lands)."""
+
+
 # --------------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------------
@@ -737,8 +746,9 @@ def _iso(value: str | datetime) -> str:
 
 def _plan(source: Source, tables: list[str] | None) -> list[tuple[Table, list[Table]]]:
     """The endpoint tables to read, each with its child tables (``parent:`` in the registry)."""
-    parents = [t for t in source.tables.values() if t.options.get("endpoint") and not t.options.get("parent")]
-    children = {p.name: [t for t in source.tables.values() if t.options.get("parent") == p.name] for p in parents}
+    enabled = source.enabled_tables().values()
+    parents = [t for t in enabled if t.options.get("endpoint") and not t.options.get("parent")]
+    children = {p.name: [t for t in enabled if t.options.get("parent") == p.name] for p in parents}
     for parent in parents:
         resource = str(parent.options["endpoint"]).removesuffix(".json")
         if resource not in FLATTENERS:

@@ -159,14 +159,7 @@ class Warehouse:
                 f"hive_partitioning = false) "
                 f"qualify row_number() over (partition by {pk} order by filename desc, file_row_number desc) = 1"
             )
-            con.execute(
-                f"create table if not exists {target} as select *, now() as _loaded_at, "  # noqa: S608
-                "null::varchar as _source_file, null::varchar as _batch_id from incoming limit 0"
-            )
-            existing = {r[0] for r in con.execute(f"describe {target}").fetchall()}
-            for name, dtype, *_ in con.execute("describe incoming").fetchall():
-                if name not in existing:  # a source added a column: keep it, older rows get null
-                    con.execute(f"alter table {target} add column {_quote(name)} {dtype}")
+            _create_or_evolve(con, target, "incoming")
             con.execute(f"delete from {target} where ({pk}) in (select ({pk}) from incoming)")  # noqa: S608
             con.execute(
                 f"insert into {target} by name select *, now() as _loaded_at, ? as _source_file, "  # noqa: S608
@@ -189,6 +182,22 @@ class Warehouse:
             raise
         finally:
             con.close()
+
+    @staticmethod
+    def ensure_table(con: duckdb.DuckDBPyConnection, table: Table, schema: pa.Schema) -> bool:
+        """Create `raw.<source>__<table>` typed and empty from `schema` if it does not exist (or
+        add the columns it lacks), on an open writer connection. Returns True if it was created."""
+        target = f"raw.{_quote(table.raw_name)}"
+        existed = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = ?",
+            [table.raw_name],
+        ).fetchall()[0][0]
+        con.register("_empty_batch", schema.empty_table())
+        try:
+            _create_or_evolve(con, target, "_empty_batch")
+        finally:
+            con.unregister("_empty_batch")
+        return not existed
 
     @staticmethod
     def _advance(
@@ -298,6 +307,7 @@ class BatchWriter:
         self.rows = 0
         self.bytes = 0
         self.result: LandResult | None = None
+        self.schema: pa.Schema | None = None
 
     def __enter__(self) -> BatchWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -306,6 +316,7 @@ class BatchWriter:
         return self
 
     def write(self, part: pa.Table | pa.RecordBatch) -> None:
+        self.schema = part.schema
         if part.num_rows == 0:
             return
         if isinstance(part, pa.RecordBatch):
@@ -322,7 +333,16 @@ class BatchWriter:
             for path in self.files:  # a failed batch leaves nothing behind in the local lake either
                 path.unlink(missing_ok=True)
             return
-        if not self.files:
+        if not self.files:  # an empty batch still creates its (typed, empty) raw table
+            from .catalog import raw_schema
+
+            schema = self.schema or raw_schema(self.table)
+            if schema is not None:
+                con = self.wh.connect()
+                try:
+                    self.wh.ensure_table(con, self.table, schema)
+                finally:
+                    con.close()
             self.result = LandResult(self.table.raw_name, 0, 0, 0, self.wh.get_watermark(self.table))
             return
         mark = self.wh._upsert(
@@ -341,6 +361,19 @@ class BatchWriter:
             self.batch_id,
         )
         self.result = LandResult(self.table.raw_name, self.rows, len(self.files), self.bytes, mark)
+
+
+def _create_or_evolve(con: duckdb.DuckDBPyConnection, target: str, relation: str) -> None:
+    """Create `target` with the columns of `relation` plus the loader's, or add the columns
+    `relation` has and `target` lacks (a source added a column: older rows get null)."""
+    con.execute(
+        f"create table if not exists {target} as select *, now() as _loaded_at, "  # noqa: S608
+        f"null::varchar as _source_file, null::varchar as _batch_id from {relation} limit 0"
+    )
+    existing = {r[0] for r in con.execute(f"describe {target}").fetchall()}
+    for name, dtype, *_ in con.execute(f"describe {relation}").fetchall():
+        if name not in existing:
+            con.execute(f"alter table {target} add column {_quote(name)} {dtype}")
 
 
 def _as_datetime(text: str) -> datetime:

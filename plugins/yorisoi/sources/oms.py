@@ -755,7 +755,7 @@ def ingest_oms(
     character in it or repeating a key of the same chunk go to ``raw._rejects`` (never raw); rows
     stamped after `now` land, are flagged in ``raw._flags`` and do not move the watermark past `now`.
 
-    :param tables: registry table names to ingest (default: all of the source's, in order).
+    :param tables: registry table names to ingest (default: the source's enabled ones, in order).
     :param now: the run's upper bound (default: the current time; an aware time is converted to
         Japan wall-clock time, as the OMS keeps it).
     :returns: the :class:`~yorisoi.sources.landing.LandResult` per table.
@@ -763,11 +763,11 @@ def ingest_oms(
     mapping_name = source.options.get("mapping")
     if not mapping_name:
         raise RegistryError(f"sources.{source.name}: 'mapping' is required for an OMS source")
-    names = list(source.tables) if tables is None else list(tables)
+    names = list(source.enabled_tables()) if tables is None else list(tables)
     for name in names:
         if name not in source.tables:
             raise RegistryError(f"sources.{source.name}.tables.{name}: no such table; have {sorted(source.tables)}")
-    mapping = load_mapping(source.folder / str(mapping_name), source.tables)
+    mapping = load_mapping(source.folder / str(mapping_name), source.enabled_tables())
     overlap = source.duration("overlap", "0 days")
     now = datetime.now(JST) if now is None else now
     if now.tzinfo is not None:

@@ -43,6 +43,11 @@ class Table:
     description: str
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     columns: tuple[Column, ...] = ()
+    enabled: bool = True
+    """False when the brand does not have this table (its source's or its own `enabled: false`):
+    nothing ingests it, nothing waits on it, its raw table exists empty so models build empty."""
+    kind: str = ""
+    """The source's kind (api, database, files): says where the raw table's columns come from."""
 
     @property
     def raw_name(self) -> str:
@@ -62,6 +67,11 @@ class Source:
     tables: dict[str, Table]
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     folder: Path = PROJECT_ROOT
+    enabled: bool = True
+
+    def enabled_tables(self) -> dict[str, Table]:
+        """The tables the brand has (see `Table.enabled`)."""
+        return {name: t for name, t in self.tables.items() if t.enabled}
 
     def duration(self, key: str, default: str) -> timedelta:
         return parse_duration(str(self.options.get(key, default)), f"{self.name}.{key}")
@@ -80,7 +90,14 @@ def _req(entry: dict, key: str, where: str) -> Any:
     return entry[key]
 
 
-def _table(source: str, name: str, entry: dict) -> Table:
+def _flag(entry: dict, where: str) -> bool:
+    value = entry.get("enabled", True)
+    if not isinstance(value, bool):
+        raise RegistryError(f"{where}.enabled: expected true or false, got {value!r}")
+    return value
+
+
+def _table(source: str, name: str, entry: dict, source_enabled: bool = True, kind: str = "") -> Table:
     where = f"sources.{source}.tables.{name}"
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: expected a mapping")
@@ -95,7 +112,7 @@ def _table(source: str, name: str, entry: dict) -> Table:
     names = {c.name for c in columns}
     if columns and not set(pk) <= names:
         raise RegistryError(f"{where}: primary key {pk} is not among its columns")
-    known = {"primary_key", "watermark", "description", "columns"}
+    known = {"primary_key", "watermark", "description", "columns", "enabled"}
     return Table(
         source=source,
         name=name,
@@ -104,6 +121,8 @@ def _table(source: str, name: str, entry: dict) -> Table:
         description=str(entry.get("description", "")),
         options={k: v for k, v in entry.items() if k not in known},
         columns=tuple(columns),
+        enabled=source_enabled and _flag(entry, where),
+        kind=kind,
     )
 
 
@@ -117,6 +136,10 @@ class Registry:
             return self.sources[name]
         except KeyError:
             raise RegistryError(f"no source {name!r} in {self.path}; have {sorted(self.sources)}") from None
+
+    def tables(self, *, enabled_only: bool = False) -> list[Table]:
+        """Every table of every source, in registry order (only the enabled ones if asked)."""
+        return [t for s in self.sources.values() for t in s.tables.values() if t.enabled or not enabled_only]
 
 
 def load_registry(path: Path | str | None = None) -> Registry:
@@ -147,8 +170,9 @@ def _load(path: Path) -> Registry:
             raise RegistryError(f"{where}.method: {method!r} is not one of {sorted(METHODS)}")
         if kind not in KINDS:
             raise RegistryError(f"{where}.kind: {kind!r} is not one of {sorted(KINDS)}")
-        tables = {t: _table(name, t, e) for t, e in (_req(entry, "tables", where)).items()}
-        known = {"system", "conn_id", "schedule", "method", "kind", "description", "tables"}
+        enabled = _flag(entry, where)
+        tables = {t: _table(name, t, e, enabled, kind) for t, e in (_req(entry, "tables", where)).items()}
+        known = {"system", "conn_id", "schedule", "method", "kind", "description", "tables", "enabled"}
         sources[name] = Source(
             name=name,
             system=str(_req(entry, "system", where)),
@@ -160,5 +184,6 @@ def _load(path: Path) -> Registry:
             tables=tables,
             options={k: v for k, v in entry.items() if k not in known},
             folder=path.parent,
+            enabled=any(t.enabled for t in tables.values()),
         )
     return Registry(sources=sources, path=path)

@@ -980,13 +980,13 @@ def ingest_drops(
     :param run_id: the Airflow run id (part of every batch id).
     :param load_date: the lake partition the batches land in.
     :param now: the time file ages are measured against (a naive datetime is taken as UTC).
-    :param tables: registry table names to load (default: all, in registry order).
+    :param tables: registry table names to load (default: the enabled ones, in registry order).
     :param workdir: a local folder for downloads and decoded copies (each file's are removed after).
     :returns: a :class:`DropReport`; the caller fails the task when ``should_stop_downstream``.
     """
     if source.kind != "files":
         raise ValueError(f"source {source.name!r} is not a file source (kind {source.kind!r})")
-    names = list(source.tables) if tables is None else list(tables)
+    names = list(source.enabled_tables()) if tables is None else list(tables)
     unknown = [n for n in names if n not in source.tables]
     if unknown:
         raise ValueError(f"no table(s) {unknown} in source {source.name!r}; have {sorted(source.tables)}")
