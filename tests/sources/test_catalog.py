@@ -29,7 +29,7 @@ def registry_with(tmp_path: Path, edit) -> Path:
 
 
 def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    return {r[0]: r[1] for r in con.execute(f'describe raw."{table}"').fetchall()}  # noqa: S608
+    return {r[0]: r[1] for r in con.execute(f'describe raw."{table}"').fetchall()}
 
 
 def test_enabled_on_a_source_or_a_table(tmp_path: Path) -> None:
