@@ -256,3 +256,35 @@ def test_reconciliation_lands_a_correction_older_than_the_overlap(
     assert warehouse.get_watermark(source.tables["customers"]) == mark  # reconciliation never moves it
     again = reconcile_oms(warehouse, source, engine, run_id="w2", load_date=LOAD_DATE, tables=["customers"], now=NOW)
     assert (again["customers"].missing, again["customers"].changed, again["customers"].landed) == (0, 0, 0)
+
+
+def _last_json(output: str) -> dict:
+    """The JSON line of a command's output (log lines may come before it)."""
+    return json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
+
+
+def test_sources_reconcile_command(synth_xs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`yorisoi sources reconcile` on the XS brand's OMS (SQLite): into an empty warehouse, every row
+    is missing and landed; a second run finds nothing to land."""
+    import typer
+    from typer.testing import CliRunner
+
+    from yorisoi.sources.reconcile_cli import register
+
+    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # a group of two, as under `yorisoi sources`
+    url = f"sqlite:///{synth_xs / 'oms' / 'oms.sqlite'}"
+    args = ["reconcile", "--source", "oms", "--table", "subscriptions", "--table", "items", "--database-url", url, "--json"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    counts = _last_json(first.output)
+    assert set(counts) == {"subscriptions", "items"}
+    assert counts["subscriptions"]["landed"] == counts["subscriptions"]["source_rows"] == counts["subscriptions"]["missing"] > 0
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    again = _last_json(second.output)
+    assert again["subscriptions"]["landed"] == 0 and again["subscriptions"]["raw_rows"] == counts["subscriptions"]["source_rows"]
+    bad = CliRunner().invoke(app, ["reconcile", "--table", "ordres", "--database-url", url])
+    assert bad.exit_code != 0 and "ordres" in bad.output
