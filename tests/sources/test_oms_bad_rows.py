@@ -276,15 +276,17 @@ def test_sources_reconcile_command(synth_xs: Path, tmp_path: Path, monkeypatch: 
     register(app)
     app.command("noop")(lambda: None)  # a group of two, as under `yorisoi sources`
     url = f"sqlite:///{synth_xs / 'oms' / 'oms.sqlite'}"
-    args = ["reconcile", "--source", "oms", "--table", "subscriptions", "--table", "items", "--database-url", url, "--json"]
+    args = ["reconcile", "--source", "oms", "--table", "subscriptions", "--table", "items"]
+    args += ["--database-url", url, "--json"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     counts = _last_json(first.output)
     assert set(counts) == {"subscriptions", "items"}
-    assert counts["subscriptions"]["landed"] == counts["subscriptions"]["source_rows"] == counts["subscriptions"]["missing"] > 0
+    subscriptions = counts["subscriptions"]
+    assert subscriptions["landed"] == subscriptions["source_rows"] == subscriptions["missing"] > 0
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     again = _last_json(second.output)
-    assert again["subscriptions"]["landed"] == 0 and again["subscriptions"]["raw_rows"] == counts["subscriptions"]["source_rows"]
+    assert again["subscriptions"]["landed"] == 0 and again["subscriptions"]["raw_rows"] == subscriptions["source_rows"]
     bad = CliRunner().invoke(app, ["reconcile", "--table", "ordres", "--database-url", url])
     assert bad.exit_code != 0 and "ordres" in bad.output
