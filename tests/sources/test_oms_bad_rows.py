@@ -266,17 +266,13 @@ def _last_json(output: str) -> dict:
 def test_sources_reconcile_command(synth_xs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`yorisoi sources reconcile` on the XS brand's OMS (SQLite): into an empty warehouse, every row
     is missing and landed; a second run finds nothing to land."""
-    import typer
     from typer.testing import CliRunner
 
-    from yorisoi.sources.reconcile_cli import register
+    from yorisoi.cli import app
 
     monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
-    app = typer.Typer()
-    register(app)
-    app.command("noop")(lambda: None)  # a group of two, as under `yorisoi sources`
     url = f"sqlite:///{synth_xs / 'oms' / 'oms.sqlite'}"
-    args = ["reconcile", "--source", "oms", "--table", "subscriptions", "--table", "items"]
+    args = ["sources", "reconcile", "--source", "oms", "--table", "subscriptions", "--table", "items"]
     args += ["--database-url", url, "--json"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
@@ -288,5 +284,5 @@ def test_sources_reconcile_command(synth_xs: Path, tmp_path: Path, monkeypatch: 
     assert second.exit_code == 0, second.output
     again = _last_json(second.output)
     assert again["subscriptions"]["landed"] == 0 and again["subscriptions"]["raw_rows"] == subscriptions["source_rows"]
-    bad = CliRunner().invoke(app, ["reconcile", "--table", "ordres", "--database-url", url])
+    bad = CliRunner().invoke(app, ["sources", "reconcile", "--table", "ordres", "--database-url", url])
     assert bad.exit_code != 0 and "ordres" in bad.output

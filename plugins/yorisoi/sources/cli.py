@@ -10,11 +10,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .reconcile_cli import register as register_reconcile
+
 sources_app = typer.Typer(
     help="The source registry (YORISOI_REGISTRY, default include/sources/registry.yml): check, init.",
     no_args_is_help=True,
 )
 console = Console()
+register_reconcile(sources_app)  # `yorisoi sources reconcile` (yorisoi.sources.reconcile_cli)
 
 
 @sources_app.command("init")

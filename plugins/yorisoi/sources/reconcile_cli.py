@@ -1,5 +1,6 @@
 """`yorisoi sources reconcile`: the weekly reconciliation (yorisoi.sources.reconcile) run by hand,
-e.g. after a back office announced a batch of back-dated corrections."""
+e.g. after a back office announced a batch of back-dated corrections. Attached to the
+`yorisoi sources` group by yorisoi.sources.cli."""
 
 from __future__ import annotations
 
