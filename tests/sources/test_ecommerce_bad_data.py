@@ -35,6 +35,7 @@ def _app() -> FastAPI:
     app.state.pages = {}
     app.state.calls = []
     app.state.trickle = None
+    app.state.honour_max = False  # like an API that ignores updated_at_max
 
     @app.get("/admin/api/{version}/{resource}.json")
     async def listing(resource: str, request: Request) -> Any:
@@ -55,6 +56,9 @@ def _app() -> FastAPI:
         if "updated_at_min" in request.query_params:  # honoured, as Shopify does; updated_at_max is not
             low = datetime.fromisoformat(request.query_params["updated_at_min"])
             records = [r for r in records if datetime.fromisoformat(r["updated_at"]) >= low]
+        if app.state.honour_max and "updated_at_max" in request.query_params:
+            high = datetime.fromisoformat(request.query_params["updated_at_max"])
+            records = [r for r in records if datetime.fromisoformat(r["updated_at"]) <= high]
         headers = {}
         if next_info is not None:
             base = host or str(request.base_url).rstrip("/")
@@ -183,10 +187,11 @@ def test_reconciliation_lands_a_correction_older_than_the_watermark(
     from yorisoi.sources.reconcile import reconcile_ecommerce
 
     old = "2026-10-01T10:00:00+09:00"  # order() stamps 2026-10-30: order 3 sets the watermark
+    shop.app.state.honour_max = True  # as Shopify: order 4, stamped 2099, is never read incrementally
     shop.app.state.pages["orders"] = [([order(1), order(2)], None, None)]
     for o in shop.app.state.pages["orders"][0][0]:
         o["updated_at"] = old
-    shop.app.state.pages["orders"][0][0].append(order(3))
+    shop.app.state.pages["orders"][0][0].extend([order(3), order(4) | {"updated_at": "2099-12-31T00:00:00+09:00"}])
     with client(shop) as c:
         ingest_ecommerce(warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
         mark = warehouse.get_watermark(source.tables["orders"])
@@ -199,7 +204,9 @@ def test_reconciliation_lands_a_correction_older_than_the_watermark(
             warehouse, source, c, run_id="w1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL,
             workdir=tmp_path,
         )  # fmt: skip
-    assert (result["orders"].changed, result["orders"].landed, result["order_lines"].landed) == (1, 1, 1)
+    assert (result["orders"].changed, result["orders"].missing, result["orders"].landed) == (1, 1, 2)
+    assert result["order_lines"].landed == 2
+    assert q(warehouse, "select key, column_name from raw._flags") == [("id=4", "updated_at")]
     assert q(warehouse, "select total_price from raw.ecommerce__orders where id = 2") == [(2900,)]
     assert q(warehouse, "select price from raw.ecommerce__order_lines where order_id = 2") == [(2900,)]
     assert warehouse.get_watermark(source.tables["orders"]) == mark
