@@ -3,8 +3,11 @@
 Generates the brand into var/sources (skipped when the same scale and seed are already there,
 with the deliberately bad drops of synth/defects.py), starts the e-commerce API and the SFTP
 server, reaches each source through the client a pipeline would use, then runs the three ingest
-DAGs through Airflow (`dag.test()`, against a migrated SQLite metadata DB in var/airflow) and
-prints the rows landed per raw table, the rejected rows and the quarantined files."""
+DAGs through Airflow (`dag.test()`, against a migrated SQLite metadata DB in var/airflow), the
+customer model, the segments, the governance outputs, the activation of the sample audiences and
+the CRM report. It tells this as a short story, one line per stage with what was found and where
+each artifact is (the deliberate bad files announced first); Airflow's, dbt's and Great
+Expectations' logs go to var/demo.log and each task's log to var/airflow/logs (demo_log.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import paramiko
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -88,18 +92,37 @@ def demo_connections(shop, drop, oms_path: Path) -> dict[str, str]:
     }
 
 
-def _test_dag(dag_id: str, console: Console) -> str:
-    """Load dags/<dag_id>.py into a DagBag, run the DAG once with dag.test(); its final state."""
+def stage(console: Console, name: str, text: str) -> None:
+    """One line of the story: the stage, what it found, where its artifacts are."""
+    console.print(f"[bold cyan]{name:<11}[/] {text}", soft_wrap=True)
+
+
+def _test_dag(dag_id: str) -> tuple[str, float]:
+    """Load dags/<dag_id>.py into a DagBag and run the DAG once with dag.test(), each task's log
+    written where the Airflow UI reads it; the run's final state and seconds."""
     from airflow.dag_processing.dagbag import DagBag
+
+    from .demo_log import task_logs_for_the_ui
 
     bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py"))
     if bag.import_errors:
         raise RuntimeError(f"{dag_id} does not load: {bag.import_errors}")
     t0 = time.perf_counter()
-    run = bag.get_dag(dag_id).test()
-    state = str(getattr(run, "state", "unknown"))
-    console.print(f"{dag_id}: {state} in {time.perf_counter() - t0:.1f} s")
-    return state
+    with task_logs_for_the_ui():
+        run = bag.get_dag(dag_id).test()
+    return str(getattr(run, "state", "unknown")), time.perf_counter() - t0
+
+
+def _run_dag(dag_id: str) -> str:
+    """A DAG that must succeed: `<dag_id> success in N s`, or a one-line error naming the log."""
+    state, seconds = _test_dag(dag_id)
+    if state != "success":
+        raise DemoFailed(f"{dag_id} {state}: its task log is in {paths.airflow_home() / 'logs'} and var/demo.log")
+    return f"{dag_id} {state} in {seconds:.0f} s"
+
+
+class DemoFailed(RuntimeError):
+    """A stage that must succeed did not; the message says where its log is."""
 
 
 def run_ingest_dags(console: Console) -> dict[str, str]:
@@ -107,16 +130,16 @@ def run_ingest_dags(console: Console) -> dict[str, str]:
     final state of each run (a failed sftp run is expected when the drops hold bad files)."""
     _airflow("db", "migrate")
     _airflow("pools", "set", POOL, "1", "DuckDB has a single writer")
-    states = {name: _test_dag(f"ingest_{name}", console) for name in ("ecommerce", "oms", "sftp")}
-    if states.get("sftp") == "failed":
-        console.print(
-            "[yellow]ingest_sftp failed on purpose:[/] the demo drops hold bad files (truth/defects.json); "
-            "the good files loaded, the bad ones are listed below and nothing downstream runs on them."
-        )
+    states, parts = {}, []
+    for name in ("ecommerce", "oms", "sftp"):
+        states[name], seconds = _test_dag(f"ingest_{name}")
+        expected = " [yellow](expected: the bad files above)[/]" if name == "sftp" and states[name] == "failed" else ""
+        parts.append(f"ingest_{name} {states[name]} in {seconds:.0f} s{expected}")
+    stage(console, "ingest", " · ".join(parts))
     return states
 
 
-def run_customer_model(console: Console) -> str:
+def run_customer_model(console: Console) -> None:
     """Build the customer layer through the `build_customer_model` DAG (dbt inside Airflow),
     with the demo's match key passed as the Airflow connection production uses."""
     from yorisoi.privacy.keys import ensure_demo_key
@@ -124,10 +147,7 @@ def run_customer_model(console: Console) -> str:
 
     secret = ensure_demo_key(paths.match_key_file()).read_text().strip()
     os.environ[f"AIRFLOW_CONN_{MATCH_KEY_CONN_ID.upper()}"] = json.dumps({"conn_type": "generic", "password": secret})
-    state = _test_dag("build_customer_model", console)
-    if state != "success":
-        raise RuntimeError("build_customer_model failed: see the log above")
-    return state
+    stage(console, "customers", _run_dag("build_customer_model") + " (raw quality gate, identity, consent, dbt tests)")
 
 
 def print_customer_layer(console: Console) -> None:
@@ -153,19 +173,25 @@ def print_customer_layer(console: Console) -> None:
         ).fetchall()
     finally:
         con.close()
-    console.print(f"[bold]{people:,} people[/] resolved from {records:,} source records")
-    table = Table("channel", "opted in", "opted out", "deliverable", title="Consent and deliverable customers")
-    for ch, opted_in, opted_out, deliverable in rows:
-        table.add_row(ch, f"{opted_in:,}", f"{opted_out:,}", f"{deliverable:,}")
-    console.print(table)
-    console.print("Exclusions (person × channel): " + ", ".join(f"{r} {n:,}" for r, n in reasons))
-    console.print(f"Analysts' database (no raw personal data): {paths.analytics_path()}")
+    stage(
+        console,
+        "identity",
+        f"{people:,} people resolved from {records:,} source records (marts.bridge_customer_identities)",
+    )
+    stage(
+        console,
+        "consent",
+        "deliverable / opted in / opted out per channel: "
+        + " · ".join(f"{ch} {d:,} / {i:,} / {o:,}" for ch, i, o, d in rows),
+    )
+    stage(console, "", "not contactable (person × channel): " + ", ".join(f"{r} {n:,}" for r, n in reasons))
+    stage(console, "", f"analysts' database, no raw personal data: {paths.analytics_path()}")
 
 
 HISTORY_DAYS_BEFORE = 91  # the earlier day the report's migration view compares with
 
 
-def seed_segment_history(console: Console) -> None:
+def seed_segment_history() -> str:
     """Add an earlier as-of day to marts.customer_segment_history, so the report's migration view
     (ランク推移) has two days to compare on a new warehouse: the segment marts built for the day
     HISTORY_DAYS_BEFORE days before the brand's as-of day (recomputed from today's data), before
@@ -183,15 +209,12 @@ def seed_segment_history(console: Console) -> None:
         run_dbt(["--quiet", "build", "--select", "+customer_segment_history,tag:segments"], demo_key=True)
     finally:
         os.environ["YORISOI_AS_OF"] = as_of
-    console.print(f"Segment history: {earlier} added for the migration view in {time.perf_counter() - t0:.1f} s")
+    return f"history day {earlier} added in {time.perf_counter() - t0:.0f} s (for the report's migration view)"
 
 
-def run_segments(console: Console) -> str:
+def run_segments(console: Console, history: str) -> None:
     """Build the segment marts through the `build_segments` DAG, for the brand's as-of day."""
-    state = _test_dag("build_segments", console)
-    if state != "success":
-        raise RuntimeError("build_segments failed: see the log above")
-    return state
+    stage(console, "segments", _run_dag("build_segments") + f" (marts quality gate included); {history}")
 
 
 def print_segments(console: Console) -> None:
@@ -217,21 +240,18 @@ def print_segments(console: Console) -> None:
         triggers = con.execute("select trigger, count(*) from marts.trigger_audiences group by 1 order by 1").fetchall()
     finally:
         con.close()
-    table = Table(
-        "step",
-        "customers at F",
-        "converted (all time)",
-        "within 365 days",
-        title=f"F-ladder (F別継続率), as of {as_of}",
+    stage(
+        console,
+        "F-ladder",
+        f"F別継続率 as of {as_of}, all time (within 365 days): "
+        + " · ".join(f"F{f}→F{f + 1} {_pct(rate)} ({_pct(rate_365)}) of {n:,}" for f, n, rate, rate_365 in ladder),
     )
-    for f, at_f, rate, rate_365 in ladder:
-        table.add_row(f"F{f}→F{f + 1}", f"{at_f:,}", _pct(rate), _pct(rate_365))
-    console.print(table)
-    table = Table("status", "", "customers", "lifetime spend (yen)", title="Customer status (顧客ステータス)")
-    for status, status_ja, n, spend in statuses:
-        table.add_row(status, status_ja, f"{n:,}", f"{int(spend):,}")
-    console.print(table)
-    console.print("Trigger audiences today: " + (", ".join(f"{t} {n:,}" for t, n in triggers) or "none"))
+    stage(
+        console,
+        "status",
+        "顧客ステータス: " + " · ".join(f"{ja} ({s}) {n:,}, ¥{int(spend or 0):,}" for s, ja, n, spend in statuses),
+    )
+    stage(console, "triggers", "today: " + (", ".join(f"{t} {n:,}" for t, n in triggers) or "none"))
 
 
 def run_governance(console: Console) -> None:
@@ -240,25 +260,25 @@ def run_governance(console: Console) -> None:
     from yorisoi.roles import build_role_databases
 
     built = build_role_databases()
-    console.print(
-        "Role databases (no personal-data columns): "
-        + ", ".join(f"{db.role} {len(db.tables)} tables at {db.path}" for db in built.values())
+    stage(
+        console,
+        "roles",
+        "databases without personal-data columns: "
+        + ", ".join(f"{db.role} {len(db.tables)} tables at {db.path}" for db in built.values()),
     )
-    if _test_dag("build_data_definition", console) != "success":
-        raise RuntimeError("build_data_definition failed: see the log above")
     document = paths.out_dir() / "docs" / "data-definition" / "index.html"
-    console.print(f"Data-definition document (データ項目定義書): {document}")
+    stage(console, "docs", _run_dag("build_data_definition") + f": データ項目定義書 {document}")
 
 
 def run_report(console: Console) -> None:
     """The CRM report through its DAG (after the activation run, so its funnels show it)."""
-    if _test_dag("build_report", console) != "success":
-        raise RuntimeError("build_report failed: see the log above")
+    done = _run_dag("build_report")
     folder = paths.out_dir() / "report"
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    console.print(
-        f"CRM report (CRMレポート): {folder / 'index.html'} (English: en.html), {size / 1e6:.2f} MB, "
-        "opens offline in any browser"
+    stage(
+        console,
+        "report",
+        f"{done}: CRMレポート {folder / 'index.html'} (English: en.html), {size / 1e6:.2f} MB, opens offline",
     )
 
 
@@ -267,7 +287,8 @@ def _pct(value: float | None) -> str:
 
 
 def print_raw_layer(console: Console) -> None:
-    """Rows per raw table, rejected rows and the file ledger, read from the warehouse."""
+    """Rows landed in the raw layer, the rejected rows and the files not loaded (with why), read
+    from the warehouse: the deliberate bad files are reported here, not as tracebacks."""
     import duckdb
 
     con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
@@ -276,29 +297,37 @@ def print_raw_layer(console: Console) -> None:
             "select table_name from information_schema.tables where table_schema = 'raw' "
             "and table_name not like '\\_%' escape '\\' order by 1"
         ).fetchall()
-        table = Table("raw table", "rows", "watermark", title="Raw layer (var/warehouse.duckdb)")
-        marks = dict(
-            ((s + "__" + t), w)
-            for s, t, w in con.execute("select source, table_name, watermark from raw._watermarks").fetchall()
-        )
-        for (name,) in tables:
-            n = con.execute(f'select count(*) from raw."{name}"').fetchone()[0]  # noqa: S608 - names from the catalog
-            table.add_row(name, f"{n:,}", marks.get(name, ""))
-        console.print(table)
+        counts = {
+            name: con.execute(f'select count(*) from raw."{name}"').fetchone()[0]  # noqa: S608 - names from the catalog
+            for (name,) in tables
+        }
         rejects = con.execute("select table_name, source_file, line, reason from raw._rejects order by all").fetchall()
         files = con.execute(
             "select status, feed, file_name, coalesce(reason, '') from raw._files where status <> 'loaded' order by all"
         ).fetchall()
     finally:
         con.close()
-    rt = Table("table", "file", "line", "reason", title=f"Rejected rows ({len(rejects)})")
-    for r in rejects:
-        rt.add_row(r[0], r[1], str(r[2]), str(r[3])[:80])
-    console.print(rt)
-    ft = Table("status", "feed", "file", "reason", title=f"Files not loaded ({len(files)})")
-    for f in files:
-        ft.add_row(f[0], f[1], f[2], f[3][:80])
-    console.print(ft)
+    largest = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    stage(
+        console,
+        "raw",
+        f"{sum(counts.values()):,} rows in {len(counts)} tables of {paths.warehouse_path()} (largest: "
+        + ", ".join(f"{t} {n:,}" for t, n in largest)
+        + ")",
+    )
+    stage(console, "rejects", f"{len(rejects)} rows rejected with line and reason (raw._rejects):")
+    for table, file, line, reason in rejects[:8]:
+        console.print(f"{'':12}{file} line {line} → {table}: {str(reason)[:90]}", soft_wrap=True)
+    if len(rejects) > 8:
+        console.print(f"{'':12}… {len(rejects) - 8} more in raw._rejects")
+    stage(
+        console,
+        "files",
+        f"{len(files)} files not loaded (raw._files; quarantined files moved to "
+        f"{paths.sources_dir() / 'sftp' / 'quarantine'}):",
+    )
+    for status, feed, name, reason in files:
+        console.print(f"{'':12}{status}: {feed}/{name}: {reason[:100]}", soft_wrap=True)
 
 
 # ---- activation: the sample audiences to every destination, on loopback ------------------------------
@@ -458,7 +487,7 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
         if not decision["passed"]:
             tripped.setdefault(decision["reason"], []).append(name)
     for reason, names in tripped.items():
-        console.print(f"[bold red]Circuit breaker: nothing sent for {', '.join(names)}.[/] Reason: {reason}")
+        stage(console, "breaker", f"[bold red]nothing sent for {', '.join(names)}[/]: {reason}")
     results = []
     for d in due:
         try:
@@ -479,16 +508,17 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
         "audience",
         "destination",
         "mode",
-        "members\ntreat / ctrl",
-        "adds",
-        "updates",
-        "removes",
+        "treated / control",
+        "+ adds ~ updates − removes",
         "delivered",
         "rejected",
         "skipped",
-        title=f"Audience sync (activation run {allocation.run_id})",
+        "file written",
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        title=f"audience syncs of activation run {allocation.run_id} (store {ctx.store.url})",
     )
-    notes: list[str] = []
+    problems: list[str] = []
     for r in results:
         a, dest = r["audience"], r["destination"]
         stats = allocation.stats.get(a, {})
@@ -498,30 +528,30 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
         row = rows.get((a, dest))
         if row is None:
             status = r.get("status", "")
-            table.add_row(a, dest, f"[red]{status}[/]", who, *["-"] * 6)
+            table.add_row(a, dest, f"[red]{status}[/]", who, *["-"] * 5)
             why = "circuit breaker (reason above)" if status == "skipped" else str(r.get("reason", ""))
-            notes.append(f"  {a} → {dest}: [red]{status}[/]: {why}")
+            problems.append(f"{'':12}{a} → {dest}: [red]{status}[/]: {why}")
             continue
+        cfg = ctx.destinations[dest]
+        path = _exported_files(cfg.kind, cfg.options(), a, drop_root=drop.root, s3_endpoint=s3_endpoint)
         table.add_row(
             a,
             dest,
             row.mode,
             who,
-            *(f"{getattr(row, c):,}" for c in ("adds", "updates", "removes", "delivered", "rejected", "skipped")),
+            f"+{row.adds:,} ~{row.updates:,} −{row.removes:,}",
+            *(f"{getattr(row, c):,}" for c in ("delivered", "rejected", "skipped")),
+            path,
         )
-        cfg = ctx.destinations[dest]
-        if path := _exported_files(cfg.kind, cfg.options(), a, drop_root=drop.root, s3_endpoint=s3_endpoint):
-            notes.append(f"  {a} → {dest}: {path}")
-    # wide enough for the table when the output goes to a file (make demo > log)
-    # (rich caps a print at the console's width, so a wider console on the same file)
-    wide = console if console.is_terminal else Console(file=console.file, width=max(console.width, 130))
-    wide.print(table)
-    if notes:
-        console.print("Files written and problems:\n" + "\n".join(notes), soft_wrap=True)
-    console.print(
-        f"activation: {len(due)} (audience, destination) pairs in {time.perf_counter() - t0:.1f} s; "
-        f"store {ctx.store.url}"
+    stage(
+        console,
+        "activation",
+        f"{len(due)} (audience, destination) pairs to the stand-in LINE, ESP, SMS, SMTP, S3 and SFTP "
+        f"in {time.perf_counter() - t0:.0f} s:",
     )
+    console.print(table)
+    for line in problems:
+        console.print(line, soft_wrap=True)
 
 
 def pinned_sftp(host: str, port: int, host_key_line: str, username: str, password: str) -> paramiko.SFTPClient:
@@ -535,6 +565,22 @@ def pinned_sftp(host: str, port: int, host_key_line: str, username: str, passwor
     return client.open_sftp()
 
 
+def announce_defects(console: Console, out: Path) -> None:
+    """Say up front which bad files the demo drops on purpose, and what must happen to each."""
+    try:
+        defects = json.loads((out / "truth" / "defects.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    stage(
+        console,
+        "on purpose",
+        f"{len(defects)} bad files among the SFTP drops ({out / 'truth' / 'defects.json'}); "
+        "ingest_sftp loads the good files, reports these below and fails, so its alert fires:",
+    )
+    for d in defects:
+        console.print(f"{'':12}{d['file']}: {d['defect']} → {d['expect']}", soft_wrap=True)
+
+
 def run_demo(
     scale: str,
     seed: int,
@@ -542,6 +588,43 @@ def run_demo(
     keep_serving: bool,
     generate: Callable[[str, int, Path], None],
     ingest: bool = True,
+    console: Console,
+) -> None:
+    """The demo as a short story on `console`: one line per stage; Airflow's, dbt's and Great
+    Expectations' logs (and any traceback) go to var/demo.log."""
+    from .demo_log import quiet_third_party_warnings, story_and_log
+
+    log_path = paths.var_dir() / "demo.log"
+    quiet_third_party_warnings()
+    t0 = time.perf_counter()
+    with story_and_log(log_path) as story:
+        story.print(
+            f"[bold]Yorisoi demo[/]: the synthetic tea brand よりそい茶舗 at scale {scale} (seed {seed}), "
+            f"from its source systems to audiences on every channel. Logs: {log_path}",
+            soft_wrap=True,
+        )
+        try:
+            _run_demo(scale, seed, keep_serving=keep_serving, generate=generate, ingest=ingest, console=story)
+        except (DemoFailed, RuntimeError) as e:
+            logging.getLogger(__name__).exception("the demo stopped")
+            story.print(f"[bold red]stopped[/]: {e} (the traceback is in {log_path})", soft_wrap=True)
+            raise SystemExit(1) from None
+        story.print(
+            f"[bold green]done[/] in {(time.perf_counter() - t0) / 60:.1f} min. Next: open the report; "
+            "`make airflow` shows these runs and their task logs; `yorisoi serve destinations` brings the "
+            "stand-in destinations back for `yorisoi activation test-send cart_abandonment`; "
+            "docs/runbook.md says what to do about each failure above.",
+            soft_wrap=True,
+        )
+
+
+def _run_demo(
+    scale: str,
+    seed: int,
+    *,
+    keep_serving: bool,
+    generate: Callable[[str, int, Path], None],
+    ingest: bool,
     console: Console,
 ) -> None:
     from yorisoi.transform import brand_as_of
@@ -554,12 +637,23 @@ def run_demo(
     for noisy in ("asyncssh", "paramiko", "httpx", "uvicorn.access", "werkzeug", "mail.log", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if _up_to_date(out, scale, seed):
-        console.print(f"[green]sources already generated[/] at {out} (scale {scale}, seed {seed})")
+        stage(console, "sources", f"already generated at {out} (scale {scale}, seed {seed})")
     else:
+        t0 = time.perf_counter()
         generate(scale, seed, out)
+        stage(console, "sources", f"generated in {time.perf_counter() - t0:.0f} s at {out}")
     summary = summarize(out)
     # The synthetic data ends on the brand's as-of day; segments and triggers are built for it.
     os.environ.setdefault("YORISOI_AS_OF", brand_as_of(out))
+    ladder = " → ".join(f"F{x['f']} {x['to_next']:.0%}" for x in summary["f_ladder"][:4])
+    stage(
+        console,
+        "brand",
+        f"{summary['people']:,} people as of {os.environ['YORISOI_AS_OF']} · LINE linked "
+        f"{summary['line_link_share']:.0%} · {summary['orders_per_person']} orders per person · true retention "
+        f"{ladder} · ground truth {out / 'truth'}",
+    )
+    announce_defects(console, out)
 
     with ExitStack() as stack:
         # Shopify's REST limit (a bucket of 40, 2 requests/s) would make the demo wait minutes;
@@ -575,60 +669,41 @@ def run_demo(
                 host_key_path=paths.var_dir() / "keys" / "sftp_host_ed25519",
             )
         )
-
-        table = Table("source", "served at", "checked with", "what it answered", title="Source systems on loopback")
         headers = {"X-Shopify-Access-Token": DEMO_API_KEY}
         with httpx.Client(base_url=shop.base_url, headers=headers, timeout=30) as http:
-            t0 = time.perf_counter()
             counts = {
                 r: http.get(f"/admin/api/2025-01/{r}/count.json").json()["count"]
                 for r in ("customers", "orders", "products")
             }
-            page = http.get("/admin/api/2025-01/orders.json", params={"limit": 250})
-            page.raise_for_status()
-            ms = (time.perf_counter() - t0) * 1000
-        has_next = 'rel="next"' in page.headers.get("link", "")
-        table.add_row(
-            "e-commerce API",
-            shop.base_url + "/admin/api/2025-01",
-            "httpx",
-            f"{counts['customers']:,} customers, {counts['orders']:,} orders, {counts['products']:,} "
-            f"products; first page {len(page.json()['orders'])} orders, Link next={has_next} ({ms:.0f} ms)",
+        stage(
+            console,
+            "e-commerce",
+            f"{shop.base_url}/admin/api/2025-01 (httpx): {counts['customers']:,} customers, "
+            f"{counts['orders']:,} orders, {counts['products']:,} products",
         )
-
         client = pinned_sftp(drop.host, drop.port, drop.host_key_public, DEMO_SFTP_USER, DEMO_SFTP_PASSWORD)
         feeds = {
             feed: len([f for f in client.listdir(f"/inbox/{feed}") if f.endswith(".csv")])
             for feed in sorted(client.listdir("/inbox"))
         }
         client.close()
-        table.add_row(
-            "SFTP drops",
-            f"sftp://{drop.host}:{drop.port}/inbox",
-            "paramiko, host key pinned",
-            ", ".join(f"{k}: {v} files" for k, v in feeds.items()),
+        stage(
+            console,
+            "SFTP",
+            f"sftp://{drop.host}:{drop.port}/inbox (paramiko, host key pinned): "
+            + ", ".join(f"{k} {v} files" for k, v in feeds.items()),
         )
-
         with sqlite3.connect(f"file:{out / 'oms' / 'oms.sqlite'}?mode=ro", uri=True) as con:
             oms = {
                 t: con.execute(f"select count(*) from {t}").fetchone()[0]  # noqa: S608 - fixed names
                 for t in ("customers", "orders", "order_lines", "subscriptions")
             }
-        table.add_row(
-            "OMS database",
-            str(out / "oms" / "oms.sqlite"),
-            "sqlite3 (yorisoi oms load → PG/MariaDB)",
-            ", ".join(f"{k} {v:,}" for k, v in oms.items()),
+        stage(
+            console,
+            "OMS",
+            f"{out / 'oms' / 'oms.sqlite'} (yorisoi oms load copies it to PostgreSQL / MariaDB): "
+            + ", ".join(f"{k} {v:,}" for k, v in oms.items()),
         )
-        console.print(table)
-
-        ladder = " → ".join(f"F{x['f']} {x['to_next']:.0%}" for x in summary["f_ladder"][:4])
-        console.print(
-            f"[bold]{summary['people']:,} people[/] · records per source {summary['records_per_source']} · "
-            f"LINE linked {summary['line_link_share']:.0%} · {summary['orders_per_person']} orders per person · "
-            f"retention {ladder}"
-        )
-        console.print("Ground truth: " + str(out / "truth"))
 
         if ingest:
             os.environ.update(demo_connections(shop, drop, out / "oms" / "oms.sqlite"))
@@ -636,8 +711,7 @@ def run_demo(
             print_raw_layer(console)
             run_customer_model(console)
             print_customer_layer(console)
-            seed_segment_history(console)
-            run_segments(console)
+            run_segments(console, seed_segment_history())
             print_segments(console)
             run_governance(console)
             run_activation(stack, drop, console)

@@ -63,6 +63,7 @@ def _assert_stopped(ctx, mailbox, summary: dict, *expected: str) -> None:
     assert ctx.store.runs(audience="cart_mail") == [], "a sync run started although the breaker tripped"
     alerts = breaker.read_alerts()
     assert alerts and alerts[-1]["audience"] == "cart_mail" and alerts[-1]["passed"] is False
+    assert alerts[-1]["next_step"].endswith("(docs/runbook.md#breaker).")
     for text in expected:
         assert text in alerts[-1]["reason"]
 

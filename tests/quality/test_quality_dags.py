@@ -58,10 +58,13 @@ def _run(dag_id: str, **kwargs) -> tuple[dict[str, str], str]:
 
 
 def test_raw_gate_stops_the_customer_model_and_alerts_once(var: Path, airflow_alerts) -> None:
+    from yorisoi_kit.demo_log import task_logs_for_the_ui
+
     mailbox, webhook = airflow_alerts
     seed_bad_raw_batch(var / "warehouse.duckdb")
 
-    states, run_id = _run("build_customer_model")
+    with task_logs_for_the_ui():  # as the demo runs its DAGs: each task's log where the UI reads it
+        states, run_id = _run("build_customer_model")
 
     assert states == {"validate_raw": "failed", "dbt_build_customer_layer": "upstream_failed"}
     assert len(mailbox.messages) == 1, [m["Subject"] for m in mailbox.messages]
@@ -72,8 +75,18 @@ def test_raw_gate_stops_the_customer_model_and_alerts_once(var: Path, airflow_al
     assert "quality gate raw failed" in body
     assert "raw.ecommerce__customers: expect_column_values_to_not_be_null(column=id)" in body
     assert "Data Docs:" in body
+    assert body.rstrip().endswith("(docs/runbook.md#gate).</b></p>\n</body></html>")  # what to do
     assert len(webhook.posts) == 1
     assert "build_customer_model.validate_raw" in webhook.posts[0]["text"]
+    assert webhook.posts[0]["text"].endswith("(docs/runbook.md#gate).*")
+    # The failed task's log is where the Airflow UI reads it, in lines the UI's reader parses.
+    from airflow.utils.log.file_task_handler import StructuredLogMessage
+
+    log = Path(os.environ["AIRFLOW_HOME"]) / "logs" / "dag_id=build_customer_model" / f"run_id={run_id}"
+    lines = (log / "task_id=validate_raw" / "attempt=1.log").read_text("utf-8").splitlines()
+    events = [StructuredLogMessage.model_validate_json(line) for line in lines]
+    assert any("quality gate raw failed" in e.event for e in events)
+    assert all(e.timestamp is not None for e in events)
 
 
 @pytest.mark.slow  # the raw gate's DAG test covers blocking and alerting; this adds the assets

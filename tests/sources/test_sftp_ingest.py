@@ -334,6 +334,7 @@ def test_column_drift_quarantines_and_stops_downstream(
     alerts = report.alerts()
     assert len(alerts) == 2
     assert all("COLUMN DRIFT" in a for a in alerts)
+    assert all(a.endswith("(docs/runbook.md#column-drift).") and "What to do: " in a for a in alerts)
     with pytest.raises(DropsStopped, match="column drift"):
         report.raise_for_stop()
     # Files, manifests and reasons are in quarantine/pos/ on the server; nothing was landed.
@@ -501,6 +502,7 @@ def test_file_without_manifest_waits_then_times_out(
         assert not report.should_stop_downstream
         (alert,) = report.alerts()
         assert "TIMEOUT" in alert and "sales_202609.csv" in alert and "no manifest 7h" in alert
+        assert alert.endswith("(docs/runbook.md#timeout).")
         assert sorted(p.name for p in (root / "inbox" / "pos").iterdir()) == ["sales_202609.csv", "sales_202610.csv"]
         assert new.read_bytes() == SALES
         assert _count(warehouse, "pos_sales") == 0

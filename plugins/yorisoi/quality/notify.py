@@ -9,7 +9,8 @@
   host) of the Airflow connection `yorisoi_slack_webhook`. No connection: nothing is sent.
 
 Both render the failed task, the run and the exception: for a quality gate, the list of failed
-suites and expectations and where the Data Docs are. The email subject reads
+suites and expectations and where the Data Docs are; and both end with what to do
+(`yorisoi.runbook`: the step and its section of docs/runbook.md). The email subject reads
 `[Yorisoi] <dag_id>.<task_id> failed (run <run_id>)`.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -32,11 +34,22 @@ BODY = """<html><body>
 Nothing downstream of it ran.</p>
 <pre>{{ (exception | string)[:20000] | e }}</pre>
 <p>Log: <a href="{{ ti.log_url }}">{{ ti.log_url }}</a></p>
+<p><b>{{ next_step | e }}</b></p>
 </body></html>"""
 SLACK_TEXT = (
     ":rotating_light: *{{ ti.dag_id }}.{{ ti.task_id }}* failed (run `{{ ti.run_id }}`); nothing downstream ran.\n"
-    "```{{ (exception | string)[:2500] }}```\n<{{ ti.log_url }}|Log>"
+    "```{{ (exception | string)[:2500] }}```\n<{{ ti.log_url }}|Log>\n*{{ next_step }}*"
 )
+
+
+def _with_next_step(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The callback's context with `next_step`, the alert's last line, for the templates."""
+    from ..runbook import next_step_for
+
+    if len(args) == 1 and isinstance(args[0], Mapping):
+        context = args[0]
+        return ({**context, "next_step": next_step_for(context.get("exception"))},)
+    return args
 
 
 def _addresses(value: Any) -> list[str]:
@@ -50,7 +63,7 @@ class FailureEmail(SmtpNotifier):
     one instance serves every task of a DAG) and sends nothing when no recipient is configured."""
 
     def __call__(self, *args: Any) -> None:
-        return SmtpNotifier.__call__(copy.copy(self), *args)
+        return SmtpNotifier.__call__(copy.copy(self), *_with_next_step(args))
 
     def notify(self, context: Any) -> None:
         recipients = _addresses(self.to)
@@ -79,7 +92,7 @@ class SlackWebhookNotifier(BaseNotifier):
         self.timeout = timeout
 
     def __call__(self, *args: Any) -> None:
-        return BaseNotifier.__call__(copy.copy(self), *args)
+        return BaseNotifier.__call__(copy.copy(self), *_with_next_step(args))
 
     def webhook_url(self) -> str | None:
         from airflow.sdk import BaseHook

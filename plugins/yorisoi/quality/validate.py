@@ -187,6 +187,10 @@ class LayerResult:
             lines.append(f"not run (their source is disabled in the registry): {', '.join(self.skipped)}")
         if self.docs_index:
             lines.append(f"Data Docs: {self.docs_index}")
+        if not self.success:
+            from ..runbook import next_step
+
+            lines.append(next_step("gate"))
         return "\n".join(lines)
 
     def summary(self) -> dict:

@@ -188,16 +188,22 @@ class DropReport:
         return any(f.status == QUARANTINED for f in self.files)
 
     def alerts(self) -> list[str]:
-        """One line per quarantined or timed-out file, for the on-call channel."""
+        """One line per quarantined or timed-out file, for the on-call channel, each ending with
+        what to do (docs/runbook.md)."""
+        from ..runbook import next_step
+
         lines = []
         for f in self.files:
             if f.status == QUARANTINED:
-                kind = "COLUMN DRIFT" if f.column_drift else "QUARANTINED"
+                kind, topic = ("COLUMN DRIFT", "column-drift") if f.column_drift else ("QUARANTINED", "quarantine")
                 lines.append(
-                    f"[{self.source}] {kind}: {f.feed}/{f.file} (table {f.table}) moved to {f.moved_to}: {f.reason}"
+                    f"[{self.source}] {kind}: {f.feed}/{f.file} (table {f.table}) moved to {f.moved_to}: {f.reason}. "
+                    + next_step(topic)
                 )
             elif f.status == TIMED_OUT:
-                lines.append(f"[{self.source}] TIMEOUT: {f.feed}/{f.file} (table {f.table}): {f.reason}")
+                lines.append(
+                    f"[{self.source}] TIMEOUT: {f.feed}/{f.file} (table {f.table}): {f.reason}. " + next_step("timeout")
+                )
         return lines
 
     def stop_reason(self) -> str | None:

@@ -240,19 +240,23 @@ def add_notifier(notify: Notifier) -> None:
 
 def alert(decision: Decision, *, run_id: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Report a tripped breaker: ERROR log line, a line in var/activation/alerts.jsonl, notifiers."""
+    from ...runbook import next_step
+
     entry = {
         "at": datetime.now(UTC).isoformat(),
         "kind": "circuit_breaker",
         "run_id": run_id,
         **decision.as_dict(),
         **(extra or {}),
+        "next_step": next_step("breaker"),
     }
     log.error(
-        "export skipped by the circuit breaker: audience=%s destination=%s run=%s reason=%s",
+        "export skipped by the circuit breaker: audience=%s destination=%s run=%s reason=%s. %s",
         decision.audience,
         decision.destination or "*",
         run_id,
         decision.reason,
+        entry["next_step"],
     )
     path = alerts_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,13 +280,16 @@ def notify_skipped(context: dict[str, Any]) -> None:
     if not reason:  # the breaker's alert of this run says why
         alerts = [a for a in read_alerts() if a.get("run_id") == run_id]
         reason = "; ".join(dict.fromkeys(f"{a['audience']}: {a['reason']}" for a in alerts)) or "see the task log"
+    from ...runbook import next_step
+
     log.warning(
-        "export skipped: dag=%s task=%s map_index=%s run=%s reason=%s",
+        "export skipped: dag=%s task=%s map_index=%s run=%s reason=%s. %s",
         getattr(ti, "dag_id", "?"),
         getattr(ti, "task_id", "?"),
         getattr(ti, "map_index", "?"),
         run_id,
         reason,
+        next_step("breaker"),
     )
 
 
