@@ -329,3 +329,30 @@ def test_the_schedules_the_document_states_are_the_dags_own() -> None:
     assert '"customer_traits"' in (dags / "build_segments.py").read_text("utf-8")
     own = (dags / "build_data_definition.py").read_text("utf-8")
     assert 'AFTER = ("dim_customers", "customer_traits")' in own
+
+
+def test_the_japanese_document_describes_every_table_and_column_in_japanese(doc) -> None:
+    """The ja document reads the YAML's meta.description_ja and meta.masking_ja: no English
+    description or masking note is left where a Japanese one should be."""
+    japanese = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+    untranslated = []
+    for table in doc.model["tables"]:
+        if table["description"] and not japanese.search(table["description_ja"]):
+            untranslated.append(table["id"])
+        for c in table["columns"]:
+            if c["description"] and not japanese.search(c["description_ja"]):
+                untranslated.append(f"{table['id']}.{c['name']}")
+            if c["masking"] and not japanese.search(c["masking_ja"]):
+                untranslated.append(f"{table['id']}.{c['name']} (masking)")
+    assert not untranslated, untranslated[:20]
+    ja = doc.written["html_ja"].read_text("utf-8")
+    assert "The person, stable across runs." not in ja and "人物（実行をまたいで安定）。" in ja
+    assert "removed from the analytics database" not in ja and "分析用データベースからは削除" in ja
+    assert '<table class="lineage">' in ja  # fixed column widths, one name per line
+
+
+def test_a_source_table_states_its_description_once(doc) -> None:
+    """The dbt source's description, not that and the registry's saying the same again."""
+    pos_sales = next(t for t in doc.model["tables"] if t["relation"].endswith(".sftp__pos_sales"))
+    assert pos_sales["description"].startswith("Receipt lines")
+    assert "Store receipts line by line" not in pos_sales["description"]

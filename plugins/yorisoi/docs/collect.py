@@ -75,6 +75,11 @@ def _meta(col: dict) -> dict:
     return {**(col.get("meta") or {}), **((col.get("config") or {}).get("meta") or {})}
 
 
+def _ja(node: dict) -> str:
+    """The Japanese description the dbt YAML gives under `meta.description_ja`."""
+    return " ".join(str(_meta(node).get("description_ja") or "").split())
+
+
 def _tags(node: dict) -> list[str]:
     return sorted(set(node.get("tags") or []) | set((node.get("config") or {}).get("tags") or []))
 
@@ -177,7 +182,8 @@ class _Collector:
             database_file=db_file,
             schema=node["schema"],
             materialization="table",
-            description=node.get("description") or "",
+            description=(node.get("description") or "").strip(),
+            description_ja=_ja(node),
             path=node.get("original_file_path", ""),
             tags=_tags(node),
             built=cat is not None,
@@ -186,8 +192,7 @@ class _Collector:
         logical: dict[str, str] = {}
         if registry_entry:
             src, tbl = registry_entry
-            if tbl.description and tbl.description not in doc.description:
-                doc.description = f"{doc.description} {tbl.description}".strip()
+            doc.description = doc.description or tbl.description  # one description, not both
             doc.primary_key = list(tbl.primary_key)
             doc.update_method = src.method
             doc.schedule = src.schedule
@@ -206,7 +211,13 @@ class _Collector:
         for pos, name in enumerate(names, 1):
             col = declared.get(name) or declared.get(name.lower()) or {}
             meta = _meta(col)
-            c = ColumnDoc(name=name, position=pos, type=types.get(name, ""), description=col.get("description") or "")
+            c = ColumnDoc(
+                name=name,
+                position=pos,
+                type=types.get(name, ""),
+                description=(col.get("description") or "").strip(),
+                description_ja=_ja(col),
+            )
             c.logical_name = logical.get(name, "")
             c.is_key = name in doc.primary_key
             c.tags = _tags(col)
@@ -218,6 +229,7 @@ class _Collector:
             if "pii" in meta or "pii" in c.tags:
                 c.pii = bool(meta.get("pii", True))
                 c.masking = str(meta.get("masking") or "")
+                c.masking_ja = str(meta.get("masking_ja") or "")
             elif name in LOADER_COLUMNS:
                 c.pii = False
             else:
@@ -254,6 +266,7 @@ class _Collector:
             schema=node["schema"],
             materialization=kind if kind != "model" else node["config"].get("materialized", ""),
             description=(node.get("description") or "").strip(),
+            description_ja=_ja(node),
             path=node.get("original_file_path", ""),
             tags=_tags(node),
             built=cat is not None,
@@ -278,11 +291,13 @@ class _Collector:
                 position=pos,
                 type=types.get(col_name, ""),
                 description=(col.get("description") or "").strip(),
+                description_ja=_ja(col),
                 tags=_tags(col),
                 in_warehouse=col_name in types or not doc.built,
             )
             c.pii = bool(meta.get("pii")) or "pii" in c.tags
             c.masking = str(meta.get("masking") or "")
+            c.masking_ja = str(meta.get("masking_ja") or "")
             if not c.description and inherit_from is not None:
                 self._inherit(c, inherit_from)
             if not c.description:
@@ -307,9 +322,11 @@ class _Collector:
             return
         meta = _meta(src)
         col.description = src["description"].strip()
+        col.description_ja = _ja(src)
         col.description_origin = "inherited"
         if not col.pii and (meta.get("pii") or "pii" in _tags(src)):
             col.pii, col.masking = True, str(meta.get("masking") or "")
+            col.masking_ja = str(meta.get("masking_ja") or "")
         col.pii_basis = "inherited" if col.pii else col.pii_basis
         col.pii_basis_ref = f"{relation['name']}.{col.name}"
 
@@ -339,7 +356,7 @@ class _Collector:
             )
             for pos, (col_name, col_type) in enumerate(types.items(), 1):
                 en, ja = spec["columns"].get(col_name, ("", ""))
-                masking = spec.get("pii", {}).get(col_name, "")
+                masking, masking_ja = spec.get("pii", {}).get(col_name, ("", ""))
                 doc.columns.append(
                     ColumnDoc(
                         name=col_name,
@@ -350,6 +367,7 @@ class _Collector:
                         description_origin="loader" if en else "none",
                         pii=bool(masking),
                         masking=masking,
+                        masking_ja=masking_ja,
                         is_key=col_name in spec["primary_key"],
                     )
                 )
@@ -607,6 +625,7 @@ def _infer_raw_pii(col: _Collector) -> None:
                 staged = reader.column(c.name) if reader.layer == "staging" else None
                 if staged is not None and staged.pii:
                     c.pii, c.pii_basis, c.masking = True, "inferred", staged.masking
+                    c.masking_ja = staged.masking_ja
                     c.pii_basis_ref = f"{reader.name}.{staged.name}"
                     break
 

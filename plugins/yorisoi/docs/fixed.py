@@ -49,7 +49,12 @@ LOADER_TABLES: dict[str, dict[str, Any]] = {
             ),
             "rejected_at": ("When it was rejected.", "除外日時。"),
         },
-        "pii": {"raw_line": "kept in the warehouse only (raw schema); never copied to the analytics database"},
+        "pii": {
+            "raw_line": (
+                "kept in the warehouse only (raw schema); never copied to the analytics database",
+                "ウェアハウス（raw スキーマ）にのみ保持し、分析用データベースには複製しない",
+            )
+        },
     },
     "_files": {
         "description": (

@@ -18,6 +18,7 @@ class ColumnDoc:
     pii_basis: str = "declared"  # declared | inherited | inferred | undeclared
     pii_basis_ref: str = ""  # the column the flag was inherited or inferred from
     masking: str = ""
+    masking_ja: str = ""
     logical_name: str = ""  # the field as the source system names it (file header, OMS column)
     is_key: bool = False
     tags: list[str] = field(default_factory=list)

@@ -151,7 +151,7 @@ def write_workbook(model: DataDefinition, lang: str, path: Path) -> Path:
         [
             tb.relation, view.layer(tb.layer, lang), c.position, c.name, view.column_type(c, lang),
             "PK" if c.is_key else "", view.description(c, lang) or L("missing"), view.origin(c, lang),
-            view.pii(c, lang), c.masking, view.pii_basis(c, lang), c.logical_name,
+            view.pii(c, lang), view.masking(c, lang), view.pii_basis(c, lang), c.logical_name,
             view.method(tb.update_method, lang), view.frequency(tb, lang),
         ]
         for tb in model.tables

@@ -29,6 +29,9 @@ section.table { border-top: 1px solid var(--line); margin-top: 24px; }
 .erd { overflow-x: auto; border: 1px solid var(--line); padding: 8px; background: #fff; }
 pre { background: var(--bg); padding: 10px; overflow-x: auto; font-size: 12px; }
 .desc p { margin: 4px 0; } .desc table { width: auto; }
+table.lineage { table-layout: fixed; } table.lineage td { overflow-wrap: anywhere; }
+table.lineage col.c-table { width: 24%; } table.lineage col.c-list { width: 27%; } table.lineage col.c-short { width: 11%; }
+ul.names { margin: 0; padding-left: 1.1em; } ul.names li { margin: 0; }
 ul.toc { columns: 2; } .tag { display: inline-block; background: var(--bg); border: 1px solid var(--line);
        border-radius: 3px; padding: 0 4px; margin-right: 3px; font-size: 12px; }
 @media print { th { position: static; } .erd { overflow: visible; } }
@@ -144,7 +147,7 @@ PAGE = """<!DOCTYPE html>
 <th>{{ t("pii") }}</th><th>{{ t("masking") }}</th><th>{{ t("pii_basis") }}</th>{% if tb.resource == "source" %}<th>{{ t("logical_name") }}</th>{% endif %}</tr>
 {% for c in tb.columns %}<tr><td class="num">{{ c.position }}</td><td><code>{{ c.name }}</code></td><td>{{ v.column_type(c, lang) }}</td><td>{% if c.is_key %}PK{% endif %}</td>
 <td{% if not c.description %} class="missing"{% endif %}>{% if c.description %}{{ mdi(v.description(c, lang)) }}{% if c.description_origin not in ("dbt",) %} <span class="note">({{ v.origin(c, lang) }})</span>{% endif %}{% else %}{{ t("missing") }}{% endif %}</td>
-<td class="pii">{{ v.pii(c, lang) }}</td><td>{{ c.masking }}</td><td class="note">{{ v.pii_basis(c, lang) }}</td>{% if tb.resource == "source" %}<td>{{ c.logical_name }}</td>{% endif %}</tr>
+<td class="pii">{{ v.pii(c, lang) }}</td><td>{{ v.masking(c, lang) }}</td><td class="note">{{ v.pii_basis(c, lang) }}</td>{% if tb.resource == "source" %}<td>{{ c.logical_name }}</td>{% endif %}</tr>
 {% endfor %}</table>
 {% set checks = dbt_checks.get(tb.id, []) + gx_checks.get(tb.id, []) %}
 {% if checks %}<details><summary>{{ t("checks") }} ({{ checks|length }})</summary>
@@ -168,11 +171,12 @@ PAGE = """<!DOCTYPE html>
 
 <h2 id="s6">{{ t("s6") }}</h2>
 <p class="note">{{ t("lineage_note") }}</p>
-<table><tr><th>{{ t("table") }}</th><th>{{ t("upstream") }}</th><th>{{ t("raw_sources") }}</th><th>{{ t("source_systems") }}</th><th>{{ t("audiences") }}</th></tr>
-{% for tb in m.tables if tb.layer in ("marts", "analytics", "snapshots") %}<tr><td><a href="#{{ v.anchor(tb.id) }}">{{ tb.relation }}</a></td>
-<td>{% for u in tb.upstream %}{{ m.label(u) }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td>{% for u in tb.raw_sources %}{{ m.label(u) }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td>{{ systems_of[tb.id]|join(", ") }}</td><td>{{ audiences_of.get(tb.id, [])|join(", ") or "—" }}</td></tr>{% endfor %}
+<table class="lineage"><colgroup><col class="c-table"><col class="c-list"><col class="c-list"><col class="c-short"><col class="c-short"></colgroup>
+<tr><th>{{ t("table") }}</th><th>{{ t("upstream") }}</th><th>{{ t("raw_sources") }}</th><th>{{ t("source_systems") }}</th><th>{{ t("audiences") }}</th></tr>
+{% for tb in m.tables if tb.layer in ("marts", "analytics", "snapshots") %}<tr><td><a href="#{{ v.anchor(tb.id) }}"><code>{{ tb.relation }}</code></a></td>
+<td><ul class="names">{% for u in tb.upstream %}<li><a href="#{{ v.anchor(u) }}">{{ m.label(u) }}</a></li>{% endfor %}</ul></td>
+<td><ul class="names">{% for u in tb.raw_sources %}<li><a href="#{{ v.anchor(u) }}">{{ m.label(u) }}</a></li>{% endfor %}</ul></td>
+<td><ul class="names">{% for s in systems_of[tb.id] %}<li>{{ s }}</li>{% endfor %}</ul></td><td>{{ audiences_of.get(tb.id, [])|join(", ") or "—" }}</td></tr>{% endfor %}
 </table>
 <h3>{{ t("audiences") }} → {{ t("destinations") }}</h3>
 {% if m.audiences %}<table><tr><th>{{ t("audience") }}</th><th>{{ t("tables") }}</th><th>{{ t("destinations") }}</th><th>{{ t("description") }}</th><th>{{ t("file") }}</th></tr>

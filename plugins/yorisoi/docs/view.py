@@ -38,6 +38,10 @@ def description(item: TableDoc | ColumnDoc, lang: str) -> str:
     return item.description_ja if lang == "ja" and item.description_ja else item.description
 
 
+def masking(column: ColumnDoc, lang: str) -> str:
+    return column.masking_ja if lang == "ja" and column.masking_ja else column.masking
+
+
 def resource(table: TableDoc, lang: str) -> str:
     return t(f"resource_{table.resource}", lang)
 
