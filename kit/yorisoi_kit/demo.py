@@ -605,9 +605,10 @@ def run_demo(
         )
         try:
             _run_demo(scale, seed, keep_serving=keep_serving, generate=generate, ingest=ingest, console=story)
-        except (DemoFailed, RuntimeError) as e:
+        except Exception as e:  # the story says where it stopped; the traceback goes to the log
             logging.getLogger(__name__).exception("the demo stopped")
-            story.print(f"[bold red]stopped[/]: {e} (the traceback is in {log_path})", soft_wrap=True)
+            why = str(e) if isinstance(e, DemoFailed) else f"{type(e).__name__}: {e}"
+            story.print(f"[bold red]stopped[/]: {why} (the traceback is in {log_path})", soft_wrap=True)
             raise SystemExit(1) from None
         story.print(
             f"[bold green]done[/] in {(time.perf_counter() - t0) / 60:.1f} min. Next: open the report; "

@@ -45,6 +45,7 @@ def _when(value: str | None, option: str) -> date | datetime | None:
 
 @audit_app.callback(invoke_without_command=True)
 def audit_command(
+    ctx: typer.Context,
     person: Annotated[str | None, typer.Option(help="entries concerning this person_id")] = None,
     since: Annotated[str | None, typer.Option(help="from this UTC day or ISO datetime (inclusive)")] = None,
     until: Annotated[str | None, typer.Option(help="up to this UTC day (inclusive) or ISO datetime")] = None,
@@ -55,7 +56,9 @@ def audit_command(
     role: RoleOption = None,
 ) -> None:
     """List the operation log, oldest first, filtered by person, date and destination; or
-    `--verify` its hash chain."""
+    `--verify` its hash chain. `yorisoi audit campaign AUDIENCE`: who received an audience, and why."""
+    if ctx.invoked_subcommand:
+        return
     try:
         roles.check(_acting_role(role, "yorisoi audit"), "read_audit_log")
     except PermissionError as e:
@@ -194,3 +197,138 @@ def customer_show(
     for r in identities:
         sources.add_row(r["source"], str(r["source_id"]), r["record_key"], r["resolution"])
     console.print(sources)
+
+
+# --- yorisoi audit campaign / yorisoi customer consent ------------------------------------------
+
+
+def _when_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value) or str(value) in ("NaT", "None"):
+        return ""
+    return str(value)[:19].replace("T", " ")
+
+
+def _consent_text(row: dict) -> str:
+    """The consent in force at a send, in one cell: what, since when, which system, the evidence."""
+    if not row.get("consent"):
+        return "[red]no consent event[/red]"
+    colour = "green" if row["consent"] == "opt_in" else "red"
+    return (
+        f"[{colour}]{row['consent']}[/{colour}] since {_when_text(row['consent_since'])} "
+        f"({row['consent_source']} {row['consent_record']}): {row['consent_evidence']}"
+    )
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    return [{k: (None if _when_text(v) == "" else v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+@audit_app.command("campaign")
+def audit_campaign(
+    audience: Annotated[str, typer.Argument(help="the audience (audiences/<name>.yml)")],
+    role: RoleOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="one JSON line per send")] = False,
+) -> None:
+    """Who received an audience, when, through which destination, and why: the selection that
+    chose them, the consent in force on that channel at the moment of sending (with its
+    evidence), and their group (treatment, variant) in the membership computed before the send."""
+    from ..activation.run import Context
+    from .evidence import open_warehouse, selection_of, sends_with_reasons
+
+    roles.check(_acting_role(role, "yorisoi audit campaign"), "read_audit_log")
+    ctx = Context.load()
+    definition = ctx.audiences[audience]
+    channels = {d.name: d.channel for d in ctx.destinations}
+    con = open_warehouse(ctx.warehouse)
+    try:
+        sends = sends_with_reasons(ctx.store, con, channels, audience=audience)
+    finally:
+        con.close()
+    rows = _records(sends)
+    if json_out:
+        for r in rows:
+            typer.echo(json.dumps(r, ensure_ascii=False, default=str))
+        return
+    sel = selection_of(definition)
+    console.print(f"[bold]{audience}[/]: {sel.description}", soft_wrap=True)
+    console.print(
+        f"selected by {sel.rule}; control group {sel.holdout_percent:g} % of the eligible (kept out, sent "
+        f"nothing); variants {', '.join(sel.variants) or '-'}; consent re-checked at each send",
+        soft_wrap=True,
+    )
+    table = Table(title=f"sends of {audience} confirmed by the destination (test sends left out)")
+    for name in ("sent at (UTC)", "destination", "channel", "person", "group / variant", "consent at the send"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        group = "/".join(x for x in (r.get("grp"), r.get("variant")) if x) or "-"
+        table.add_row(_when_text(r["sent_at"]), r["destination"], r["channel"], r["person_id"], group, _consent_text(r))
+    console.print(table)
+    without = sum(1 for r in rows if r.get("consent") != "opt_in")
+    people = len({r["person_id"] for r in rows})
+    console.print(
+        f"{len(rows):,} sends to {people:,} people through {len({r['destination'] for r in rows})} destinations; "
+        f"{without:,} without an opt-in in force at the send" + (" [red](investigate)[/red]" if without else ""),
+        soft_wrap=True,
+    )
+
+
+@customer_app.command("consent")
+def customer_consent(
+    person_id: Annotated[str, typer.Argument(help="the person_id (P…)")],
+    role: RoleOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """A customer's consent evidence per channel: the state now (the consent ledger), every
+    opt-in and opt-out with its evidence, and the consent in force at each send they received."""
+    from ..activation.run import Context
+    from .evidence import consent_history, consent_now, open_warehouse, sends_with_reasons
+
+    roles.check(_acting_role(role, "yorisoi customer consent"), "read_audit_log")
+    ctx = Context.load()
+    channels = {d.name: d.channel for d in ctx.destinations}
+    con = open_warehouse(ctx.warehouse)
+    try:
+        now, history = consent_now(con, person_id), consent_history(con, person_id)
+        sends = sends_with_reasons(ctx.store, con, channels, person_id=person_id)
+    finally:
+        con.close()
+    if now.empty:
+        raise FileNotFoundError(f"no person {person_id} in the consent ledger (marts.consent_ledger)")
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {"now": _records(now), "events": _records(history), "sends": _records(sends)},
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+        return
+    table = Table(title=f"{person_id}: consent now (marts.consent_ledger)")
+    for name in ("channel", "status", "since (UTC)", "system", "record", "evidence", "events"):
+        table.add_column(name, overflow="fold")
+    for r in _records(now):
+        table.add_row(
+            r["channel"],
+            r["consent_status"],
+            _when_text(r["status_since"]),
+            r["source"] or "",
+            r["source_record"] or "",
+            r["evidence"] or "no event on any system: no consent",
+            str(r["event_count"]),
+        )
+    console.print(table)
+    events = Table(title="every consent event, oldest first (intermediate.int_consent_events)")
+    for name in ("at (UTC)", "channel", "event", "system", "record", "evidence"):
+        events.add_column(name, overflow="fold")
+    for r in _records(history):
+        events.add_row(
+            _when_text(r["event_at"]), r["channel"], r["action"], r["source"], r["source_record"], r["evidence"]
+        )
+    console.print(events)
+    sent = Table(title="consent in force at each send (activation store)")
+    for name in ("sent at (UTC)", "audience", "destination", "channel", "group / variant", "consent at the send"):
+        sent.add_column(name, overflow="fold")
+    for r in _records(sends):
+        group = "/".join(x for x in (r.get("grp"), r.get("variant")) if x) or "-"
+        sent.add_row(_when_text(r["sent_at"]), r["audience"], r["destination"], r["channel"], group, _consent_text(r))
+    console.print(sent if len(sends) else "no sends to this person in the activation store")
