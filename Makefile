@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock demo report browser test test-all lint format bench bench-ingest bench-customers bench-segments clean
+.PHONY: install lock demo airflow report browser test test-all lint format bench bench-ingest bench-customers bench-segments clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ lock: $(STAMP)
 
 demo: install
 	$(BIN)/yorisoi demo --scale $(SCALE) --seed $(SEED)
+
+# The Airflow UI over the demo's runs and task logs: api-server, scheduler and dag-processor on
+# 127.0.0.1 with a small parallelism; prints the URL and login; Ctrl-C stops all three.
+airflow: install
+	$(BIN)/python -m yorisoi_kit.airflow_ui
 
 # The CRM report from the current warehouse (make demo builds one), checked in headless Chromium.
 report: install browser

@@ -121,6 +121,32 @@ def serve_sftp(
     )
 
 
+@serve_app.command("destinations")
+def serve_destinations_command() -> None:
+    """The demo's stand-in destinations (LINE, ESP, SMS, SMTP, S3, SFTP) again, so `yorisoi
+    activation test-send` works after the demo; their Airflow connections go to var/destinations.env."""
+    from contextlib import ExitStack
+
+    from .demo import airflow_environment, destinations_env_file, serve_destinations
+
+    airflow_environment()
+    with ExitStack() as stack:
+        conns = serve_destinations(stack)
+        env = destinations_env_file()
+        console.print(
+            f"{len(conns) - 2} destination connections written to {env}. In another shell:\n"
+            f"  set -a; . {env}; set +a\n"
+            "  .venv/bin/yorisoi activation test-send cart_abandonment\n"
+            "Ctrl-C stops the servers.",
+            soft_wrap=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
 @oms_app.command("load")
 def oms_load(
     url: Annotated[str, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://postgres@127.0.0.1/test")],

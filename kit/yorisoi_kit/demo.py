@@ -431,6 +431,39 @@ def start_destinations(stack: ExitStack, drop) -> dict[str, str]:
     return conns
 
 
+def destinations_env_file() -> Path:
+    """Where `yorisoi serve destinations` writes the Airflow connections of the running servers."""
+    return paths.var_dir() / "destinations.env"
+
+
+def serve_destinations(stack: ExitStack) -> dict[str, str]:
+    """The demo's stand-in destinations again, after the demo: LINE, ESP and SMS fakes, an SMTP
+    sink, a moto S3 with the export buckets and the SFTP server (DM and 同梱物 files), on loopback
+    for as long as `stack` is open. Their Airflow connections (AIRFLOW_CONN_*) are written to
+    var/destinations.env (mode 600), for `set -a; . var/destinations.env; set +a` in the shell
+    that runs `yorisoi activation test-send`; returned as well."""
+    import shlex
+
+    from .servers import sftp
+
+    drop = stack.enter_context(
+        sftp.serve_in_thread(
+            paths.sources_dir() / "sftp",
+            username=DEMO_SFTP_USER,
+            password=DEMO_SFTP_PASSWORD,
+            host_key_path=paths.var_dir() / "keys" / "sftp_host_ed25519",
+        )
+    )
+    conns = start_destinations(stack, drop)
+    conns.pop("_S3_ENDPOINT")
+    conns |= {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo"}  # moto's
+    env = destinations_env_file()
+    env.parent.mkdir(parents=True, exist_ok=True)
+    env.touch(mode=0o600)
+    env.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in conns.items()), "utf-8")
+    return conns
+
+
 def _exported_files(kind: str, options: dict, audience: str, *, drop_root: Path, s3_endpoint: str) -> str:
     """Where a file destination's export of `audience` landed (the newest file)."""
     if kind in ("sftp_dm_list", "sftp_insert_list"):
