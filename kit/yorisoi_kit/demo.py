@@ -491,6 +491,9 @@ def _exported_files(kind: str, options: dict, audience: str, *, drop_root: Path,
     return ""
 
 
+DEMO_ADMIN = "admin@yorisoi-tea.example.jp"  # the brand's admin, who approves the sample audiences
+
+
 def run_activation(stack: ExitStack, drop, console: Console) -> None:
     """Send the sample audiences (audiences/*.yml) to every destination of include/destinations.yml,
     on loopback, as the activate_audiences DAG's tasks do (plan → allocate once, with the circuit
@@ -500,7 +503,7 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
 
     import sqlalchemy as sa
 
-    from yorisoi.activation import run
+    from yorisoi.activation import approvals, run
     from yorisoi.activation.delivery.store import sync_runs
 
     t0 = time.perf_counter()
@@ -508,6 +511,12 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
     s3_endpoint = conns.pop("_S3_ENDPOINT")
     os.environ.update(conns)
     ctx = run.Context.load()
+    # Four eyes before a first real send (docs/roles.md): the CRM team that owns each sample
+    # audience requests its definition, the brand's admin approves it; both land in the operation log.
+    for audience in ctx.audiences:
+        if approvals.approval_of(audience) is None:
+            approvals.request(audience, role="scenario_author", actor=audience.owner)
+            approvals.approve(audience, role="admin", actor=DEMO_ADMIN)
     now = datetime.now(UTC)
     marts = ["marts.trigger_audiences", "marts.customer_status", "marts.segment_4r"]
     # after a segment build, and every scheduled audience's last fire time within the week
@@ -526,7 +535,13 @@ def run_activation(stack: ExitStack, drop, console: Console) -> None:
         try:
             results.append(
                 run.activate(
-                    d.audience, d.destination, run_id=allocation.run_id, interval=d.interval, as_of=now, context=ctx
+                    d.audience,
+                    d.destination,
+                    run_id=allocation.run_id,
+                    interval=d.interval,
+                    as_of=now,
+                    context=ctx,
+                    role="admin",
                 )
             )
         except Exception as e:  # one destination's failure is shown, the rest still run

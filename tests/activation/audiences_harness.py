@@ -471,9 +471,34 @@ def fast_destinations_doc() -> dict[str, Any]:
     return doc
 
 
-def make_context(folder: Path, wh: TinyWarehouse, specs: Iterable[Mapping[str, Any]], store: Any, **overrides: Any):
+AUTHOR = "author@yorisoi-tea.example.jp"  # requests exports (scenario_author)
+APPROVER = "admin@yorisoi-tea.example.jp"  # approves them (admin)
+
+
+def approve_all(ctx: Any, *names: str) -> None:
+    """Record a request by AUTHOR and an approval by APPROVER of the current definition of each
+    audience (all, or `names`) in the operation log, breaker overrides accepted."""
+    from yorisoi.activation import approvals
+
+    for audience in ctx.audiences:
+        if names and audience.name not in names:
+            continue
+        approvals.request(audience, role="scenario_author", actor=AUTHOR)
+        approvals.approve(audience, role="admin", actor=APPROVER, allow_breaker_override=True)
+
+
+def make_context(
+    folder: Path,
+    wh: TinyWarehouse,
+    specs: Iterable[Mapping[str, Any]],
+    store: Any,
+    *,
+    approved: bool = True,
+    **overrides: Any,
+):
     """A run.Context over the test's warehouse, audiences, destinations, store and secret; the
-    breaker reads `folder`/run_results.json and `folder`/quality.json."""
+    breaker reads `folder`/run_results.json and `folder`/quality.json. `approved`: every
+    audience's definition is requested and approved in the operation log (approve_all)."""
     from yorisoi.activation.run import Context
     from yorisoi.activation.selection.definitions import load_audiences
 
@@ -482,7 +507,7 @@ def make_context(folder: Path, wh: TinyWarehouse, specs: Iterable[Mapping[str, A
     audiences_dir.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         (audiences_dir / f"{spec['name']}.yml").write_text(yaml.safe_dump(dict(spec), allow_unicode=True), "utf-8")
-    return Context(
+    ctx = Context(
         audiences=load_audiences(audiences_dir, destinations),
         destinations=destinations,
         warehouse=wh.path,
@@ -492,3 +517,6 @@ def make_context(folder: Path, wh: TinyWarehouse, specs: Iterable[Mapping[str, A
         quality_results=folder / "quality.json",
         **overrides,
     )
+    if approved:
+        approve_all(ctx)
+    return ctx

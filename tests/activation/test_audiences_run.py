@@ -6,6 +6,8 @@ to a real SMTP server (aiosmtpd) and a real S3 (moto); dry runs and test sends; 
 from __future__ import annotations
 
 import csv
+import getpass
+import hashlib
 import io
 import re
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,7 @@ from yorisoi.activation import run
 from yorisoi.activation.delivery.store import ActivationStore
 from yorisoi.activation.selection.definitions import AudienceError
 from yorisoi.activation.selection.membership import EMAIL_RE, PHONE_RE, MembershipError
+from yorisoi.audit.log import evidence_of, list_entries, person_ids_of
 
 PEOPLE = [f"P{i:05d}" for i in range(120)]
 REGION = "ap-northeast-1"
@@ -337,6 +340,19 @@ def test_an_s3_export_holds_only_allowed_columns_and_no_raw_contact_data(s3_env)
     assert summary["status"] == "synced" and summary["sync"]["delivered"] > 90
     files = {k: v for k, v in objects().items() if k.endswith(".csv")}
     assert len(files) == 1
+    # the operation log names the file, its SHA-256 and, per person, the consent that allowed it
+    (key, body), export = next(iter(files.items())), list_entries(action="export")[-1]
+    digest = hashlib.sha256(body).hexdigest()
+    assert export["file_sha256"] == digest
+    assert export["details"]["files"][0]["path"] == f"s3://{ctx.destinations['s3_dm_vendor'].bucket}/{key}"
+    assert export["details"]["files"][0]["sha256"] == digest
+    sent = person_ids_of(export)
+    evidence = {e["person_id"]: e for e in evidence_of(export)}
+    assert len(sent) == summary["sync"]["delivered"] and set(evidence) == set(sent)
+    assert {(e["channel"], e["consent_id"], e["source"]) for e in evidence.values()} == {
+        ("dm", f"{p}:dm", "test") for p in sent
+    }
+    assert export["os_user"] == getpass.getuser() and export["role"] == "admin"
     text = next(iter(files.values())).decode("utf-8")
     header = next(csv.reader(io.StringIO(text)))
     allowed = set(ctx.destinations["s3_dm_vendor"].allowed_columns) | {"person_id"}

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from audiences_harness import (
+    APPROVER,
     AS_OF,
+    AUTHOR,
     MAIL_AUDIENCE,
     TinyWarehouse,
     cart_rows,
@@ -22,7 +24,7 @@ from audiences_harness import (
     write_quality_results,
 )
 
-from yorisoi.activation import run
+from yorisoi.activation import approvals, run
 from yorisoi.activation.delivery.store import ActivationStore
 from yorisoi.activation.selection import breaker
 
@@ -34,6 +36,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """200 people deliverable by email in the cart trigger, a loopback SMTP server behind the
     smtp_email destination, a store, and passing dbt and GX results."""
     monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("YORISOI_ROLE", "admin")
     controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
     wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
     wh.people = [person(i) for i in range(200)]
@@ -127,10 +130,19 @@ def test_missing_or_stale_great_expectations_results_stop_the_export_unless_not_
     _assert_stopped(ctx, mailbox, _export(ctx), "older than the dbt build")
     ctx.quality_results.unlink()
     _assert_stopped(ctx, mailbox, _export(ctx), "no Great Expectations results at")
-    # An audience that says require_quality: false goes out without them.
-    ctx.audiences.by_name["cart_mail"] = ctx.audiences["cart_mail"].model_copy(
+    # An audience that says require_quality: false goes out without them, once an admin other
+    # than its author approved that override (docs/reliability.md #20).
+    ctx.audiences.by_name["cart_mail"] = audience = ctx.audiences["cart_mail"].model_copy(
         update={"breaker": ctx.audiences["cart_mail"].breaker.model_copy(update={"require_quality": False})}
     )
+    with pytest.raises(approvals.ApprovalError, match="is not approved"):
+        _export(ctx)
+    approvals.request(audience, role="scenario_author", actor=AUTHOR)
+    with pytest.raises(approvals.ApprovalError, match=r"switches breaker checks off \(require_quality\)"):
+        approvals.approve(audience, role="admin", actor=APPROVER)
+    approval = approvals.approve(audience, role="admin", actor=APPROVER, allow_breaker_override=True)
+    assert approval["details"]["breaker_overrides"] == {"require_quality": False}
+    assert mailbox.received == []
     assert _export(ctx)["status"] == "synced"
     assert mailbox.received
 

@@ -4,6 +4,7 @@ refused, sees nothing, and the refusal is logged too."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -51,7 +52,13 @@ def test_an_admin_sees_the_record_and_the_read_is_logged(person: dict, monkeypat
     assert (shown["customer"]["email"], shown["customer"]["phone"]) == (person["email"], person["phone"])
     assert shown["source_records"] and all(s["source_id"] for s in shown["source_records"])
     (entry,) = log.list_entries(person=person["person_id"])
-    assert (entry["action"], entry["actor"], entry["role"], entry["rows"]) == ("pii_read", "hanako", "admin", 1)
+    assert (entry["action"], entry["actor"], entry["role"], entry["rows"]) == (
+        "pii_read",
+        getpass.getuser(),
+        "admin",
+        1,
+    )
+    assert entry["declared_actor"] == "hanako"  # a claim, kept apart from the OS user
     assert entry["person_ids"] == [person["person_id"]] and entry["destination"] == "cli:json"
     assert person["person_id"] in entry["object"] and entry["details"]["source_records"] == len(shown["source_records"])
     r = show(person["person_id"], "--role", "admin")  # the table, for people

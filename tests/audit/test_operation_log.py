@@ -62,23 +62,132 @@ def test_an_entry_says_who_when_what_how_many_where_and_which_file(audit_dir: Pa
     )
 
 
-def test_the_actor_is_the_env_then_the_airflow_task_then_the_os_user(
+def test_the_actor_is_the_os_user_never_a_declared_name_or_a_stale_airflow_env(
     audit_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Outside a task the actor is the kernel's user: $YORISOI_ACTOR is kept as a claim only, and
+    AIRFLOW_CTX_* variables a finished task left in the environment name no task (docs/reliability.md #20)."""
     import getpass
 
-    assert log.record("export", "x")["actor"] == getpass.getuser()
-    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "activate_audiences")
-    monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "export_dm")
-    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "scheduled__2026-11-01")
     e = log.record("export", "x")
-    assert (e["actor"], e["actor_via"]) == ("airflow:activate_audiences.export_dm", "airflow")
-    assert e["context"]["run_id"] == "scheduled__2026-11-01"
+    assert (e["actor"], e["actor_via"], e["os_user"]) == (getpass.getuser(), "os", getpass.getuser())
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "build_data_definition")
+    monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "dbt_parse")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__2026-11-01")
     monkeypatch.setenv("YORISOI_ACTOR", "taro@brand.example")
     monkeypatch.setenv("YORISOI_ROLE", "admin")
     e = log.record("export", "x")
-    assert (e["actor"], e["actor_via"], e["role"]) == ("taro@brand.example", "env", "admin")
-    assert e["context"]["dag_id"] == "activate_audiences"  # the task is still recorded
+    assert (e["actor"], e["actor_via"], e["context"]) == (getpass.getuser(), "os", {})
+    assert (e["declared_actor"], e["role"], e["os_user"]) == ("taro@brand.example", "admin", getpass.getuser())
+
+
+def test_inside_a_running_task_the_actor_is_read_from_its_live_context(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task runner's own context stack (what get_current_context reads), not the environment."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.context import set_current_context
+
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "build_data_definition")  # stale: ignored
+    monkeypatch.setenv("AIRFLOW_CTX_TASK_ID", "dbt_parse")
+    ti = SimpleNamespace(dag_id="activate_audiences", task_id="export", run_id="scheduled__2026-11-01", try_number=2)
+    ti.map_index = 3
+    with set_current_context({"ti": ti, "dag_run": SimpleNamespace(triggering_user_name="hanako")}):
+        e = log.record("export", "x")
+    assert (e["actor"], e["actor_via"]) == ("airflow:activate_audiences.export", "airflow")
+    assert e["context"] == {
+        "dag_id": "activate_audiences",
+        "task_id": "export",
+        "run_id": "scheduled__2026-11-01",
+        "try_number": "2",
+        "map_index": "3",
+        "triggered_by": "hanako",
+    }
+    assert log.record("export", "x")["actor_via"] == "os"  # the task ended
+
+
+PROBE_DAG = """
+from datetime import UTC, datetime
+
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False)
+def audit_probe():
+    @task
+    def export_probe():
+        from yorisoi.audit import log
+
+        log.record("export", "probe")
+
+    export_probe()
+
+
+audit_probe()
+"""
+
+PROBE_RUN = """
+import os
+from airflow.dag_processing.dagbag import DagBag
+from yorisoi.audit import log
+
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+assert bag.get_dag("audit_probe").test().state == "success"
+assert os.environ.get("AIRFLOW_CTX_DAG_ID") == "audit_probe"  # what the task left behind
+log.record("export", "after the task")
+"""
+
+
+@pytest.mark.slow
+def test_a_real_dag_task_is_the_actor_and_its_environment_does_not_outlive_it(tmp_path: Path) -> None:
+    """dag.test() of a one-task DAG against a migrated metadata DB: the entry written in the task
+    names it; the one written afterwards in the same process names the OS user."""
+    import getpass
+    import subprocess
+    import sys
+
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    (home / "dags" / "audit_probe.py").write_text(PROBE_DAG, encoding="utf-8")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "YORISOI_AUDIT_DIR": str(tmp_path / "audit"),
+    }
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", PROBE_RUN], env=env, check=True, capture_output=True)
+    inside, after = log.iter_entries(tmp_path / "audit")
+    assert (inside["actor"], inside["context"]["dag_id"], inside["context"]["task_id"]) == (
+        "airflow:audit_probe.export_probe",
+        "audit_probe",
+        "export_probe",
+    )
+    assert inside["context"]["run_id"].startswith("manual__") and inside["os_user"] == getpass.getuser()
+    assert (after["actor"], after["actor_via"], after["context"]) == (getpass.getuser(), "os", {})
+
+
+def test_an_exports_consent_evidence_answers_why_a_person_was_sent(audit_dir: Path) -> None:
+    many = [f"P{i:03d}" for i in range(30)]
+    evidence = [
+        {"person_id": p, "channel": "email", "consent_id": f"{p}:email", "since": "2026-10-01T09:00:00+00:00"}
+        for p in many
+    ]
+    log.record_export(None, "audience vip", 30, "esp_list", None, person_ids=many, evidence=evidence)
+    log.record_export(None, "audience small", 1, "sms", None, person_ids=["P001"], evidence=evidence[1:2])
+    why = log.evidence_for("P001")
+    assert [w["entry"]["object"] for w in why] == ["audience vip", "audience small"]
+    assert [w["consent"] for w in why] == [[evidence[1]], [evidence[1]]]
+    entry = why[0]["entry"]
+    assert "evidence" not in entry and entry["evidence_file"].startswith("evidence/")  # 30 rows: a sidecar
+    assert log.verify().ok
+    side = audit_dir / entry["evidence_file"]
+    side.write_text(side.read_text(encoding="utf-8").replace("2026-10-01", "2026-09-01"), encoding="utf-8")
+    result = log.verify()
+    assert not result.ok and "evidence file" in result.reason
 
 
 def test_listing_filters_by_person_date_destination_and_action(audit_dir: Path) -> None:

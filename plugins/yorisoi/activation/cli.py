@@ -29,6 +29,7 @@ Destination = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print the summaries as JSON")]
 AudiencesDir = Annotated[Path | None, typer.Option("--audiences", help="the audiences folder [default: audiences/]")]
+Role = Annotated[str | None, typer.Option("--role", help="acting role (else $YORISOI_ROLE; include/roles.yml)")]
 
 
 def _as_of(value: str | None) -> datetime:
@@ -48,6 +49,12 @@ def _fail(message: str) -> NoReturn:
     """An expected error: one line on stderr, exit 2 (definitions errors reach yorisoi.cli.main)."""
     typer.echo(f"yorisoi activation: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _refuse(error: Exception) -> NoReturn:
+    """A role, approval or four-eyes refusal: one line on stderr, exit 1."""
+    typer.echo(f"yorisoi activation: refused: {error}", err=True)
+    raise typer.Exit(1)
 
 
 def _context(audiences: Path | None):
@@ -70,8 +77,13 @@ def _summaries(
     unknown = [d for d in chosen if d not in a.destination_names]
     if unknown:
         _fail(f"{audience} does not go to {', '.join(unknown)} (it goes to {', '.join(a.destination_names)})")
+    from .. import roles
+
     run_id = new_run_id("cli")
-    return [activate(audience, d, as_of=_as_of(as_of), run_id=run_id, context=ctx, **kwargs) for d in chosen]
+    try:
+        return [activate(audience, d, as_of=_as_of(as_of), run_id=run_id, context=ctx, **kwargs) for d in chosen]
+    except (PermissionError, roles.RolesError) as e:
+        _refuse(e)
 
 
 FUNNEL = ("selected", "not contactable", "exited", "capped", "control", "sent")
@@ -186,10 +198,11 @@ def dry_run(
     as_of: AsOf = None,
     as_json: AsJson = False,
     audiences: AudiencesDir = None,
+    role: Role = None,
 ) -> None:
     """Plan an audience's export: members, control group, variants, caps, the adds / updates /
     removes each destination would get. Sends nothing, writes no members."""
-    _print(_summaries(audience, destination, audiences, as_of, dry_run=True), as_json)
+    _print(_summaries(audience, destination, audiences, as_of, dry_run=True, role=role), as_json)
 
 
 @activation_app.command("test-send")
@@ -200,9 +213,11 @@ def test_send(
     as_of: AsOf = None,
     as_json: AsJson = False,
     audiences: AudiencesDir = None,
+    role: Role = None,
 ) -> None:
-    """テスト配信: send the audience's messages to the destinations' test_recipients only."""
-    _print(_summaries(audience, destination, audiences, as_of, test=True, test_variant=variant), as_json)
+    """テスト配信: send the audience's messages to the destinations' test_recipients only (no
+    approval needed)."""
+    _print(_summaries(audience, destination, audiences, as_of, test=True, test_variant=variant, role=role), as_json)
 
 
 @activation_app.command("run")
@@ -213,19 +228,69 @@ def run_(
     as_of: AsOf = None,
     as_json: AsJson = False,
     audiences: AudiencesDir = None,
+    role: Role = None,
 ) -> None:
-    """Export an audience now (circuit breaker, members, arbitration, sync). Exit 1 when the
-    breaker skipped it or the sync stopped or was deferred with rows unsent."""
+    """Export an audience now (circuit breaker, members, arbitration, sync): a role that may
+    execute_export, and an approved definition. Exit 1 when refused, when the breaker skipped it
+    or when the sync stopped or was deferred with rows unsent."""
     from .delivery.engine import SyncError
 
     try:
-        summaries = _summaries(audience, destination, audiences, as_of, mode="full" if full else "diff")
+        summaries = _summaries(audience, destination, audiences, as_of, mode="full" if full else "diff", role=role)
     except SyncError as e:
         console.print(f"[red]{type(e).__name__}: {e}[/red]")
         raise typer.Exit(1) from None
     _print(summaries, as_json)
     if any(s["status"] == "skipped" for s in summaries):
         raise typer.Exit(1)
+
+
+def _audience(name: str, audiences: Path | None):
+    ctx = _context(audiences)
+    try:
+        return ctx.audiences[name]
+    except KeyError as e:
+        _fail(e.args[0])
+
+
+@activation_app.command("request")
+def request_(audience: str, audiences: AudiencesDir = None, role: Role = None) -> None:
+    """Ask for the audience's current definition to be approved before its first real send
+    (role: request_export). Written to the operation log with the definition's hash."""
+    from .. import roles
+    from .approvals import definition_hash, request
+
+    a = _audience(audience, audiences)
+    try:
+        entry = request(a, role=role)
+    except (PermissionError, roles.RolesError) as e:
+        _refuse(e)
+    console.print(f"requested {a.name} ({definition_hash(a)[:12]}) as {entry['actor']} (log seq {entry['seq']})")
+
+
+@activation_app.command("approve")
+def approve_(
+    audience: str,
+    allow_breaker_override: Annotated[
+        bool, typer.Option("--allow-breaker-override", help="accept a definition that switches breaker checks off")
+    ] = False,
+    audiences: AudiencesDir = None,
+    role: Role = None,
+) -> None:
+    """Approve the audience's current definition (role: approve_export; not the person who
+    requested it). Written to the operation log; a real send needs it."""
+    from .. import roles
+    from .approvals import approve, definition_hash
+
+    a = _audience(audience, audiences)
+    try:
+        entry = approve(a, role=role, allow_breaker_override=allow_breaker_override)
+    except (PermissionError, roles.RolesError) as e:
+        _refuse(e)
+    console.print(
+        f"approved {a.name} ({definition_hash(a)[:12]}) as {entry['actor']}, requested by "
+        f"{entry['details']['requested_by']} (log seq {entry['seq']})"
+    )
 
 
 def prune_store(

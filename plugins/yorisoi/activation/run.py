@@ -470,6 +470,17 @@ def seed_records(audience: Audience, cfg: DestinationConfig, *, variant: str | N
     return out
 
 
+# The action of include/roles.yml each mode needs (docs/roles.md).
+MODE_ACTIONS = {
+    "diff": "execute_export",
+    "full": "execute_export",
+    "test": "send_test_to_seed_list",
+    "dry_run": "view_deliverable_counts",
+}
+# The DAGs act as the platform: only admins may run, clear or trigger them (run_dags).
+DAG_ROLE = "admin"
+
+
 def activate(
     audience_name: str,
     destination_name: str,
@@ -482,13 +493,18 @@ def activate(
     interval: str | None = None,
     test_variant: str | None = None,
     context: Context | None = None,
+    role: str | None = None,
 ) -> dict[str, Any]:
     """Export `audience_name` to `destination_name` and return a summary (JSON-able).
 
     `mode`: diff (default) or full; `dry_run`: plan only (nothing is sent, members are not
     written, no alert); `test`: send only to the destination's seed list. `run_id`: the DAG run
-    whose allocation to use (computed here when it has none). The summary's `status` is
-    `synced`, `planned`, `tested` or `skipped` (with `reason`: the breaker's)."""
+    whose allocation to use (computed here when it has none). `role` (else $YORISOI_ROLE) must be
+    allowed the mode's action (MODE_ACTIONS), and a real send needs the approval of the audience's
+    current definition (yorisoi.activation.approvals). The summary's `status` is `synced`,
+    `planned`, `tested` or `skipped` (with `reason`: the breaker's)."""
+    from .. import roles
+    from .approvals import require_approval
     from .selection.membership import build_records, connect_warehouse, suppression_check
 
     ctx = context or Context.load()
@@ -499,6 +515,9 @@ def activate(
     mode = "dry_run" if dry_run else "test" if test else mode
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    acting = roles.current_role(role)
+    roles.check(acting, MODE_ACTIONS[mode])
+    approval = require_approval(audience) if mode in ("diff", "full") else None
     as_of_dt = _utc(as_of)
     interval = interval or interval_for(audience, as_of_dt)
     base = {
@@ -586,12 +605,12 @@ def activate(
         )
     except SyncError as stopped:  # deferred or failed part-way: what did leave is still logged
         if mode in ("diff", "full"):
-            _audit(stopped.summary, ctx, audience_name, destination_name, cfg.channel)
+            _audit(stopped.summary, ctx, audience_name, cfg, destination, role=acting, approval=approval)
         raise
     finally:
         destination.close()
     if mode in ("diff", "full"):
-        _audit(summary, ctx, audience_name, destination_name, cfg.channel)
+        _audit(summary, ctx, audience_name, cfg, destination, role=acting, approval=approval)
     return {
         **base,
         "status": "planned" if mode == "dry_run" else "synced",
@@ -602,9 +621,20 @@ def activate(
     }
 
 
-def _audit(summary: Any, ctx: Context, audience: str, destination: str, channel: str) -> None:
-    """The operation log (yorisoi.audit): which people's data left for which destination."""
-    from ..audit.log import record_export
+def _audit(
+    summary: Any,
+    ctx: Context,
+    audience: str,
+    cfg: DestinationConfig,
+    destination: Destination,
+    *,
+    role: str,
+    approval: Mapping[str, Any] | None,
+) -> None:
+    """The operation log (yorisoi.audit): which people's data left for which destination, each
+    file written (path and SHA-256), the approval the send ran under and, per person sent, the
+    consent that allowed it (docs/reliability.md #20)."""
+    from ..audit.log import record
 
     data = _summary_dict(summary)
     run_id = data.get("run_id")
@@ -613,15 +643,53 @@ def _audit(summary: Any, ctx: Context, audience: str, destination: str, channel:
         for r in (ctx.store.changelog(run_id) if run_id and hasattr(ctx.store, "changelog") else [])
         if r.get("status") == "succeeded" and r.get("operation") in ("add", "update") and r.get("person_id")
     ]
-    record_export(
-        None,
+    files = [
+        {k: m.get(k) for k in ("path", "sha256", "rows", "bytes")}
+        for m in getattr(destination, "published", None) or []
+    ]
+    record(
+        "export",
         f"audience {audience}",
         rows=len(sent),
-        destination=destination,
-        file=None,
+        destination=cfg.name,
+        file_sha256=files[0]["sha256"] if len(files) == 1 else None,
         person_ids=sent,
-        details={"sync_run": run_id, "channel": channel, "mode": data.get("mode"), "removes": data.get("removes")},
+        role=role,
+        details={
+            "sync_run": run_id,
+            "channel": cfg.channel,
+            "mode": data.get("mode"),
+            "removes": data.get("removes"),
+            "files": files,
+            "approval_seq": (approval or {}).get("seq"),
+            "definition_sha256": ((approval or {}).get("details") or {}).get("definition_sha256"),
+        },
+        evidence=consent_evidence(ctx.warehouse, cfg.channel, sent),
     )
+
+
+def consent_evidence(warehouse: Path, channel: str, person_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Per person, the consent marts.deliverable_customers holds for `channel` now (at the send):
+    its ID, since when, the system and record that carry it and how it was given."""
+    if not person_ids:
+        return []
+    import pyarrow as pa
+
+    from .selection.membership import connect_warehouse
+
+    con = connect_warehouse(warehouse)
+    try:
+        con.register("sent", pa.table({"person_id": pa.array(list(person_ids), pa.string())}))
+        rows = con.sql(
+            "select d.person_id, d.channel, d.deliverable_id as consent_id, d.consented_at as since, "
+            "d.consent_source as source, d.consent_record as record, d.consent_evidence as evidence "
+            "from marts.deliverable_customers as d semi join sent using (person_id) "
+            "where d.channel = $channel order by d.person_id",
+            params={"channel": channel},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return rows.to_pylist()
 
 
 # ---- what the DAG's tasks run --------------------------------------------------------------------------
@@ -666,6 +734,7 @@ def export_task(
         interval=pair.get("interval"),
         as_of=as_of,
         context=context,
+        role=DAG_ROLE,
     )
     if summary["status"] == "skipped":
         from airflow.sdk.exceptions import AirflowSkipException

@@ -4,13 +4,20 @@ One JSON object per line in `<audit_dir>/operations.jsonl` (default var/audit/, 
 $YORISOI_AUDIT_DIR), outside the DuckDB warehouse so its single-writer lock can never make an
 entry wait or be lost. Each entry records:
 
-- `seq` (1, 2, ...), `at` (UTC, ISO 8601), `actor` and `actor_via` (env $YORISOI_ACTOR, else the
-  Airflow task when running in one, else the OS user), `role` ($YORISOI_ROLE or the command's
-  --role), `context` (DAG, task, run and who triggered it, in a task), `host`, `pid`;
+- `seq` (1, 2, ...), `at` (UTC, ISO 8601), `actor` and `actor_via` (a principal the calling code
+  names, else the Airflow task running now, else the OS user), `os_user` (the process's effective
+  user, from the kernel: never self-declared), `declared_actor` ($YORISOI_ACTOR: a claim, kept
+  apart from the actor), `role` ($YORISOI_ROLE or the command's --role), `context` (DAG, task, run,
+  try, map index and who triggered it, read from the task runner's live context, never from the
+  AIRFLOW_CTX_* variables a finished task leaves in the environment), `host`, `pid`;
 - `action` and `object` (what was done to what), `rows`, `destination`, `file_sha256` (of the file
   exported), the person IDs concerned: inline (`person_ids`) when there are at most
   INLINE_PERSON_IDS, otherwise in a sidecar file `persons/<sha256>.txt` (one ID per line, named
   by its own hash) that the entry names (`person_ids_file`), with `person_count` either way;
+- `evidence` (an export: per person sent, the consent that allowed it: channel, consent ID, since
+  when, the system and record that carry it), inline up to INLINE_PERSON_IDS rows, else in a
+  sidecar `evidence/<sha256>.jsonl` the entry names (`evidence_file`), so "why was P sent this"
+  is answered as of the send (:func:`evidence_for`);
 - `prev`, the `hash` of the entry before (64 zeros for the first), and `hash`, the SHA-256 of the
   entry's canonical JSON (sorted keys, no spaces, UTF-8) without `hash`.
 
@@ -27,10 +34,10 @@ head can rebuild the chain. Copy the head hash somewhere else now and then (it i
 from __future__ import annotations
 
 import fcntl
-import getpass
 import hashlib
 import json
 import os
+import pwd
 import socket
 import sys
 from collections.abc import Iterable, Iterator
@@ -45,11 +52,12 @@ LOG_NAME = "operations.jsonl"
 HEAD_NAME = "operations.head"
 LOCK_NAME = "operations.lock"
 PERSONS_DIR = "persons"
+EVIDENCE_DIR = "evidence"
 GENESIS = "0" * 64
 INLINE_PERSON_IDS = 20
 ACTOR_ENV = "YORISOI_ACTOR"
 ROLE_ENV = "YORISOI_ROLE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: actor from the OS or the live Airflow task, os_user, declared_actor, evidence
 
 
 def audit_dir() -> Path:
@@ -79,46 +87,52 @@ def sha256_of(file: str | os.PathLike | bytes) -> str:
 # --- who is acting ------------------------------------------------------------------------------
 
 
-def _airflow_context() -> dict[str, str] | None:
-    """The running Airflow task, if any: the task runner exports AIRFLOW_CTX_* into the
-    environment before execute(); the live context adds who triggered the run."""
-    dag_id, task_id = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_TASK_ID")
-    if not (dag_id and task_id):
-        return None
-    ctx = {
-        "dag_id": dag_id,
-        "task_id": task_id,
-        "run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID", ""),
-        "try_number": os.environ.get("AIRFLOW_CTX_TRY_NUMBER", ""),
-        "owner": os.environ.get("AIRFLOW_CTX_DAG_OWNER", ""),
-    }
-    if "airflow.sdk" in sys.modules:  # only when already loaded: never import Airflow for this
-        try:
-            from airflow.sdk import get_current_context
+def os_user() -> str:
+    """The process's effective user as the kernel knows it (not $USER, not a claim)."""
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
-            user = getattr(get_current_context().get("dag_run"), "triggering_user_name", None)
-            if user:
-                ctx["triggered_by"] = str(user)
-        except Exception:  # noqa: S110 - outside a task there is no live context; the env suffices
-            pass
-    return {k: v for k, v in ctx.items() if v}
+
+def _airflow_context() -> dict[str, str] | None:
+    """The Airflow task running now, from the task runner's live context (`get_current_context`),
+    or None outside a task. Never the AIRFLOW_CTX_* environment variables: a task exports them and
+    they stay in the process after it ends, naming a task that is no longer running."""
+    if "airflow.sdk" not in sys.modules:  # never import Airflow for this: no task without it
+        return None
+    try:
+        from airflow.sdk import get_current_context
+
+        live = get_current_context()
+    except Exception:  # outside a task there is no live context
+        return None
+    ti = live.get("ti") or live.get("task_instance")
+    dag_run = live.get("dag_run")
+    map_index = getattr(ti, "map_index", None)
+    ctx = {
+        "dag_id": getattr(ti, "dag_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "run_id": getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None),
+        "try_number": getattr(ti, "try_number", None),
+        "map_index": map_index if map_index not in (None, -1) else None,
+        "triggered_by": getattr(dag_run, "triggering_user_name", None),
+    }
+    ctx = {k: str(v) for k, v in ctx.items() if v not in (None, "")}
+    return ctx if ctx.get("dag_id") and ctx.get("task_id") else None
 
 
 def resolve_actor(actor: str | None = None) -> tuple[str, str, dict[str, str]]:
-    """(actor, how it was known, Airflow context): `actor` if given, else $YORISOI_ACTOR, else
-    the Airflow task (`airflow:<dag_id>.<task_id>`), else the OS user."""
+    """(actor, how it was known, Airflow context): `actor` if the calling code names one, else
+    the Airflow task running now (`airflow:<dag_id>.<task_id>`), else the OS user. $YORISOI_ACTOR
+    is never the actor: anyone can set it (record() keeps it as `declared_actor`)."""
     ctx = _airflow_context() or {}
     if actor:
         return actor, "argument", ctx
-    if os.environ.get(ACTOR_ENV):
-        return os.environ[ACTOR_ENV], "env", ctx
     if ctx:
         return f"airflow:{ctx['dag_id']}.{ctx['task_id']}", "airflow", ctx
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return user, "os", ctx
+    return os_user(), "os", ctx
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -144,9 +158,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _write_person_ids(folder: Path, person_ids: list[str]) -> tuple[str, str]:
     """The sidecar of a large entry: content-addressed, so writing it twice is harmless."""
-    data = "".join(f"{p}\n" for p in person_ids).encode("utf-8")
+    return _write_sidecar(folder, PERSONS_DIR, "txt", "".join(f"{p}\n" for p in person_ids).encode("utf-8"))
+
+
+def _write_sidecar(folder: Path, subdir: str, ext: str, data: bytes) -> tuple[str, str]:
     digest = hashlib.sha256(data).hexdigest()
-    rel = f"{PERSONS_DIR}/{digest}.txt"
+    rel = f"{subdir}/{digest}.{ext}"
     target = folder / rel
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -184,6 +201,7 @@ def record(
     actor: str | None = None,
     role: str | None = None,
     details: dict[str, Any] | None = None,
+    evidence: list[dict[str, Any]] | None = None,
     log_dir: Path | None = None,
 ) -> dict:
     """Append one entry to the operation log and return it (durable when this returns)."""
@@ -196,6 +214,8 @@ def record(
         "at": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "actor": who,
         "actor_via": via,
+        "os_user": os_user(),
+        "declared_actor": os.environ.get(ACTOR_ENV) or None,
         "role": role or os.environ.get(ROLE_ENV) or None,
         "context": ctx,
         "host": socket.gethostname(),
@@ -212,6 +232,13 @@ def record(
     }
     if len(ids) > INLINE_PERSON_IDS:
         entry["person_ids_file"], _ = _write_person_ids(folder, ids)
+    if evidence is not None:
+        rows = [json.loads(json.dumps(e, default=str, ensure_ascii=False)) for e in evidence]
+        if len(rows) <= INLINE_PERSON_IDS:
+            entry["evidence"] = rows
+        else:
+            data = b"".join(canonical(e) + b"\n" for e in rows)
+            entry["evidence_file"], _ = _write_sidecar(folder, EVIDENCE_DIR, "jsonl", data)
     lock = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -262,11 +289,14 @@ def record_export(
     person_ids: Iterable[str] = (),
     role: str | None = None,
     details: dict[str, Any] | None = None,
+    evidence: list[dict[str, Any]] | None = None,
     log_dir: Path | None = None,
 ) -> dict:
     """Log an export: `what` (e.g. "audience trigger_vip_reached"), its `rows`, where it went,
-    the SHA-256 of the exported file (a path, or the bytes sent) and the person IDs in it. Call it
-    after the destination confirmed, before reporting success. `actor` None: resolved as usual."""
+    the SHA-256 of the exported file (a path, or the bytes sent), the person IDs in it and the
+    consent `evidence` that allowed each. Call it after the destination confirmed, before
+    reporting success. `actor` None: resolved as usual. A run that wrote several files lists
+    each (path and SHA-256) in `details["files"]`."""
     details = dict(details or {})
     if isinstance(file, str | os.PathLike):
         details.setdefault("file", os.fspath(file))
@@ -280,6 +310,7 @@ def record_export(
         actor=actor,
         role=role,
         details=details,
+        evidence=evidence,
         log_dir=log_dir,
     )
 
@@ -310,6 +341,26 @@ def person_ids_of(entry: dict, log_dir: Path | None = None) -> list[str]:
         path = Path(log_dir or audit_dir()) / entry["person_ids_file"]
         return path.read_text(encoding="utf-8").splitlines()
     return []
+
+
+def evidence_of(entry: dict, log_dir: Path | None = None) -> list[dict]:
+    """The consent evidence an export entry recorded (inline or from its sidecar)."""
+    if entry.get("evidence") is not None:
+        return list(entry["evidence"])
+    if entry.get("evidence_file"):
+        path = Path(log_dir or audit_dir()) / entry["evidence_file"]
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return []
+
+
+def evidence_for(person_id: str, log_dir: Path | None = None) -> list[dict]:
+    """Why person `person_id` was sent what: each export entry that names them, with the consent
+    evidence recorded for them at the time (`{"entry": ..., "consent": [...]}`), oldest first."""
+    out = []
+    for entry in list_entries(person=person_id, action="export", log_dir=log_dir):
+        consent = [e for e in evidence_of(entry, log_dir) if e.get("person_id") == person_id]
+        out.append({"entry": entry, "consent": consent})
+    return out
 
 
 def _as_utc(value: date | datetime | str | None, *, end: bool) -> datetime | None:
@@ -398,12 +449,13 @@ def verify(log_dir: Path | None = None) -> Verification:
                     return broken(
                         lineno, seq, "prev is not the hash of the entry before: an entry was removed or replaced"
                     )
-                if e.get("person_ids_file"):
-                    side = folder / e["person_ids_file"]
-                    if not side.exists():
-                        return broken(lineno, seq, f"person-ID file {e['person_ids_file']} is missing")
-                    if f"{sha256_of(side)}.txt" != side.name:
-                        return broken(lineno, seq, f"person-ID file {e['person_ids_file']} was changed")
+                for key, what in (("person_ids_file", "person-ID file"), ("evidence_file", "evidence file")):
+                    if e.get(key):
+                        side = folder / e[key]
+                        if not side.exists():
+                            return broken(lineno, seq, f"{what} {e[key]} is missing")
+                        if f"{sha256_of(side)}{side.suffix}" != side.name:
+                            return broken(lineno, seq, f"{what} {e[key]} was changed")
                 prev_seq, prev_hash, n = seq, stored, n + 1
     head_seq, head_hash = _read_head(folder)
     if (head_seq, head_hash) != (prev_seq, prev_hash):

@@ -361,6 +361,10 @@ class _FileDestination(Destination):
     def _publish(self, context: RunContext, payload: Payload) -> None:
         raise NotImplementedError
 
+    def location(self, context: RunContext, name: str) -> str:
+        """Where the file ``name`` of this run is published (for the operation log)."""
+        raise NotImplementedError
+
     def deliver(self, operation: Operation, records: Sequence[Record], *, idempotency_key: str) -> list[RowResult]:
         if operation != Operation.ADD:
             raise DestinationError(f"{self.name} only adds recipients to a file, not {operation.value}")
@@ -387,7 +391,7 @@ class _FileDestination(Destination):
             "encoding": self.encoding,
         }
         self._publish(context, Payload(name, data, count, columns, digest, manifest))
-        self.published.append(manifest)
+        self.published.append({**manifest, "path": self.location(context, name)})
         return RowResults(records, failures)  # type: ignore[return-value]
 
 
@@ -617,10 +621,13 @@ class SftpFileDestination(_FileDestination):
         finally:
             close()
 
+    def location(self, context: RunContext, name: str) -> str:
+        return posixpath.join(self.remote_dir, self.folder(context), name)
+
     def _publish_on(self, sftp: paramiko.SFTPClient, context: RunContext, payload: Payload) -> None:
-        folder = posixpath.join(self.remote_dir, self.folder(context))
+        final = self.location(context, payload.name)
+        folder = posixpath.dirname(final)
         _makedirs(sftp, folder)
-        final = posixpath.join(folder, payload.name)
         manifest_path = final + MANIFEST_SUFFIX
         existing = _read_json(sftp, manifest_path)
         final_size = _size(sftp, final)
@@ -869,9 +876,14 @@ class S3FileDestination(_FileDestination):
         except ValueError:
             return None
 
+    def location(self, context: RunContext, name: str) -> str:
+        return f"s3://{self.bucket}/{self._key(context, name)}"
+
+    def _key(self, context: RunContext, name: str) -> str:
+        return "/".join(p for p in (self.prefix, self.folder(context), name) if p)
+
     def _publish_s3(self, context: RunContext, payload: Payload) -> None:
-        folder = "/".join(p for p in (self.prefix, self.folder(context)) if p)
-        final = f"{folder}/{payload.name}"
+        final = self._key(context, payload.name)
         manifest_key = final + MANIFEST_SUFFIX
         staging_folder = "/".join(p for p in (self.prefix, "_staging", self.folder(context)) if p)
         checksum = base64.b64encode(bytes.fromhex(payload.sha256)).decode("ascii")
