@@ -4,6 +4,7 @@ concurrent writers lose nothing; and an export records the SHA-256 of what was s
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import multiprocessing
@@ -181,11 +182,14 @@ def test_an_exports_consent_evidence_answers_why_a_person_was_sent(audit_dir: Pa
     why = log.evidence_for("P001")
     assert [w["entry"]["object"] for w in why] == ["audience vip", "audience small"]
     assert [w["consent"] for w in why] == [[evidence[1]], [evidence[1]]]
+    shown = CliRunner().invoke(audit_app, ["--person", "P001", "--role", "admin"])
+    assert shown.exit_code == 0, shown.output
+    assert "seq 1 audience vip → esp_list: email consent P001:email since 2026-10-01T09:00:00+00:00" in shown.output
     entry = why[0]["entry"]
     assert "evidence" not in entry and entry["evidence_file"].startswith("evidence/")  # 30 rows: a sidecar
     assert log.verify().ok
     side = audit_dir / entry["evidence_file"]
-    side.write_text(side.read_text(encoding="utf-8").replace("2026-10-01", "2026-09-01"), encoding="utf-8")
+    side.write_bytes(gzip.compress(gzip.decompress(side.read_bytes()).replace(b"2026-10-01", b"2026-09-01")))
     result = log.verify()
     assert not result.ok and "evidence file" in result.reason
 

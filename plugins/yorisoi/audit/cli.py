@@ -98,6 +98,18 @@ def audit_command(
         )
     console.print(table)
     console.print(f"{len(entries)} entries in {log.audit_dir() / log.LOG_NAME}", soft_wrap=True)
+    if person:  # why was this person sent each export: the consent recorded at the send
+        for e in entries:
+            if e["action"] != "export":
+                continue
+            for c in [c for c in log.evidence_of(e) if c.get("person_id") == person] or [{}]:
+                why = (
+                    f"{c.get('channel')} consent {c.get('consent_id')} since {c.get('since')} "
+                    f"({c.get('source')}, {c.get('record')}, {c.get('evidence')})"
+                    if c
+                    else "no consent evidence recorded"
+                )
+                console.print(f"seq {e['seq']} {e['object']} → {e.get('destination')}: {why}", soft_wrap=True)
 
 
 def _persons(entry: dict) -> str:

@@ -16,7 +16,8 @@ entry wait or be lost. Each entry records:
   by its own hash) that the entry names (`person_ids_file`), with `person_count` either way;
 - `evidence` (an export: per person sent, the consent that allowed it: channel, consent ID, since
   when, the system and record that carry it), inline up to INLINE_PERSON_IDS rows, else in a
-  sidecar `evidence/<sha256>.jsonl` the entry names (`evidence_file`), so "why was P sent this"
+  sidecar `evidence/<sha256>.jsonl.gz` (gzip: a million people's consent compresses about tenfold)
+  the entry names (`evidence_file`), so "why was P sent this"
   is answered as of the send (:func:`evidence_for`);
 - `prev`, the `hash` of the entry before (64 zeros for the first), and `hash`, the SHA-256 of the
   entry's canonical JSON (sorted keys, no spaces, UTF-8) without `hash`.
@@ -34,6 +35,7 @@ head can rebuild the chain. Copy the head hash somewhere else now and then (it i
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -237,8 +239,8 @@ def record(
         if len(rows) <= INLINE_PERSON_IDS:
             entry["evidence"] = rows
         else:
-            data = b"".join(canonical(e) + b"\n" for e in rows)
-            entry["evidence_file"], _ = _write_sidecar(folder, EVIDENCE_DIR, "jsonl", data)
+            data = gzip.compress(b"".join(canonical(e) + b"\n" for e in rows), mtime=0)  # same rows, same bytes
+            entry["evidence_file"], _ = _write_sidecar(folder, EVIDENCE_DIR, "jsonl.gz", data)
     lock = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -349,7 +351,7 @@ def evidence_of(entry: dict, log_dir: Path | None = None) -> list[dict]:
         return list(entry["evidence"])
     if entry.get("evidence_file"):
         path = Path(log_dir or audit_dir()) / entry["evidence_file"]
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines() if line]
     return []
 
 
@@ -454,7 +456,7 @@ def verify(log_dir: Path | None = None) -> Verification:
                         side = folder / e[key]
                         if not side.exists():
                             return broken(lineno, seq, f"{what} {e[key]} is missing")
-                        if f"{sha256_of(side)}{side.suffix}" != side.name:
+                        if side.name.split(".", 1)[0] != sha256_of(side):
                             return broken(lineno, seq, f"{what} {e[key]} was changed")
                 prev_seq, prev_hash, n = seq, stored, n + 1
     head_seq, head_hash = _read_head(folder)
