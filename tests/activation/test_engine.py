@@ -489,6 +489,28 @@ def test_a_run_killed_with_sigkill_mid_send_is_taken_over_at_once_without_double
         assert all(row["status"] == "sent" for row in store.ledger(HARNESS_AUDIENCE, "line_multicast", INTERVAL))
 
 
+def test_a_rerun_closes_a_dead_runs_record_but_not_one_a_live_retry_reuses(store, clock) -> None:
+    """A run record whose every claimant is dead ends failed when the next sync of the pair
+    starts; one whose run ID a live retry reuses stays running."""
+    import socket
+
+    from yorisoi.activation.delivery.engine import _process_started
+
+    now = datetime.now(UTC)
+    here = {"host": socket.gethostname(), "pid": os.getpid(), "pid_started": _process_started(os.getpid())}
+    for run_id, owners in (("dead-run", ["gone"]), ("retried-run", ["first-try", "live-retry"])):
+        store.start_run(
+            run_id, audience=AUDIENCE, destination="line_multicast", interval=INTERVAL, mode="diff", started_at=now
+        )
+        for owner in owners:
+            store.register_claimant(owner, run_id=run_id, now=now, **here)
+            if owner != "live-retry":
+                store.heartbeat(owner, now, ended=True)
+    run(store, SendFake(), line_users(2), clock, run_id="next")
+    assert store.run("dead-run")["status"] == "failed" and "taken over by run next" in store.run("dead-run")["error"]
+    assert store.run("retried-run")["status"] == "running"
+
+
 class BlockingSend(SendFake):
     """Its ``block_on``-th request waits (before accepting) until ``release`` is set; later
     requests (another run's too) go through."""

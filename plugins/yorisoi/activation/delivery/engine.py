@@ -411,17 +411,21 @@ class _Sync:
         """Runs of this (audience, destination) still recorded ``running`` whose claimant died
         end ``failed``, saying why; their claims are taken over by this run."""
         now = datetime.now(UTC)
+        by_run: dict[str, list[str | None]] = {}
         for claimant in self.store.running_claimants(self.audience, self.name):
-            why = claimant_dead(claimant, now, self.claim_lease)
-            if why is not None:
-                log.error("sync run %s died (%s): run %s takes over its claims", claimant["run_id"], why, self.run_id)
-                self.store.finish_run(
-                    claimant["run_id"],
-                    status="failed",
-                    counts={},
-                    finished_at=now,
-                    error=f"died: {why}; its claims are taken over by run {self.run_id}",
-                )
+            by_run.setdefault(claimant["run_id"], []).append(claimant_dead(claimant, now, self.claim_lease))
+        for run_id, deaths in by_run.items():
+            if None in deaths:  # a rerun under the same run ID is alive: the record is its own
+                continue
+            why = deaths[-1]
+            log.error("sync run %s died (%s): run %s takes over its claims", run_id, why, self.run_id)
+            self.store.finish_run(
+                run_id,
+                status="failed",
+                counts={},
+                finished_at=now,
+                error=f"died: {why}; its claims are taken over by run {self.run_id}",
+            )
 
     def _register(self) -> None:
         pid = os.getpid()
