@@ -349,6 +349,7 @@ def test_the_japanese_document_describes_every_table_and_column_in_japanese(doc)
     assert "The person, stable across runs." not in ja and "人物（実行をまたいで安定）。" in ja
     assert "removed from the analytics database" not in ja and "分析用データベースからは削除" in ja
     assert '<table class="lineage">' in ja  # fixed column widths, one name per line
+    assert "品質ゲートの最新結果" in ja  # the gates' results, folded in (readable offline)
 
 
 def test_a_source_table_states_its_description_once(doc) -> None:

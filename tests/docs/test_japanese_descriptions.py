@@ -61,3 +61,29 @@ def test_an_english_only_description_is_caught() -> None:
     assert untranslated(column, "m.x") == ["m.x: no Japanese description (meta.description_ja)"]
     column["config"]["meta"]["description_ja"] = "人物。"
     assert untranslated(column, "m.x") == []
+
+
+def test_the_quality_gates_latest_results_are_read_for_the_document(tmp_path: Path) -> None:
+    """Folded into section 7, so the gates' results read offline (GX Data Docs need CDNs)."""
+    import json
+
+    from yorisoi.docs.collect import read_gate_results
+
+    (tmp_path / "raw.json").write_text(
+        json.dumps(
+            {
+                "layer": "raw",
+                "success": False,
+                "suites": 9,
+                "rows_validated": 1200,
+                "failed_expectations": ["raw.ecommerce__customers: expect_column_values_to_not_be_null(column=id)"],
+                "warnings": [],
+                "data_docs": "/var/out/docs/quality/index.html",
+                "validated_at": "2026-11-02T01:00:00+00:00",
+            }
+        ),
+        "utf-8",
+    )
+    (gate,) = read_gate_results(tmp_path)  # marts has not run: left out
+    assert (gate.layer, gate.success, gate.suites, gate.validated_at) == ("raw", False, 9, "2026-11-02 01:00:00")
+    assert gate.failed_expectations == ["raw.ecommerce__customers: expect_column_values_to_not_be_null(column=id)"]

@@ -38,6 +38,7 @@ from .model import (
     DatabaseDoc,
     DataDefinition,
     EdgeDoc,
+    GateResultDoc,
     LinkDoc,
     SchemaDoc,
     SourceSystemDoc,
@@ -510,6 +511,30 @@ def _parse_ddl(ddl: str) -> dict[str, dict[str, str]]:
 # --- entry point --------------------------------------------------------------------------------
 
 
+def read_gate_results(folder: Path | None = None) -> list[GateResultDoc]:
+    """The latest result of each quality gate (raw, marts), as the gate task published it."""
+    folder = folder or paths.var_dir() / "quality" / "latest"
+    out = []
+    for layer in ("raw", "marts"):
+        try:
+            r = json.loads((folder / f"{layer}.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        out.append(
+            GateResultDoc(
+                layer=layer,
+                success=bool(r.get("success")),
+                validated_at=str(r.get("validated_at") or "")[:19].replace("T", " "),
+                suites=int(r.get("suites") or 0),
+                rows_validated=int(r.get("rows_validated") or 0),
+                failed_expectations=[str(x) for x in r.get("failed_expectations") or []],
+                warnings=[str(x) for x in r.get("warnings") or []],
+                data_docs=str(r.get("data_docs") or ""),
+            )
+        )
+    return out
+
+
 def collect(
     manifest_path: Path,
     catalog_path: Path | None,
@@ -604,6 +629,7 @@ def collect(
         gaps={},
     )
     model.gaps = find_gaps(model)
+    model.gate_results = read_gate_results()
     for system in systems:
         for table_id in system.tables:
             if table_id.startswith("registry."):

@@ -275,6 +275,22 @@ LABELS: dict[str, dict[str, str]] = {
     "no_checks_yet": {"ja": "チェック未作成", "en": "no checks yet"},
     "unmatched_suites": {"ja": "対応するテーブルがないスイート", "en": "Suites whose table is not in the document"},
     "gx_suites_found": {"ja": "Great Expectations スイート数", "en": "Great Expectations suites"},
+    "gate_results": {"ja": "品質ゲートの最新結果", "en": "Latest quality-gate results"},
+    "gate_results_note": {
+        "ja": "Airflow の品質ゲート（validate_raw、validate_marts）が最後に検証した結果。Great Expectations の "
+        "Data Docs（var/out/docs/quality）は表示に外部 CDN を使うため、オフラインで読めるようここに転記する。",
+        "en": "What the Airflow quality gates (validate_raw, validate_marts) found the last time they ran, "
+        "copied here so it reads offline (the Great Expectations Data Docs in var/out/docs/quality load their "
+        "styling from CDNs).",
+    },
+    "gate_validated_at": {"ja": "検証日時 (UTC)", "en": "Validated at (UTC)"},
+    "gate_result": {"ja": "結果", "en": "Result"},
+    "gate_rows": {"ja": "検証行数", "en": "Rows validated"},
+    "gate_failed": {"ja": "失敗した期待値", "en": "Failed expectations"},
+    "gate_warnings": {"ja": "警告", "en": "Warnings"},
+    "gate_passed": {"ja": "合格", "en": "passed"},
+    "gate_failed_word": {"ja": "不合格", "en": "failed"},
+    "gate_not_run": {"ja": "品質ゲートはまだ実行されていない。", "en": "The quality gates have not run yet."},
     # gaps
     "gaps_note": {
         "ja": "以下は生成時に見つかった不足です。YAML（dbt / レジストリ）に記載すると次回の生成で解消します。",

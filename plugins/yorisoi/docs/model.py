@@ -131,6 +131,22 @@ class EdgeDoc:
 
 
 @dataclass
+class GateResultDoc:
+    """The latest run of a quality gate (var/quality/latest/<layer>.json), folded into the
+    document so its results read offline (the Great Expectations Data Docs load their styling
+    from CDNs)."""
+
+    layer: str
+    success: bool
+    validated_at: str
+    suites: int
+    rows_validated: int
+    failed_expectations: list[str]
+    warnings: list[str]
+    data_docs: str
+
+
+@dataclass
 class DataDefinition:
     generated_at: str
     dbt_version: str
@@ -147,6 +163,7 @@ class DataDefinition:
     suites: list[str]
     unmatched_suites: list[str]
     gaps: dict[str, list[str]]
+    gate_results: list[GateResultDoc] = field(default_factory=list)
 
     def table(self, table_id: str) -> TableDoc:
         return self._index()[table_id]

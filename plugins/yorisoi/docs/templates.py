@@ -189,6 +189,14 @@ PAGE = """<!DOCTYPE html>
 {% for row in check_summary %}<tr><td>{{ v.layer(row[0], lang) }}</td><td class="num">{{ row[1] }}</td><td class="num">{{ row[2] }}</td><td class="num">{{ row[3] }}</td><td class="num">{{ row[4] }}</td></tr>{% endfor %}
 </table>
 <p>{{ t("gx_suites_found") }}: {{ m.suites|length }}</p>
+<h3>{{ t("gate_results") }}</h3>
+<p class="note">{{ t("gate_results_note") }}</p>
+{% if m.gate_results %}<table><tr><th>{{ t("layer") }}</th><th>{{ t("gate_validated_at") }}</th><th>{{ t("gate_result") }}</th><th>{{ t("gx_suites_found") }}</th><th>{{ t("gate_rows") }}</th><th>{{ t("gate_failed") }}</th><th>{{ t("gate_warnings") }}</th></tr>
+{% for g in m.gate_results %}<tr><td>{{ v.layer(g.layer, lang) }}</td><td>{{ g.validated_at }}</td><td{% if not g.success %} class="missing"{% endif %}>{{ t("gate_passed") if g.success else t("gate_failed_word") }}</td>
+<td class="num">{{ g.suites }}</td><td class="num">{{ "{:,}".format(g.rows_validated) }}</td>
+<td>{% if g.failed_expectations %}<ul class="names">{% for f in g.failed_expectations %}<li><code>{{ f }}</code></li>{% endfor %}</ul>{% else %}—{% endif %}</td>
+<td>{% if g.warnings %}<ul class="names">{% for f in g.warnings %}<li><code>{{ f }}</code></li>{% endfor %}</ul>{% else %}—{% endif %}</td></tr>{% endfor %}
+</table>{% else %}<p>{{ t("gate_not_run") }}</p>{% endif %}
 {% if m.unmatched_suites %}<h4>{{ t("unmatched_suites") }}</h4><ul>{% for s in m.unmatched_suites %}<li><code>{{ s }}</code></li>{% endfor %}</ul>{% endif %}
 
 <h2 id="s8">{{ t("s8") }}</h2>
