@@ -33,6 +33,8 @@ THIRD_PARTY_WARNINGS = (
     "pydantic",
     "sqlalchemy",
     "altair",
+    "fastapi",
+    "starlette",
     "google",
     "jsonschema",
 )
@@ -42,6 +44,8 @@ def quiet_third_party_warnings() -> None:
     for module in THIRD_PARTY_WARNINGS:
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.filterwarnings("ignore", category=category, module=rf"{module}(\.|$)")
+    # Starlette's deprecation (a UserWarning) about the test client Airflow's in-process API uses
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette\.testclient` is deprecated")
 
 
 @contextlib.contextmanager
