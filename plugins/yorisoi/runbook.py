@@ -24,6 +24,10 @@ STEPS = {
         "look at raw._rejects (file, line, reason); the good rows loaded; a corrected row sent in a later "
         "file upserts by key"
     ),
+    "flags": (
+        "look at raw._flags (table, key, column, reason): the rows landed; a date in the future or a kana "
+        "column holding other text is fixed at the source, and the next read replaces the row"
+    ),
     "gate": (
         "open the Data Docs named above, fix the data at its source (or the model, or the suite if the "
         "expectation is wrong), rebuild, then clear the gate task: it validates again and the build goes on"

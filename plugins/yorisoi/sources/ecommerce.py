@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tenacity
 
+from ..runbook import next_step
 from .landing import BatchWriter, LandResult, Warehouse
 from .registry import Source, Table
 from .screening import Findings, screen
@@ -783,7 +784,11 @@ def _ingest_endpoint(
     mark = warehouse.get_watermark(parent) if mark_column else None
     if mark is not None and datetime.fromisoformat(_iso(mark)) > until:  # left in the future by a bad row
         log.error(
-            "ALERT %s: watermark %s is after the run's bound %s; reading from the bound", parent.raw_name, mark, until
+            "ALERT %s: watermark %s is after the run's bound %s; reading from the bound. %s",
+            parent.raw_name,
+            mark,
+            until,
+            next_step("flags"),
         )
         mark = _iso(until)
     params: dict[str, Any] = {"limit": page_limit, **_EXTRA_PARAMS.get(resource, {})}

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from ..runbook import next_step
 from .registry import RegistryError, Source, Table, read_yaml
 from .screening import Findings, screen
 
@@ -713,7 +714,13 @@ def _since(warehouse: Warehouse, table: Table, batch_id: str, overlap: timedelta
     if mark is None:
         return None
     if datetime.fromisoformat(mark) > ceiling:  # left in the future by a row stamped ahead
-        log.error("ALERT %s: watermark %s is after now (%s); reading from now", table.raw_name, mark, ceiling)
+        log.error(
+            "ALERT %s: watermark %s is after now (%s); reading from now. %s",
+            table.raw_name,
+            mark,
+            ceiling,
+            next_step("flags"),
+        )
         mark = ceiling.isoformat()
     con = warehouse.connect()
     try:

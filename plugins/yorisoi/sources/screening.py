@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..runbook import next_step
 from .registry import Table
 
 if TYPE_CHECKING:
@@ -132,7 +133,12 @@ class Findings:
         for reason in sorted({f["reason"].split(":")[0] for f in self.flags}):
             n = sum(1 for f in self.flags if f["reason"].startswith(reason))
             log.error(
-                "ALERT %s: %d row(s) flagged: %s (raw._flags, batch %s)", self.table.raw_name, n, reason, self.batch_id
+                "ALERT %s: %d row(s) flagged: %s (raw._flags, batch %s). %s",
+                self.table.raw_name,
+                n,
+                reason,
+                self.batch_id,
+                next_step("flags"),
             )
 
 

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from ..runbook import next_step
 from .registry import Column, Source, Table
 from .screening import CONTROL_CHARACTERS, FLAGS_SCHEMA, KANA, REJECTS_SCHEMA, store_flags
 
@@ -953,7 +954,9 @@ class _Run:
                 "reason": ["not kana: a kana column holds characters other than kana (mojibake?)"] * n,
             }
             store_flags(self.warehouse, batch_id, spec.table.name, pa.table(flags, schema=FLAGS_SCHEMA))
-            log.error("ALERT %s/%s: %d row(s) flagged: not kana (raw._flags)", spec.feed, name, n)
+            log.error(
+                "ALERT %s/%s: %d row(s) flagged: not kana (raw._flags). %s", spec.feed, name, n, next_step("flags")
+            )
         return b.result.rows, len(parsed.rejects)
 
 
