@@ -17,7 +17,7 @@
             'insert_overwrite' if spark_parquet else 'merge' if target.type == 'spark' else 'delete+insert'
         ),
         partition_by=(['as_of_date'] if spark_parquet else none),
-        file_format=(var('spark_file_format', none) if target.type == 'spark' else none),
+        file_format=((var('spark_file_format', none) or 'parquet') if target.type == 'spark' else none),
         unique_key=['as_of_date', 'person_id'],
         full_refresh=false,
         on_schema_change='fail',
