@@ -8,6 +8,7 @@ query computing recency, frequency and monetary per source customer.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -433,11 +434,35 @@ def run_segment_bench(scale: str, console: Console | None = None) -> dict:
     for name, prefixes in SEGMENT_STAGES.items():
         stages.append({"stage": name, "seconds": node_seconds(daily, prefixes, taken), "rows": customers})
         taken += prefixes
+    stages += _segment_baselines(run.warehouse, os.environ["YORISOI_AS_OF"], customers)
     for s in stages:
         s["rows_per_second"] = s["rows"] / s["seconds"] if s["seconds"] else 0.0
         if console:
             console.print(f"{s['stage']}: {s['seconds']:.2f} s")
     return _one_run(f"segments_{scale}", stages, customers=customers, orders=orders, order_lines=lines)
+
+
+def _segment_baselines(warehouse: Path, as_of: str, customers: int) -> list[dict]:
+    """What the segment layer is measured against, on the same warehouse: an analyst's pandas
+    script (yorisoi_kit.pandas_baseline, checked to give the marts' answers) and the lower bound,
+    one DuckDB query of R, F and M by person over the same identity-resolved orders."""
+    from .pandas_baseline import compare, compute
+
+    baseline = compute(warehouse, as_of)
+    mismatches = compare(baseline, warehouse)
+    if any(mismatches.values()):
+        raise RuntimeError(f"the pandas baseline and the marts disagree: {mismatches}")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        started = time.perf_counter()
+        con.execute(
+            "select person_id, count(*), sum(total), max(ordered_at) from marts.fct_orders "
+            "where is_counted and person_id is not null group by person_id"
+        ).fetchall()
+        lower_bound = time.perf_counter() - started
+    return [
+        {"stage": "pandas_baseline", "seconds": baseline.seconds, "rows": customers},
+        {"stage": "lower_bound_rfm_by_person", "seconds": lower_bound, "rows": customers},
+    ]
 
 
 def _one_run(name: str, stages: list[dict], **extra) -> dict:

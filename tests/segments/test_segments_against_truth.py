@@ -198,3 +198,17 @@ def test_abc_classes_cut_the_cumulative_share_where_configured(con: duckdb.DuckD
     assert [c for _, c in rows] == sorted(c for _, c in rows)  # A's first, then B's, then C's
     for before, cls in rows:
         assert cls == ("A" if before < a else "B" if before < b else "C")
+
+
+def test_an_analysts_pandas_script_gives_the_marts_answers(con: duckdb.DuckDBPyConnection, xs: ScaleRun) -> None:
+    """The bench's pandas baseline (the segment layer's yardstick) computes every person's F, M,
+    recency and status, the deciles and the F-ladder from the documented definitions; it must
+    agree with the marts exactly, or the bench would time two programs that answer differently."""
+    from yorisoi_kit.pandas_baseline import compare, compute
+
+    as_of = str(con.execute("select max(as_of_date) from marts.customer_status").fetchone()[0])
+    baseline = compute(xs.warehouse, as_of)
+    assert set(baseline.people["status"]) >= {"new", "active", "good", "vip", "dormant", "churned"}
+    assert compare(baseline, xs.warehouse) == dict.fromkeys(
+        ("people", "frequency", "monetary", "recency_days", "status", "decile", "f_ladder"), 0
+    )
