@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock demo airflow report browser test test-all lint format bench bench-ingest bench-customers bench-segments clean
+.PHONY: install lock lock-spark demo airflow report browser test test-all test-spark java lint format bench bench-ingest bench-customers bench-segments clean
 
 install: $(STAMP)
 
@@ -66,6 +66,32 @@ test-all: install browser
 # target, here on in-memory databases, so a lint needs no built warehouse and never waits for a
 # build's write lock. SQL outside the dbt project (include/sql, when there is any) is not a dbt
 # node: the jinja templater reads it.
+# The same dbt project on Spark (tests/spark): dbt-spark in session mode on a local pyspark, from a
+# venv of its own (.venv-spark, pinned by requirements-spark.lock), against DuckDB's answers from
+# .venv. Needs Java 17: installed with apt when run as root on a machine without it.
+SPARK_VENV := .venv-spark
+SPARK_STAMP := $(SPARK_VENV)/.installed
+
+$(SPARK_STAMP): requirements-spark.lock
+	test -x $(SPARK_VENV)/bin/python || $(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(SPARK_VENV)/bin/uv pip sync --python $(SPARK_VENV)/bin/python requirements-spark.lock
+	$(SPARK_VENV)/bin/uv pip install --python $(SPARK_VENV)/bin/python --no-deps -e .
+	touch $(SPARK_STAMP)
+
+java:
+	@if command -v java >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Java 17 for the Spark build test (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
+	else echo "Java 17 is missing (apt-get install openjdk-17-jre-headless)" >&2; exit 1; fi
+
+test-spark: install java $(SPARK_STAMP)
+	YORISOI_DUCKDB_PYTHON=$(CURDIR)/$(BIN)/python $(SPARK_VENV)/bin/python -m pytest tests/spark -p no:cacheprovider
+
+lock-spark: $(STAMP)
+	$(BIN)/uv pip compile requirements-spark.in --python-version 3.11 -o requirements-spark.lock
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
