@@ -511,6 +511,21 @@ def test_a_rerun_closes_a_dead_runs_record_but_not_one_a_live_retry_reuses(store
     assert store.run("retried-run")["status"] == "running"
 
 
+def test_rows_the_destination_left_unanswered_end_the_run_failed_and_a_rerun_sends_them(store, clock) -> None:
+    class Forgetful(SendFake):
+        """Accepts a batch but answers for all rows but the last."""
+
+        def deliver(self, operation, records, *, idempotency_key):
+            return super().deliver(operation, records, idempotency_key=idempotency_key)[:-1]
+
+    users = line_users(3)
+    with pytest.raises(SyncError, match="1 row\\(s\\) were not confirmed") as stopped:
+        run(store, Forgetful(max_batch=3), users, clock, run_id="forgetful")
+    assert stopped.value.summary.delivered == 2 and store.run("forgetful")["status"] == "failed"
+    fake = SendFake(max_batch=3)
+    assert run(store, fake, users, clock).delivered == 1 and fake.received == Counter({users[-1].key: 1})
+
+
 class BlockingSend(SendFake):
     """Its ``block_on``-th request waits (before accepting) until ``release`` is set; later
     requests (another run's too) go through."""

@@ -32,7 +32,8 @@
      once), or when its heartbeat is older than ``claim_lease`` seconds (another host). A rerun
      first closes the dead claimants' runs still recorded ``running`` as ``failed``. Rows a live
      claimant holds are left to it and the run ends ``deferred``, raising :class:`SyncDeferred`
-     (the task fails, alerts and is retried): rows left unsent never end a run ``succeeded``.
+     (the task fails, alerts and is retried); rows the destination left unconfirmed end it
+     ``failed`` (:class:`SyncError`): rows left unsent never end a run ``succeeded``.
    - *List* destinations (ADD / UPDATE / REMOVE: an ESP list, a LINE audience) are idempotent by
      nature: the snapshot, written only after confirmation, is what makes a rerun send only the
      unconfirmed rows.
@@ -510,6 +511,14 @@ class _Sync:
         except Exception as exc:
             self._finish("failed", f"{type(exc).__name__}: {exc}")
             raise SyncError(f"sync of {self.audience} to {self.name} failed: {exc}", self.summary()) from exc
+        if self.counts["failed"]:  # sent without a confirmation (a row the answer left out)
+            message = (
+                f"sync of {self.audience} to {self.name} ({self.interval}): {self.counts['failed']} row(s) were not "
+                "confirmed by the destination; a rerun resends them under the same idempotency key"
+            )
+            log.error(message)
+            self._finish("failed", message)
+            raise SyncError(message, self.summary())
         if self.counts["deferred"]:
             message = (
                 f"sync of {self.audience} to {self.name} ({self.interval}) left {self.counts['deferred']} row(s) "
