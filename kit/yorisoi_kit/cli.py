@@ -136,7 +136,7 @@ def serve_destinations_command() -> None:
         console.print(
             f"{len(conns) - 2} destination connections written to {env}. In another shell:\n"
             f"  set -a; . {env}; set +a\n"
-            "  .venv/bin/yorisoi activation test-send cart_abandonment\n"
+            "  .venv/bin/yorisoi activation test-send cart_abandonment --role content_author\n"
             "Ctrl-C stops the servers.",
             soft_wrap=True,
         )

@@ -661,7 +661,7 @@ def run_demo(
         story.print(
             f"[bold green]done[/] in {(time.perf_counter() - t0) / 60:.1f} min. Next: open the report; "
             "`make airflow` shows these runs and their task logs; `yorisoi serve destinations` brings the "
-            "stand-in destinations back for `yorisoi activation test-send cart_abandonment`; "
+            "stand-in destinations back for `yorisoi activation test-send cart_abandonment --role content_author`; "
             "docs/runbook.md says what to do about each failure above.",
             soft_wrap=True,
         )

@@ -113,6 +113,9 @@ def test_every_send_has_its_destination_group_and_the_consent_in_force(sent) -> 
     assert set(sends["variant"]) <= {"A", "B"} and sends["variant"].notna().all()
     assert set(sends["consent"]) == {"opt_in"}  # in force when sent, the later opt-out included
     assert set(sends["consent_evidence"]) == {"shop account email_marketing_state=subscribed"}
+    # and as the export recorded it in the operation log when it sent (marts.deliverable_customers)
+    assert sends["recorded_evidence"].notna().all() and sends["recorded_consent_id"].notna().all()
+    assert set(sends["recorded_consent_id"]) == {f"{p}:email" for p in sends["person_id"]}
     members = {m["person_id"]: m["grp"] for m in ctx.store.last_members("cart_mail")}
     control = {p for p, g in members.items() if g == "control"}
     assert control and not control & set(sends["person_id"])

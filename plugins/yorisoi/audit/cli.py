@@ -221,7 +221,13 @@ def _when_text(value: Any) -> str:
 
 
 def _consent_text(row: dict) -> str:
-    """The consent in force at a send, in one cell: what, since when, which system, the evidence."""
+    """The consent in force at a send, in one cell: what, since when, which system, the evidence;
+    as the export recorded it in the operation log when it did, else as the warehouse dates it."""
+    if row.get("recorded_evidence"):
+        return (
+            f"[green]recorded at the send[/green]: since {_when_text(row['recorded_since'])} "
+            f"({row['recorded_source']} {row['recorded_consent_id']}): {row['recorded_evidence']}"
+        )
     if not row.get("consent"):
         return "[red]no consent event[/red]"
     colour = "green" if row["consent"] == "opt_in" else "red"

@@ -7,7 +7,9 @@ The store says what was sent (`sync_changelog` rows the destination confirmed, `
 who was a member in which group (`audience_members`); the warehouse says what consent was in
 force (`intermediate.int_consent_events`, every opt-in and opt-out with its evidence, and
 `marts.consent_ledger`, the state now). Consent at a send is the latest event on that channel at
-or before the send (an as-of join): the same rule the consent ledger applies to "now"."""
+or before the send (an as-of join): the same rule the consent ledger applies to "now". Where the
+export recorded the consent that allowed it in the operation log (`evidence`, per person), that
+record made at the time is shown first and the warehouse's dating checks it."""
 
 from __future__ import annotations
 
@@ -92,18 +94,46 @@ def _utc(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame
 
 
+RECORDED = ["run_id", "person_id", "recorded_consent_id", "recorded_since", "recorded_source", "recorded_evidence"]
+
+
+def recorded_evidence(log_dir: Path | None = None) -> pd.DataFrame:
+    """The consent evidence each export recorded in the operation log at the moment of sending
+    (per sync run and person: the consent ID, since when, the system and how it was given): the
+    record made at the time, which the as-of reconstruction from the warehouse is checked against."""
+    from . import log
+
+    rows = []
+    for entry in log.list_entries(action="export", log_dir=log_dir):
+        run_id = (entry.get("details") or {}).get("sync_run")
+        if run_id:
+            rows += [
+                (run_id, e.get("person_id"), e.get("consent_id"), e.get("since"), e.get("source"), e.get("evidence"))
+                for e in log.evidence_of(entry, log_dir)
+            ]
+    return pd.DataFrame(rows, columns=RECORDED)
+
+
 def sends_with_reasons(
-    store: Any, warehouse: Any, channels: dict[str, str], *, audience: str | None = None, person_id: str | None = None
+    store: Any,
+    warehouse: Any,
+    channels: dict[str, str],
+    *,
+    audience: str | None = None,
+    person_id: str | None = None,
+    log_dir: Path | None = None,
 ) -> pd.DataFrame:
     """Every confirmed send (of `audience`, or to `person_id`), oldest first, with the group and
-    variant the person had in the latest membership computed before it, and the consent event in
-    force on the destination's channel at that moment (null columns: no event, no consent).
+    variant the person had in the latest membership computed before it, the consent evidence the
+    export recorded in the operation log (`recorded_*`), and the consent event in force on the
+    destination's channel at that moment from the warehouse (null columns: no event, no consent).
 
     :param warehouse: a DuckDB connection to the warehouse (read-only is enough).
     :param channels: destination name -> channel (include/destinations.yml).
     """
     sends = _utc(_sends(store, audience=audience, person_id=person_id), "sent_at")
     sends["channel"] = sends["destination"].map(channels).fillna("")
+    sends = sends.merge(recorded_evidence(log_dir), on=["run_id", "person_id"], how="left")
     members = _utc(_members(store, audience, person_id), "computed_at")
     warehouse.register("audit_sends", sends)
     warehouse.register("audit_members", members)
