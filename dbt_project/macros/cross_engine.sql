@@ -41,6 +41,9 @@
 {% macro fold_kana(column) -%} yorisoi_fold_kana({{ column }}) {%- endmacro %}
 {% macro norm_postal(column) -%} yorisoi_norm_postal({{ column }}) {%- endmacro %}
 {% macro norm_name(column) -%} yorisoi_norm_name({{ column }}) {%- endmacro %}
+{# Candidate readings of a (kanji) name as folded katakana, most likely first, joined by "|"
+   (yorisoi.privacy.readings). #}
+{% macro name_readings(column) -%} yorisoi_name_readings({{ column }}) {%- endmacro %}
 
 {# Keyed HMAC-SHA256 of a normalised value, domain-separated by purpose so that the same text
    used as an email and as a name never gives the same key. The secret never appears in SQL. #}

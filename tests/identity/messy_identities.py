@@ -299,7 +299,9 @@ class Messy:
                     birth = twins_birth if twins_birth and r.random() < 0.5 else self.date_between(lo, hi)
                     twins_birth = birth
                 male = r.random() < (0.5 if k != 1 else 0.2)
-                given = r.choice(MALE if male else FEMALE)
+                # Parents do not give a child their own name, nor siblings the same one.
+                taken = {m.given[0] for m in members} | {m.given[1] for m in members}
+                given = r.choice([g for g in (MALE if male else FEMALE) if not taken & set(g)])
                 # Grandparents or a spouse who kept their name: another surname in the household.
                 surname = h.surname if k == 0 or r.random() > 0.08 else r.choice(SURNAMES)
                 has_mobile = r.random() < (0.9 if birth < date(2004, 1, 1) else 0.5)
@@ -320,7 +322,8 @@ class Messy:
         # Namesakes: strangers with the same kanji name and birthday (different homes).
         for _ in range(max(2, self.target // 60)):
             a, b = r.sample(self.people, 2)
-            if a.household is not b.household:
+            home = {m.given for m in self.people[b.id - 1 - 4 : b.id + 4] if m.household is b.household}
+            if a.household is not b.household and a.given not in home:
                 b.surname, b.given, b.birth = a.surname, a.given, a.birth
 
     # --- how each system writes a person ----------------------------------------------------

@@ -34,7 +34,8 @@ MAX_READINGS = 4
 SEPARATOR = "|"
 _KANA_ONLY = re.compile(r"[\u3041-\u3096\u30a1-\u30fa\u30fc\u30fd\u30fe\u3005]+")
 _SPACE = re.compile(r"\s+")
-# Variant kanji (異体字) NFKC keeps apart but the dictionary only knows in their common form.
+# Variant kanji (異体字) NFKC keeps apart but the dictionary only knows in their common form (the
+# same list as the dbt macro fold_kanji, which folds them for name matching).
 _VARIANTS = str.maketrans("髙﨑嵜邊邉澤嶋濱廣德國齊齋", "高崎崎辺辺沢島浜広徳国斉斎")
 
 

@@ -1,9 +1,10 @@
 {# Candidate links between two source records, one row per pair and rule, from the rules in
    dbt_project.yml (vars.identity.rules). A link is vetoed when the two records disagree on
-   something a person does not change: name, name in kana or birthday (a family member who
-   gave the household's email or landline), or when a data steward listed the pair in the
-   identity_do_not_merge seed. Key values shared by more than max_group_size records link
-   nothing and are listed in int_identity_shared_keys instead. #}
+   something a person does not change: name, name in kana, the readings of a kanji name against
+   a name in kana, or birthday (a family member who gave the household's email, phone or
+   address), or when a data steward listed the pair in the identity_do_not_merge seed. Key
+   values shared by more than max_group_size records link nothing and are listed in
+   int_identity_shared_keys instead. #}
 
 {%- set identity = var('identity') %}
 
@@ -93,8 +94,20 @@ checked as (
         pairs.priority,
         case
             when do_not_merge.record_a is not null then 'do_not_merge'
-            when a.name_key <> b.name_key then 'name_differs'
-            when a.kana_key <> b.kana_key then 'kana_differs'
+            {#- Names agree in either order (a shop form's given-name-first habit). #}
+            when a.name_key <> b.name_key
+                and a.name_key <> coalesce(b.name_swapped_key, b.name_key)
+                and coalesce(a.name_swapped_key, a.name_key) <> b.name_key then 'name_differs'
+            when a.kana_key <> b.kana_key
+                and a.kana_key <> coalesce(b.kana_swapped_key, b.kana_key)
+                and coalesce(a.kana_swapped_key, a.kana_key) <> b.kana_key then 'kana_differs'
+            {#- One side has kana, the other only a kanji name: the kana must be one of its readings. #}
+            when a.kana_key is null and b.kana_key is not null and a.reading_key_1 is not null
+                and b.kana_key not in ({{ reading_keys('a') }})
+                and coalesce(b.kana_swapped_key, b.kana_key) not in ({{ reading_keys('a') }}) then 'reading_differs'
+            when b.kana_key is null and a.kana_key is not null and b.reading_key_1 is not null
+                and a.kana_key not in ({{ reading_keys('b') }})
+                and coalesce(a.kana_swapped_key, a.kana_key) not in ({{ reading_keys('b') }}) then 'reading_differs'
             when a.birth_key <> b.birth_key then 'birthday_differs'
         end as veto_reason
     from pairs

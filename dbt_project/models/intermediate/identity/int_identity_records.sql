@@ -1,5 +1,8 @@
 {# Every source record that can identify a person, with keyed match keys (HMAC-SHA256) of its
-   normalised identifiers. Raw identifiers stay in staging; from here on only keys travel. #}
+   normalised identifiers. Raw identifiers stay in staging; from here on only keys travel.
+   A name in kanji also gets the keys of its candidate readings (yorisoi_name_readings), so a
+   record with only kanji can be compared with one that has only kana (docs/identity.md). #}
+
 
 with
 
@@ -48,6 +51,8 @@ ecommerce_records as (
         phone,
         full_name,
         name_kana,
+        full_name_given_first,
+        name_kana_given_first,
         cast(null as date) as birth_date,
         postal_code,
         customer_id as ec_account,
@@ -67,6 +72,8 @@ oms_records as (
         phone,
         full_name,
         name_kana,
+        cast(null as {{ dbt.type_string() }}) as full_name_given_first,
+        cast(null as {{ dbt.type_string() }}) as name_kana_given_first,
         birth_date,
         postal_code,
         cast(null as {{ dbt.type_string() }}) as ec_account,
@@ -86,6 +93,8 @@ pos_records as (
         phone,
         cast(null as {{ dbt.type_string() }}) as full_name,
         name_kana,
+        cast(null as {{ dbt.type_string() }}) as full_name_given_first,
+        cast(null as {{ dbt.type_string() }}) as name_kana_given_first,
         birth_date,
         postal_code,
         cast(null as {{ dbt.type_string() }}) as ec_account,
@@ -133,6 +142,8 @@ line_records as (
         cast(null as {{ dbt.type_string() }}) as phone,
         cast(null as {{ dbt.type_string() }}) as full_name,
         cast(null as {{ dbt.type_string() }}) as name_kana,
+        cast(null as {{ dbt.type_string() }}) as full_name_given_first,
+        cast(null as {{ dbt.type_string() }}) as name_kana_given_first,
         cast(null as date) as birth_date,
         cast(null as {{ dbt.type_string() }}) as postal_code,
         latest_line_links.ec_customer_id as ec_account,
@@ -156,6 +167,17 @@ unioned as (
     select * from pos_records
     union all
     select * from line_records
+
+),
+
+with_readings as (
+
+    select
+        *,
+        {{ name_readings('full_name') }} as name_readings,
+        coalesce({{ name_readings('full_name') }} = {{ fold_kana('full_name') }}, false) as name_is_kana,
+        {{ dbt.split_part(name_readings('full_name_given_first'), "'|'", 1) }} as swapped_reading
+    from unioned
 
 ),
 
@@ -194,18 +216,39 @@ keyed as (
             when blocked_phones.phone is null and not {{ is_mobile_e164('unioned.phone') }}
                 then {{ match_key('phone', 'unioned.phone') }}
         end as landline_key,
-        {{ match_key('name', 'unioned.full_name') }} as name_key,
-        {{ match_key('kana', fold_kana('unioned.name_kana')) }} as kana_key,
+        -- A "name" written in kana only (an operator typing what the caller said) is kana.
+        case when not unioned.name_is_kana then {{ match_key('name', fold_kanji('unioned.full_name')) }} end as name_key,
+        case
+            when not unioned.name_is_kana then {{ match_key('name', fold_kanji('unioned.full_name_given_first')) }}
+        end as name_swapped_key,
+        {{ match_key('kana', "coalesce(" ~ fold_kana('unioned.name_kana') ~ ", case when unioned.name_is_kana then unioned.name_readings end)") }}
+            as kana_key,
+        {{ match_key('kana', fold_kana('unioned.name_kana_given_first')) }} as kana_swapped_key,
+        {{ match_key('kana', "nullif(unioned.swapped_reading, '')") }} as reading_swapped_key,
+        {%- for i in range(1, identity_max_readings() + 1) %}
+        {{ match_key('kana', "nullif(" ~ dbt.split_part('unioned.name_readings', "'|'", i) ~ ", '')") }}
+            as reading_key_{{ i }},
+        {%- endfor %}
         {{ match_key('birth', 'cast(unioned.birth_date as ' ~ dbt.type_string() ~ ')') }} as birth_key,
         {{ match_key('postal', 'unioned.postal_code') }} as postal_key,
         {{ match_key('ec_account', 'unioned.ec_account') }} as ec_account_key,
         {{ match_key('member_card', 'unioned.member_card') }} as member_card_key
-    from unioned
+    from with_readings as unioned
     left join blocked_emails
         on unioned.email = blocked_emails.email
     left join blocked_phones
         on unioned.phone = blocked_phones.phone
 
+),
+
+final as (
+
+    select
+        keyed.*,
+        -- The name in kana to match on: the record's own kana, else its name's likeliest reading.
+        coalesce(kana_key, reading_key_1) as kana_any_key
+    from keyed
+
 )
 
-select * from keyed
+select * from final

@@ -18,6 +18,8 @@ renamed as (
         {{ norm_name('first_name') }} as first_name,
         {{ norm_name(dbt.concat(['last_name', 'first_name'])) }} as full_name,
         {{ norm_kana(dbt.concat(['last_name_kana', 'first_name_kana'])) }} as name_kana,
+        {{ norm_name(dbt.concat(['first_name', 'last_name'])) }} as full_name_given_first,
+        {{ norm_kana(dbt.concat(['first_name_kana', 'last_name_kana'])) }} as name_kana_given_first,
         {{ norm_postal('zip') }} as postal_code,
         province as prefecture,
         city,
