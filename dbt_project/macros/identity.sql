@@ -17,3 +17,10 @@
 {% macro fold_kanji(column) -%}
     translate({{ column }}, '髙﨑嵜邊邉澤嶋濱廣德國齊齋', '高崎崎辺辺沢島浜広徳国斉斎')
 {%- endmacro %}
+
+{# An address for matching households: normalised like a name (NFKC, no spaces), every dash
+   written as "-", and 丁目 / 番地 / 番 / 号 as block separators (本町1丁目2番3号 = 本町1-2-3). #}
+{% macro norm_address(column) -%}
+    {%- set folded = "translate(" ~ norm_name(column) ~ ", 'ー－‐−―', '-----')" -%}
+    replace(replace(replace(replace({{ folded }}, '丁目', '-'), '番地', '-'), '番', '-'), '号', '')
+{%- endmacro %}

@@ -23,6 +23,7 @@ SOURCES = ("ecommerce", "oms", "pos", "line")
 BRIDGE = "marts.bridge_customer_identities"
 EDGES = "intermediate.int_identity_edges"
 LINE_LINKS = "raw.sftp__line_id_links"
+HOUSEHOLDS = "marts.customer_households"
 RESOLVABLE_NOTE = (
     "Headline scope. A LINE record whose user id is not in the LINE ID-link table carries no identifier "
     "(only its LINE user id), so no rule can ever match it to the person's other records; its true pairs "
@@ -256,6 +257,7 @@ def evaluate(warehouse: Path, truth_dir: Path) -> dict[str, Any]:
             """
         ).fetchall()[0]
         rules, edge_clustering = _rule_report(con, resolvable)
+        households = _household_report(con, truth_file)
     finally:
         con.close()
 
@@ -281,6 +283,41 @@ def evaluate(warehouse: Path, truth_dir: Path) -> dict[str, Any]:
         "over_merged_people": over_merged,
         "split_people": split,
         "split_people_all_records": split_all,
+        **({"households": households} if households else {}),
+    }
+
+
+def _household_report(con: Any, truth_file: Path) -> dict[str, Any] | None:
+    """Households (marts.customer_households) against the truth's household_id, when both exist:
+    pairwise over the resolvable records, and how many DMs one per household would send."""
+    present = {
+        f"{s}.{t}" for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+    }
+    truth = _sql_str(str(truth_file))
+    columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({truth})").fetchall()}  # noqa: S608
+    if HOUSEHOLDS not in present or "household_id" not in columns:
+        return None
+    con.execute(
+        f"""
+        CREATE TEMP TABLE _households AS
+        SELECT r.key, h.household_id AS pred, t.household_id AS truth, h.is_household_contact
+        FROM _records r
+        JOIN (SELECT source::VARCHAR || ':' || source_id::VARCHAR AS key, household_id
+              FROM read_parquet({_sql_str(str(truth_file))})) t USING (key)
+        JOIN {HOUSEHOLDS} h ON h.person_id = r.bridge_person_id
+        WHERE r.resolvable
+        """  # noqa: S608 - constant table name and our own file path
+    )
+    metrics = pairwise_metrics(con, "SELECT pred, truth FROM _households")
+    contacts, true_households = con.execute(
+        f"SELECT (SELECT count(*) FROM {HOUSEHOLDS} WHERE is_household_contact), "  # noqa: S608
+        "(SELECT count(DISTINCT truth) FROM _households)"
+    ).fetchall()[0]
+    return {
+        **{k: metrics[k] for k in ("precision", "recall", "f1", "predicted_pairs", "true_pairs")},
+        "dm_recipients": contacts,
+        "true_households": true_households,
+        "note": "pairwise over resolvable records: two records in one household; dm_recipients: one per household",
     }
 
 
@@ -334,7 +371,7 @@ def evaluate_set(folder: Path, work: Path, *, peer: bool = True, quiet: bool = T
     manifest = json.loads((folder / "manifest.json").read_text("utf-8")) if (folder / "manifest.json").is_file() else {}
     run = ingest_set(folder, work)
     os.environ.setdefault("YORISOI_AS_OF", str(manifest.get("as_of") or "2026-10-31")[:10])
-    built = build(run, select="+bridge_customer_identities", quiet=quiet)
+    built = build(run, select="+bridge_customer_identities +customer_households", quiet=quiet)
     result = evaluate(run.warehouse, folder / "truth")
     result["set"] = {"folder": str(folder), **{k: manifest.get(k) for k in ("generator", "seed", "people")}}
     result["build_seconds"] = round(built["seconds"], 2)

@@ -138,3 +138,27 @@ def test_kanji_and_kana_compared_through_readings(messy_result: dict, messy_set:
     # ... and join the same person across scripts.
     joined = [e for e in cross if e[1]]
     assert joined and all(e[3] for e in joined)
+
+
+def test_households_recorded_never_merged(messy_result: dict, messy_set: Path) -> None:
+    import duckdb
+
+    h = messy_result["households"]
+    # Households join people who share a phone, email or address: right when they do, and people
+    # in households still have their own person IDs (precision above is for persons).
+    assert h["precision"] >= 0.95 and h["recall"] >= 0.5
+    assert h["dm_recipients"] < messy_result["persons"]["predicted"]
+    con = duckdb.connect(messy_result["warehouse"], read_only=True)
+    try:
+        sizes = con.execute(
+            "SELECT household_id, count(*), count(*) FILTER (WHERE is_household_contact), min(household_size), "
+            "max(household_size) FROM marts.customer_households GROUP BY household_id"
+        ).fetchall()
+        linked_same_person = con.execute(
+            "SELECT count(*) FROM intermediate.int_identity_household_links WHERE person_a = person_b"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    assert all(n_contacts == 1 and lo == hi == n for _, n, n_contacts, lo, hi in sizes)
+    assert any(n > 1 for _, n, *_ in sizes)
+    assert linked_same_person == 0

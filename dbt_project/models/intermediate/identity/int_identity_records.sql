@@ -55,6 +55,7 @@ ecommerce_records as (
         name_kana_given_first,
         cast(null as date) as birth_date,
         postal_code,
+        {{ dbt.concat(['city', 'address']) }} as address,
         customer_id as ec_account,
         cast(null as {{ dbt.type_string() }}) as member_card,
         is_test_account,
@@ -76,6 +77,7 @@ oms_records as (
         cast(null as {{ dbt.type_string() }}) as name_kana_given_first,
         birth_date,
         postal_code,
+        address,
         cast(null as {{ dbt.type_string() }}) as ec_account,
         cast(null as {{ dbt.type_string() }}) as member_card,
         false as is_test_account,
@@ -97,6 +99,7 @@ pos_records as (
         cast(null as {{ dbt.type_string() }}) as name_kana_given_first,
         birth_date,
         postal_code,
+        cast(null as {{ dbt.type_string() }}) as address,
         cast(null as {{ dbt.type_string() }}) as ec_account,
         card_no as member_card,
         false as is_test_account,
@@ -146,6 +149,7 @@ line_records as (
         cast(null as {{ dbt.type_string() }}) as name_kana_given_first,
         cast(null as date) as birth_date,
         cast(null as {{ dbt.type_string() }}) as postal_code,
+        cast(null as {{ dbt.type_string() }}) as address,
         latest_line_links.ec_customer_id as ec_account,
         cast(null as {{ dbt.type_string() }}) as member_card,
         false as is_test_account,
@@ -231,6 +235,7 @@ keyed as (
         {%- endfor %}
         {{ match_key('birth', 'cast(unioned.birth_date as ' ~ dbt.type_string() ~ ')') }} as birth_key,
         {{ match_key('postal', 'unioned.postal_code') }} as postal_key,
+        {{ match_key('address', norm_address('unioned.address')) }} as address_key,
         {{ match_key('ec_account', 'unioned.ec_account') }} as ec_account_key,
         {{ match_key('member_card', 'unioned.member_card') }} as member_card_key
     from with_readings as unioned
