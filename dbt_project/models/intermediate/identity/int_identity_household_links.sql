@@ -84,9 +84,17 @@ same_address as (
 
 links as (
 
-    select person_a, person_b, link from vetoed_contacts
+    select
+        person_a,
+        person_b,
+        link
+    from vetoed_contacts
     union all
-    select person_a, person_b, link from same_address
+    select
+        person_a,
+        person_b,
+        link
+    from same_address
 
 ),
 

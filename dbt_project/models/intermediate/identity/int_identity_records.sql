@@ -3,6 +3,10 @@
    A name in kanji also gets the keys of its candidate readings (yorisoi_name_readings), so a
    record with only kanji can be compared with one that has only kana (docs/identity.md). #}
 
+{#- The kana of a record: its kana field, else a name written in kana only. #}
+{%- set kana_or_kana_name -%}
+coalesce({{ fold_kana('unioned.name_kana') }}, case when unioned.name_is_kana then unioned.name_readings end)
+{%- endset %}
 
 with
 
@@ -221,12 +225,14 @@ keyed as (
                 then {{ match_key('phone', 'unioned.phone') }}
         end as landline_key,
         -- A "name" written in kana only (an operator typing what the caller said) is kana.
-        case when not unioned.name_is_kana then {{ match_key('name', fold_kanji('unioned.full_name')) }} end as name_key,
         case
-            when not unioned.name_is_kana then {{ match_key('name', fold_kanji('unioned.full_name_given_first')) }}
+            when not unioned.name_is_kana then {{ match_key('name', fold_kanji('unioned.full_name')) }}
+        end as name_key,
+        case
+            when not unioned.name_is_kana
+                then {{ match_key('name', fold_kanji('unioned.full_name_given_first')) }}
         end as name_swapped_key,
-        {{ match_key('kana', "coalesce(" ~ fold_kana('unioned.name_kana') ~ ", case when unioned.name_is_kana then unioned.name_readings end)") }}
-            as kana_key,
+        {{ match_key('kana', kana_or_kana_name) }} as kana_key,
         {{ match_key('kana', fold_kana('unioned.name_kana_given_first')) }} as kana_swapped_key,
         {{ match_key('kana', "nullif(unioned.swapped_reading, '')") }} as reading_swapped_key,
         {%- for i in range(1, identity_max_readings() + 1) %}
@@ -251,7 +257,7 @@ final as (
     select
         keyed.*,
         -- The name in kana to match on: the record's own kana, else its name's likeliest reading.
-        coalesce(kana_key, reading_key_1) as kana_any_key
+        coalesce(keyed.kana_key, keyed.reading_key_1) as kana_any_key
     from keyed
 
 )
