@@ -19,6 +19,12 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return exit_.value.code, out, err
 
 
+def test_a_missing_role_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("YORISOI_ROLE", raising=False)
+    code, out, err = _run(["activation", "dry-run", "cart_abandonment"], capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "no role" in err
+
+
 def test_an_unknown_audience_is_one_line_naming_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(["activation", "dry-run", "points_reminder"], capsys)
     assert code == 2
@@ -31,6 +37,7 @@ def test_a_missing_warehouse_is_one_line_with_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "empty"))
+    monkeypatch.setenv("YORISOI_ROLE", "admin")  # past the role check, to the missing warehouse
     code, out, err = _run(["activation", "dry-run", "cart_abandonment"], capsys)
     assert code == 2
     assert "Traceback" not in err + out
