@@ -6,6 +6,7 @@ connection `YORISOI_AWS_CONN_ID`, default `aws_default`, for an S3 lake)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -26,6 +27,18 @@ class IngestAlert(AirflowFailException):
     """Raised after a run that loaded what it could but found files that need a person. It fails
     the task without retries (a retry cannot fix a bad file), which alerts through the failure
     callback and keeps the table's Asset from triggering anything downstream."""
+
+
+def match_key_for_erasures() -> None:
+    """The landing recognises erased people's rows with the match key (docs/privacy.md): take it
+    from the Airflow connection when there is one. Without it, landing works until the first
+    erasure, then refuses with a message saying how to provide the key."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    from ..transform import match_key_from_airflow
+
+    with contextlib.suppress(AirflowNotFoundException):
+        match_key_from_airflow()
 
 
 def warehouse() -> Warehouse:
@@ -99,6 +112,7 @@ def _oms_engine(source: Any) -> Any:
 def ingest_ecommerce_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
     from ..sources.ecommerce import ingest_ecommerce
 
+    match_key_for_erasures()
     source = load_registry().source("ecommerce")
     with _shop_client(source) as client:
         results = ingest_ecommerce(
@@ -110,6 +124,7 @@ def ingest_ecommerce_table(table: str, run_id: str, run_end: datetime | None = N
 def ingest_oms_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
     from ..sources.oms import ingest_oms
 
+    match_key_for_erasures()
     source = load_registry().source("oms")
     engine = _oms_engine(source)
     try:
@@ -125,6 +140,7 @@ def reconcile_table(source_name: str, table: str, run_id: str, run_end: datetime
     """The weekly reconciliation of one OMS or shop table (yorisoi.sources.reconcile)."""
     from ..sources import reconcile
 
+    match_key_for_erasures()
     source = load_registry().source(source_name)
     load_date = load_date_of(run_end)
     if source.kind == "api":
@@ -149,6 +165,7 @@ def ingest_sftp_table(table: str, run_id: str, run_end: datetime | None = None) 
 
     from ..sources.sftp_files import ingest_drops
 
+    match_key_for_erasures()
     source = load_registry().source("sftp")
     hook = SFTPHook(ssh_conn_id=source.conn_id)
     with tempfile.TemporaryDirectory(prefix="yorisoi-sftp-") as work:

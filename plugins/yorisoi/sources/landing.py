@@ -5,6 +5,10 @@ folder, or S3 when the lake is an `s3://` URL), then upserted into `raw.<source>
 DuckDB transaction, keyed by the table's primary key, with `_loaded_at`, `_source_file` and
 `_batch_id`. A rerun of the same batch rewrites its files and replaces its rows, so data is never
 duplicated and never lost; the watermark moves in the same transaction as the rows.
+
+Before a part is written anywhere, rows of erased people are dropped (or unlinked, for orders)
+against the erasure tombstones (`yorisoi.privacy.tombstones`, docs/reliability.md #19): a source
+that delivers them again cannot bring them back. The batch counts and logs them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..privacy.tombstones import RULES, TOMBSTONES_DDL, Tombstones
 from .registry import Table
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,7 @@ class LandResult:
     files: int
     bytes: int
     watermark: str | None
+    erased: int = 0  # rows of erased people dropped or unlinked on the way in
 
 
 def _quote(name: str) -> str:
@@ -98,7 +104,24 @@ class Warehouse:
                 time.sleep(min(2.0, 0.1 * 2**i))
         if not read_only:
             con.execute(LEDGER_DDL)
+            con.execute(TOMBSTONES_DDL)
         return con
+
+    def tombstones(self) -> Tombstones:
+        """The erasure tombstones, with the match-key secret when there are any (no secret, no
+        landing: the rows of erased people could not be recognised)."""
+        if not self.path.exists():
+            return Tombstones({}, None)
+        con = self.connect()
+        try:
+            found = Tombstones.load(con, None)
+        finally:
+            con.close()
+        if found:
+            from ..privacy.tombstones import resolve_secret
+
+            found.secret = resolve_secret()
+        return found
 
     # ---- batches ----------------------------------------------------------------------------
 
@@ -306,10 +329,15 @@ class BatchWriter:
         self.files: list[Path] = []
         self.rows = 0
         self.bytes = 0
+        self.erased = 0
         self.result: LandResult | None = None
         self.schema: pa.Schema | None = None
+        self.rule = RULES.get(table.raw_name)
+        self.tombstones = Tombstones({}, None)
 
     def __enter__(self) -> BatchWriter:
+        if self.rule is not None:
+            self.tombstones = self.wh.tombstones()
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in self.folder.glob(f"{self.safe_batch}-*.parquet"):
             stale.unlink()  # a rerun of this batch replaces its files, it does not add to them
@@ -321,6 +349,11 @@ class BatchWriter:
             return
         if isinstance(part, pa.RecordBatch):
             part = pa.Table.from_batches([part])
+        if self.rule is not None and self.tombstones:
+            part, erased = self.tombstones.apply(self.rule, part)
+            self.erased += erased
+            if part.num_rows == 0:
+                return
         path = self.folder / f"{self.safe_batch}-{len(self.files):05d}.parquet"
         pq.write_table(part, path, compression="zstd")
         self.wh.lake.publish(path)
@@ -333,6 +366,14 @@ class BatchWriter:
             for path in self.files:  # a failed batch leaves nothing behind in the local lake either
                 path.unlink(missing_ok=True)
             return
+        if self.erased:
+            log.warning(
+                "erasure: %d row(s) of erased people %s before landing raw.%s (batch %s)",
+                self.erased,
+                "dropped" if self.rule.action == "delete" else "unlinked",
+                self.table.raw_name,
+                self.batch_id,
+            )
         if not self.files:  # an empty batch still creates its (typed, empty) raw table
             from .catalog import raw_schema
 
@@ -343,7 +384,7 @@ class BatchWriter:
                     self.wh.ensure_table(con, self.table, schema)
                 finally:
                     con.close()
-            self.result = LandResult(self.table.raw_name, 0, 0, 0, self.wh.get_watermark(self.table))
+            self.result = LandResult(self.table.raw_name, 0, 0, 0, self.wh.get_watermark(self.table), self.erased)
             return
         mark = self.wh._upsert(
             self.table,
@@ -360,7 +401,7 @@ class BatchWriter:
             len(self.files),
             self.batch_id,
         )
-        self.result = LandResult(self.table.raw_name, self.rows, len(self.files), self.bytes, mark)
+        self.result = LandResult(self.table.raw_name, self.rows, len(self.files), self.bytes, mark, self.erased)
 
 
 def _create_or_evolve(con: duckdb.DuckDBPyConnection, target: str, relation: str) -> None:

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from ..privacy.tombstones import RULES, Tombstones
 from ..runbook import next_step
 from .registry import Column, Source, Table
 from .screening import CONTROL_CHARACTERS, FLAGS_SCHEMA, KANA, REJECTS_SCHEMA, store_flags
@@ -104,7 +105,8 @@ class FileOutcome:
     """What happened to one data file in the inbox.
 
     ``status`` is one of ``loaded``, ``duplicate``, ``quarantined``, ``waiting``, ``timed_out``.
-    ``rows`` counts rows landed, ``rejects`` rows sent to ``raw._rejects``; ``moved_to`` is the
+    ``rows`` counts rows landed, ``rejects`` rows sent to ``raw._rejects``, ``erased`` rows of
+    erased people left out (and removed from the file kept in ``processed/``); ``moved_to`` is the
     file's path on the server after the move; ``age`` (waiting / timed out) is the time since the
     file's server mtime; ``seconds`` holds timings per step (download, decode, parse, land).
     """
@@ -118,6 +120,7 @@ class FileOutcome:
     bytes: int = 0
     rows: int = 0
     rejects: int = 0
+    erased: int = 0
     column_drift: bool = False
     moved_to: str | None = None
     age: timedelta | None = None
@@ -685,6 +688,85 @@ def _listing(sftp: paramiko.SFTPClient, folder: str) -> dict[str, paramiko.SFTPA
         raise
 
 
+def read_drop_file(local: Path, table: Table) -> pa.Table:
+    """A decoded (UTF-8) drop file as text columns named like the registry (values as written)."""
+    spec = _Spec.of(table)
+    columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in spec.header) + "}"
+    con = duckdb.connect()
+    try:
+        data = con.sql(
+            f"select * from read_csv({_lit(str(local))}, header = true, auto_detect = false, delim = ',', "  # noqa: S608
+            f"quote = '\"', escape = '\"', columns = {columns})"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return data.rename_columns([c.name for c in table.columns])
+
+
+def encode_drop_file(data: pa.Table, table: Table) -> bytes:
+    """`data` (text columns, registry names) as the partner wrote it: the file's header and encoding."""
+    spec = _Spec.of(table)
+    con = duckdb.connect()
+    try:
+        con.register("kept", data.rename_columns(spec.header))
+        with tempfile.TemporaryDirectory(prefix="yorisoi-drop-") as tmp:
+            out = Path(tmp) / "kept.csv"
+            con.execute(f"copy kept to {_lit(str(out))} (header, delimiter ',', quote '\"')")
+            text = out.read_text(encoding="utf-8")
+    finally:
+        con.close()
+    data_bytes = text.encode(python_codec(spec.encoding))
+    return (_UTF8_BOM + data_bytes) if spec.encoding.strip().lower() == "utf-8-sig" else data_bytes
+
+
+def _replace(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
+    """Write `data` under a temporary name beside `path`, then rename it over `path` (atomic)."""
+    temp = path + ".erasure.tmp"
+    with sftp.open(temp, "wb") as f:
+        f.write(data)
+    sftp.posix_rename(temp, path)
+
+
+def purge_kept_file(
+    sftp: paramiko.SFTPClient, remote: str, table: Table, stones: Tombstones
+) -> tuple[int, str | None, int]:
+    """Rewrite a drop file kept on the server (``processed/``, ``quarantine/``) without the rows of
+    erased people (docs/privacy.md): written in its own encoding under a temporary name and renamed
+    over the original, its manifest rewritten with the new size, SHA-256 and row count; deleted
+    with its manifest when no row is left. Returns the rows removed or unlinked, the new SHA-256
+    (None when unchanged or deleted) and the rows kept. A file that cannot be read as CSV (a
+    quarantined one) is left as it is."""
+    rule = RULES.get(table.raw_name)
+    if rule is None or not stones:
+        return 0, None, 0
+    spec = _Spec.of(table)
+    with tempfile.TemporaryDirectory(prefix="yorisoi-drop-") as tmp:
+        raw, decoded = Path(tmp) / "raw", Path(tmp) / "utf8.csv"
+        sftp.get(remote, str(raw))
+        try:
+            decode_to_utf8(raw, decoded, spec.encoding)
+            data = read_drop_file(decoded, table)
+        except (DecodeError, duckdb.Error) as exc:
+            log.warning("erasure: cannot read %s as CSV (%s); left as it is", remote, exc)
+            return 0, None, 0
+    kept, n = stones.apply(rule, data)
+    if n == 0:
+        return 0, None, data.num_rows
+    if kept.num_rows == 0 and rule.action == "delete":
+        sftp.remove(remote)
+        if _exists(sftp, remote + MANIFEST_SUFFIX):
+            sftp.remove(remote + MANIFEST_SUFFIX)
+        log.warning("erasure: %s held only erased people's rows (%d): deleted", remote, n)
+        return n, None, 0
+    content = encode_drop_file(kept, table)
+    digest = hashlib.sha256(content).hexdigest()
+    _replace(sftp, remote, content)
+    manifest = {"bytes": len(content), "sha256": digest, "rows": kept.num_rows, "rewritten_by": "erasure"}
+    _replace(sftp, remote + MANIFEST_SUFFIX, json.dumps(manifest).encode("utf-8"))
+    log.warning("erasure: %s rewritten without %d erased people's row(s)", remote, n)
+    return n, digest, kept.num_rows
+
+
 def _download(sftp: paramiko.SFTPClient, remote: str, local: Path) -> tuple[str, int]:
     """Copy a remote file; returns its SHA-256 (hex) and size."""
     digest = hashlib.sha256()
@@ -846,6 +928,9 @@ class _Run:
                 out.status, out.reason = DUPLICATE, "the same content (SHA-256) was loaded before"
                 out.moved_to = self.move(feed, name, self.processed, with_manifest=True)
                 log.info("duplicate: %s/%s -> %s", feed, name, out.moved_to)
+                stones = self.warehouse.tombstones()
+                if stones:  # loaded before an erasure: the copy kept must not hold the erased rows
+                    out.erased, _, _ = purge_kept_file(self.sftp, out.moved_to, spec.table, stones)
                 return out
 
             mismatch = []
@@ -894,7 +979,7 @@ class _Run:
                         batch_id=batch_id,
                     )
                 t0 = time.perf_counter()
-                out.rows, out.rejects = self.land(spec, name, batch_id, parsed)
+                out.rows, out.rejects, out.erased = self.land(spec, name, batch_id, parsed)
                 out.seconds["land"] = time.perf_counter() - t0
             finally:
                 parsed.con.close()
@@ -911,6 +996,19 @@ class _Run:
         )
         out.status = LOADED
         out.moved_to = self.move(feed, name, self.processed, with_manifest=True)
+        if out.erased:  # the file kept after processing must not hold them either
+            _, digest, kept = purge_kept_file(self.sftp, out.moved_to, spec.table, self.warehouse.tombstones())
+            if digest:
+                self.warehouse.record_file(
+                    sha256=digest,
+                    source=self.source.name,
+                    feed=feed,
+                    file_name=name,
+                    rows=kept,
+                    status=LOADED,
+                    reason="rewritten by erasure",
+                    batch_id=batch_id,
+                )
         log.info(
             "loaded %s/%s: %d rows, %d rejects -> %s (%.1f MB)",
             feed,
@@ -922,8 +1020,9 @@ class _Run:
         )
         return out
 
-    def land(self, spec: _Spec, name: str, batch_id: str, parsed: _Parsed) -> tuple[int, int]:
-        """Upsert the good rows (one batch), then replace the batch's rejects."""
+    def land(self, spec: _Spec, name: str, batch_id: str, parsed: _Parsed) -> tuple[int, int, int]:
+        """Upsert the good rows (one batch), then replace the batch's rejects; returns the rows
+        landed, rejected and left out as erased people's."""
         with self.warehouse.batch(spec.table, batch_id=batch_id, load_date=self.load_date, source_file=name) as b:
             reader = parsed.con.sql("select * from parsed order by rowid").to_arrow_reader(_ROWS_PER_PART)
             for part in reader:
@@ -957,7 +1056,7 @@ class _Run:
             log.error(
                 "ALERT %s/%s: %d row(s) flagged: not kana (raw._flags). %s", spec.feed, name, n, next_step("flags")
             )
-        return b.result.rows, len(parsed.rejects)
+        return b.result.rows, len(parsed.rejects), b.result.erased
 
 
 def _is_data_file(name: str, pattern: str, attr: paramiko.SFTPAttributes) -> bool:
