@@ -283,3 +283,43 @@ def test_verify_names_a_namesake_without_failing(tmp_path: Path) -> None:
     con.close()
     report = verify(Stores(wh, use_activation_store=False), stones)
     assert report.ok and [(r.column, r.kind) for r in report.namesakes] == [("name_kana", "kana")]
+
+
+def test_the_commands_exit_1_while_an_erased_key_remains_and_log_the_erasure(tmp_path: Path, monkeypatch) -> None:
+    """`yorisoi privacy verify-erasure` fails on a residual and passes once `erase` removed it."""
+    from typer.testing import CliRunner
+
+    from yorisoi.audit.log import iter_entries
+    from yorisoi.cli import app
+
+    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("YORISOI_AUDIT_DIR", str(tmp_path / "audit"))
+    monkeypatch.setenv("YORISOI_MATCH_KEY", SECRET.decode())
+    monkeypatch.delenv("YORISOI_LAKE_URL", raising=False)
+    monkeypatch.delenv("YORISOI_ACTIVATION_URL", raising=False)
+    from yorisoi.orchestration.ingest import warehouse
+
+    wh = warehouse()
+    pos = load_registry().source("sftp").tables["pos_members"]
+    wh.land(
+        pos,
+        [pa.table({"card_no": ["C1", "C2"], "phone": ["090-1111-2222", None]})],
+        batch_id="b",
+        load_date=date(2026, 11, 1),
+    )
+    _tombstone(wh, "member_card", ["C1"])
+    runner = CliRunner()
+
+    failed = runner.invoke(app, ["privacy", "verify-erasure", "--no-drop-files", "--json"])
+    assert failed.exit_code == 1, failed.output
+    assert '"column": "card_no"' in failed.output and '"store": "lake"' in failed.output
+
+    erased = runner.invoke(app, ["privacy", "erase", "--no-drop-files"])
+    assert erased.exit_code == 0, erased.output
+    passed = runner.invoke(app, ["privacy", "verify-erasure", "--no-drop-files"])
+    assert passed.exit_code == 0, passed.output
+    con = wh.connect(read_only=True)
+    assert con.execute("select card_no from raw.sftp__pos_members").fetchall() == [("C2",)]
+    con.close()
+    entry = next(e for e in iter_entries() if e["action"] == "erase")
+    assert entry["rows"] >= 2 and entry["details"]["raw"] == {"sftp__pos_members": 1}
