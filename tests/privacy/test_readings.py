@@ -73,3 +73,13 @@ def test_accuracy_and_speed_on_name_lists() -> None:
     among = sum(kana in r for r, (_, kana) in zip(readings, sample, strict=True)) / len(sample)
     assert first >= 0.88 and among >= 0.9  # measured: 0.90 and 0.92
     assert rate > 500  # names per second, on a loaded machine
+
+
+def test_udf_from_many_threads_at_once() -> None:
+    """DuckDB runs a UDF on several threads; a SudachiPy tokenizer serves one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"田中 裕樹{i % 7}" for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda n: name_readings_arrow(pa.array([n] * 50)).to_pylist()[0], names))
+    assert got == ["|".join(name_readings(n)) or None for n in names]

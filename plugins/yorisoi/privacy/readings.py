@@ -18,9 +18,9 @@ UDFs call (yorisoi_name_readings), returning the candidates joined by "|" (at mo
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
+import threading
 import unicodedata
 
 import pyarrow as pa
@@ -39,18 +39,25 @@ _SPACE = re.compile(r"\s+")
 _VARIANTS = str.maketrans("髙﨑嵜邊邉澤嶋濱廣德國齊齋", "高崎崎辺辺沢島浜広徳国斉斎")
 
 
-@functools.cache
+_local = threading.local()
+
+
 def _dictionary():
-    from sudachipy import Dictionary
+    """This thread's dictionary: a SudachiPy tokenizer must not be used by two threads at once,
+    and DuckDB calls a UDF from several."""
+    if not hasattr(_local, "dictionary"):
+        from sudachipy import Dictionary
 
-    return Dictionary(dict="core")
+        _local.dictionary = Dictionary(dict="core")
+    return _local.dictionary
 
 
-@functools.cache
 def _tokenizer():
-    from sudachipy import SplitMode
+    if not hasattr(_local, "tokenizer"):
+        from sudachipy import SplitMode
 
-    return _dictionary().create(SplitMode.C)
+        _local.tokenizer = _dictionary().create(SplitMode.C)
+    return _local.tokenizer
 
 
 def _alternatives(surface: str, chosen: str) -> list[str]:
