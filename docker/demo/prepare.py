@@ -109,6 +109,7 @@ def demo_connections(args: argparse.Namespace, *, sftp_host_key: str, match_key:
         },
         "database": {"conn_type": "sqlite", "host": str(paths.sources_dir() / "oms" / "oms.sqlite")},
         "files": sftp,
+        "store": {"conn_type": "sqlite", "host": str(paths.var_dir() / "activation" / "activation.sqlite")},
     }
     by_destination_kind = {
         "line_multicast": {"conn_type": "http", "host": args.line_url, "password": demo.DEMO_LINE_TOKEN},

@@ -25,9 +25,9 @@ MATCH_KEY_CONN_ID = "yorisoi_match_key"
 # Every staging and intermediate model (some feed no mart yet, e.g. the stewards' list of shared
 # keys), every mart with what it reads, and the snapshot.
 CUSTOMER_LAYER = "tag:staging tag:intermediate +tag:marts +tag:analytics customers_snapshot"
-# The marts rebuilt daily for the as-of day (segments, retention, triggers, targeting); the
-# customer layer's DAG leaves them to build_segments.
-SEGMENT_LAYER = "tag:segments tag:retention tag:triggers tag:targeting"
+# The marts rebuilt daily for the as-of day (segments, retention, triggers, targeting, campaign
+# outcomes); the customer layer's DAG leaves them to build_segments.
+SEGMENT_LAYER = "tag:segments tag:retention tag:triggers tag:targeting tag:campaigns"
 
 # dbt commands that read the raw tables: every registry table's raw table is created (typed,
 # empty) before them, so a brand without some source builds empty models instead of failing.

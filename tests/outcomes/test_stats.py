@@ -203,3 +203,14 @@ def test_two_proportions_rejects_impossible_counts():
         stats.two_proportions(11, 10, 1, 10, metric="ctr")
     with pytest.raises(ValueError, match="at least one person"):
         stats.two_proportions(0, 0, 1, 10, metric="ctr")
+
+
+def test_welch_from_moments_equals_welch_on_the_rows():
+    rng = np.random.default_rng(8)
+    a, b = rng.exponential(3000, 300), rng.exponential(2000, 200)
+    rows = stats.welch(a, b, planned_n=1_000)
+    moments = stats.welch_from_moments(
+        a.mean(), a.var(ddof=1), a.size, b.mean(), b.var(ddof=1), b.size, planned_n=1_000
+    )
+    for name in ("diff", "se", "ci_low", "ci_high", "p_value", "seq_low", "seq_high"):
+        assert getattr(moments, name) == pytest.approx(getattr(rows, name), rel=1e-9), name

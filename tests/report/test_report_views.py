@@ -52,7 +52,7 @@ def test_campaign_results_are_shown_once_the_table_exists(warehouse_copy: Path) 
     assert _views(warehouse_copy)["campaigns"].blocks[0].kind == "note"
     con = duckdb.connect(str(warehouse_copy))
     con.execute(
-        "create table marts.campaign_results as select * from (values "
+        "create or replace table marts.campaign_results as select * from (values "
         "('spring_dm', 0.031, 0.012, 0.050), ('line_welcome', 0.004, -0.010, 0.018)) "
         "t(campaign, lift, lift_ci_low, lift_ci_high)"
     )

@@ -31,5 +31,8 @@ def mart_asset(name: str) -> Asset:
 
 
 def registry_raw_assets() -> list[Asset]:
-    """Every enabled raw table of the registry (`$YORISOI_REGISTRY` when set), in registry order."""
-    return [raw_asset(t) for t in load_registry().tables(enabled_only=True)]
+    """Every enabled raw table of the registry (`$YORISOI_REGISTRY` when set), in registry order,
+    but the activation store's (kind `store`): they feed the campaign facts, not the customer
+    model, and a trigger would loop (customer build -> segments -> activation -> its landing ->
+    customer build)."""
+    return [raw_asset(t) for t in load_registry().tables(enabled_only=True) if t.kind != "store"]

@@ -188,4 +188,34 @@ def ingest_sftp_table(table: str, run_id: str, run_end: datetime | None = None) 
     return report.to_dict()
 
 
-TASKS = {"api": ingest_ecommerce_table, "database": ingest_oms_table, "files": ingest_sftp_table}
+def ingest_activation_table(table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    """The activation store: the connection's URL when `yorisoi_activation_store` exists, else
+    the store activation itself writes (`YORISOI_ACTIVATION_URL` or the embedded SQLite file)."""
+    import sqlalchemy
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
+
+    from ..activation.delivery.store import default_url
+    from ..outcomes.store_source import ingest_activation
+
+    source = load_registry().source("activation")
+    try:
+        url = sqlalchemy_url(BaseHook.get_connection(source.conn_id))
+    except (AirflowNotFoundException, AirflowRuntimeError):
+        url = default_url()
+    engine = sqlalchemy.create_engine(url)
+    try:
+        results = ingest_activation(
+            warehouse(), source, engine, run_id=run_id, load_date=load_date_of(run_end), tables=[table]
+        )
+    finally:
+        engine.dispose()
+    return _summary(results)
+
+
+TASKS = {
+    "api": ingest_ecommerce_table,
+    "database": ingest_oms_table,
+    "files": ingest_sftp_table,
+    "store": ingest_activation_table,
+}

@@ -189,6 +189,53 @@ def _welch(y_t: np.ndarray, y_c: np.ndarray, planned_n: int | None, alpha: float
     )
 
 
+def welch_from_moments(
+    mean_treatment: float,
+    var_treatment: float,
+    n_treatment: int,
+    mean_control: float,
+    var_control: float,
+    n_control: int,
+    *,
+    planned_n: int | None = None,
+    alpha: float = ALPHA,
+    metric: str = "mean",
+) -> Estimate:
+    """Welch's difference from each group's mean, variance (ddof 1) and size: what an aggregate
+    (campaign_results' sums and sums of squares) gives without reading person rows."""
+    if n_treatment < 2 or n_control < 2:
+        raise ValueError(f"{metric}: Welch's test needs at least two people per group")
+    v_t, v_c = var_treatment / n_treatment, var_control / n_control
+    se = math.sqrt(v_t + v_c)
+    diff = mean_treatment - mean_control
+    n = n_treatment + n_control
+    planned = planned_n or n
+    if se > 0:
+        df = (v_t + v_c) ** 2 / (v_t**2 / (n_treatment - 1) + v_c**2 / (n_control - 1))
+        half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+        p = float(2 * sps.t.sf(abs(diff) / se, df))
+    else:
+        half, p = 0.0, 1.0
+    seq_low, seq_high = confidence_sequence(diff, se, n, planned, alpha)
+    return Estimate(
+        metric=metric,
+        method="Welch t (from moments)",
+        n_treatment=n_treatment,
+        n_control=n_control,
+        mean_treatment=mean_treatment,
+        mean_control=mean_control,
+        diff=diff,
+        se=se,
+        ci_low=diff - half,
+        ci_high=diff + half,
+        p_value=p,
+        seq_low=seq_low,
+        seq_high=seq_high,
+        alpha=alpha,
+        planned_n=planned,
+    )
+
+
 def welch(
     y_treatment: Sequence[float] | np.ndarray,
     y_control: Sequence[float] | np.ndarray,
@@ -354,11 +401,15 @@ def verdict(
     srm: SampleRatio | None = None,
     treatment: str = "B",
     control: str = "A",
+    treatment_en: str | None = None,
+    control_en: str | None = None,
 ) -> Verdict:
     """The plain-language readout, decided on the always-valid interval so that a planner who
     looks every day is told the truth. ``mde`` (minimum detectable effect, in the metric's units)
     is the smallest difference worth acting on: an interval inside +-mde means no difference that
-    matters."""
+    matters. The labels name the arms in Japanese (``treatment``, ``control``) and, when they
+    differ, in English (``treatment_en``, ``control_en``)."""
+    t_en, c_en = treatment_en or treatment, control_en or control
     if srm is not None and srm.flagged:
         return Verdict(
             "blocked",
@@ -366,9 +417,9 @@ def verdict(
             f"readout blocked: sample ratio mismatch (p={srm.p_value:.1g}). {srm.cause_en}",
         )
     if est.seq_low > 0:
-        return Verdict("treatment_wins", f"{treatment} の勝ち", f"{treatment} wins")
+        return Verdict("treatment_wins", f"{treatment} の勝ち", f"{t_en} wins")
     if est.seq_high < 0:
-        return Verdict("control_wins", f"{control} の勝ち", f"{control} wins")
+        return Verdict("control_wins", f"{control} の勝ち", f"{c_en} wins")
     if -mde < est.seq_low and est.seq_high < mde:
         return Verdict(
             "no_difference",

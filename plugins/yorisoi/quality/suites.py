@@ -442,9 +442,16 @@ def load_suites(
 
 
 def expected_tables(layer: str) -> list[str]:
-    """Tables that must have a suite: every raw table of the source registry, and CONSUMED_MARTS."""
+    """Tables that must have a suite: every raw table of the source registry, and CONSUMED_MARTS.
+    Not the activation store's (kind `store`): Yorisoi writes them itself under its own keys and
+    constraints, and they exist only after the first send."""
     if layer == "raw":
-        return sorted(f"raw.{t.raw_name}" for s in load_registry().sources.values() for t in s.tables.values())
+        return sorted(
+            f"raw.{t.raw_name}"
+            for s in load_registry().sources.values()
+            if s.kind != "store"
+            for t in s.tables.values()
+        )
     if layer == "marts":
         return sorted(f"marts.{m}" for m in CONSUMED_MARTS)
     raise SuiteError(f"layer {layer!r} is not one of {list(LAYERS)}")

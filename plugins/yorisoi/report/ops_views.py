@@ -33,10 +33,20 @@ def triggers(facts: Facts, t: Text) -> View:
     return view("triggers", t, blocks)
 
 
+# What the campaign table shows of marts.campaign_results when it has these columns.
+CAMPAIGN_COLUMNS = (
+    "campaign", "arm", "people", "sends", "delivery_rate", "open_rate", "ctr", "conversion_rate",
+    "revenue_per_recipient", "lift", "lift_low", "lift_high",
+)  # fmt: skip
+
+
 def campaigns(facts: Facts, t: Text) -> View:
-    if not facts.has_campaigns:
+    # No campaign measured yet (the marts exist but the store has not landed): say so.
+    if not facts.has_campaigns or facts.frames["campaigns"].empty:
         return view("campaigns", t, [Block("note", text=t("notes.no_campaigns"))])
     frame = facts.frames["campaigns"]
+    if set(CAMPAIGN_COLUMNS) <= set(frame.columns):
+        frame = frame[list(CAMPAIGN_COLUMNS)]
     cols = list(frame.columns)
     label = next((c for c in cols if c in ("campaign", "campaign_name", "campaign_id", "audience")), cols[0])
     value = next((c for c in cols if c in ("lift", "relative_lift", "absolute_lift", "uplift")), None)

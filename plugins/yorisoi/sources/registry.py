@@ -20,7 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_REGISTRY = PROJECT_ROOT / "include" / "sources" / "registry.yml"
 TYPES = {"string", "integer", "boolean", "date", "timestamp", "timestamptz"}
 METHODS = {"automatic", "manual"}
-KINDS = {"api", "database", "files"}
+# store: Yorisoi's own activation store, landed for the campaign-outcome facts
+KINDS = {"api", "database", "files", "store"}
 
 
 class RegistryError(ValueError):
@@ -47,7 +48,7 @@ class Table:
     """False when the brand does not have this table (its source's or its own `enabled: false`):
     nothing ingests it, nothing waits on it, its raw table exists empty so models build empty."""
     kind: str = ""
-    """The source's kind (api, database, files): says where the raw table's columns come from."""
+    """The source's kind (api, database, files, store): says where the raw table's columns come from."""
 
     @property
     def raw_name(self) -> str:

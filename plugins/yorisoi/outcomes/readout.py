@@ -1,0 +1,188 @@
+"""The campaign readout: each campaign's arms from ``marts.campaign_results`` (and, for CUPED,
+the person rows of ``marts.fct_campaign_causal_outcomes``) through :mod:`yorisoi.outcomes.stats`.
+
+Per campaign: the sample-ratio check against the design (the audience's holdout and variant
+weights), then treatment against control on conversion and revenue per recipient (CUPED with
+the pre-period covariates), B against A on CTR when there is an A/B test, Benjamini-Hochberg
+across the campaign's comparisons, and a verdict on each, decided on the always-valid interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from . import stats
+
+# The smallest differences worth acting on (a brand sets its own): conversion in points,
+# CTR relative to A's, revenue per recipient relative to control's.
+MDE = {"conversion": 0.01, "ctr_relative": 0.10, "revenue_relative": 0.10}
+
+
+@dataclass
+class Comparison:
+    metric: str
+    treatment: str
+    control: str
+    estimate: stats.Estimate
+    verdict: stats.Verdict
+    q_value: float = math.nan
+
+
+@dataclass
+class CampaignReadout:
+    campaign_key: str
+    campaign: str
+    channel: str
+    srm: stats.SampleRatio | None
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+def designs_from_audiences(folder: Path | None = None) -> dict[str, dict[str, float]]:
+    """Each audience's assigned split (arm -> share) from its definition (audiences/*.yml)."""
+    from ..activation.selection.definitions import load_audiences
+
+    designs = {}
+    for audience in load_audiences(folder).audiences.values():
+        shares = {"control": audience.holdout_share}
+        shares.update({v.name: (1 - audience.holdout_share) * v.weight / 100 for v in audience.variants})
+        designs[audience.name] = shares
+    return designs
+
+
+def _welch_from_sums(t: pd.Series, c: pd.Series, planned_n: int) -> stats.Estimate:
+    """Welch's difference in revenue per recipient from each arm's count, sum and sum of squares."""
+
+    def moments(row: pd.Series) -> tuple[float, float, int]:
+        n = int(row["people"])
+        mean = float(row["revenue"]) / n
+        var = max(float(row["revenue_sum_squares"]) - n * mean * mean, 0.0) / max(n - 1, 1)
+        return mean, var, n
+
+    (m_t, v_t, n_t), (m_c, v_c, n_c) = moments(t), moments(c)
+    return stats.welch_from_moments(m_t, v_t, n_t, m_c, v_c, n_c, planned_n=planned_n, metric="revenue_per_recipient")
+
+
+def _cuped_revenue(
+    con: duckdb.DuckDBPyConnection, campaign_key: str, arm: str, planned_n: int
+) -> stats.Estimate | None:
+    rows = con.execute(
+        "select assigned_group = 'treatment' as treated, revenue_in_window, pre_period_revenue, pre_period_orders, "
+        "coalesce(days_since_last_order, 9999) as recency from marts.fct_campaign_causal_outcomes "
+        "where campaign_key = ? and (assigned_group = 'control' or coalesce(variant, 'treatment') = ?)",
+        [campaign_key, arm],
+    ).df()
+    treated = rows["treated"].to_numpy(dtype=bool)
+    if treated.sum() < 2 or (~treated).sum() < 2:
+        return None
+    covariates = rows[["pre_period_revenue", "pre_period_orders", "recency"]].to_numpy(dtype=float)
+    return stats.cuped(
+        rows["revenue_in_window"].to_numpy(dtype=float), covariates, treated, planned_n=planned_n,
+        metric="revenue_per_recipient",
+    )  # fmt: skip
+
+
+def read(
+    warehouse: Path | str,
+    designs: Mapping[str, Mapping[str, float]] | None = None,
+    *,
+    mde: Mapping[str, float] = MDE,
+) -> list[CampaignReadout]:
+    """Every campaign's readout. `designs`: audience -> arm -> assigned share (default: the
+    audience definitions); a campaign without one skips the sample-ratio check."""
+    designs = designs if designs is not None else designs_from_audiences()
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        results = con.execute("select * from marts.campaign_results order by assigned_at, campaign_key, arm").df()
+        out = []
+        for key, arms in results.groupby("campaign_key", sort=False):
+            out.append(_campaign(con, key, arms.set_index("arm"), designs.get(arms["audience"].iloc[0]), mde))
+        return out
+    finally:
+        con.close()
+
+
+def _campaign(
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    arms: pd.DataFrame,
+    design: Mapping[str, float] | None,
+    mde: Mapping[str, float],
+) -> CampaignReadout:
+    first = arms.iloc[0]
+    srm = None
+    if design:
+        srm = stats.sample_ratio_check({a: int(n) for a, n in arms["people"].items()}, dict(design))
+    planned = int(arms["people"].sum())
+    readout = CampaignReadout(key, str(first["campaign"]), str(first["channel"]), srm)
+    treatments = [a for a in arms.index if a != "control"]
+    if "control" in arms.index:
+        c = arms.loc["control"]
+        for arm in treatments:
+            t = arms.loc[arm]
+            conv = stats.two_proportions(
+                int(t["converters"]), int(t["people"]), int(c["converters"]), int(c["people"]),
+                planned_n=planned, metric="conversion",
+            )  # fmt: skip
+            label = arm if len(treatments) > 1 else "配信"  # a send without an A/B test: 配信 vs コントロール
+            readout.comparisons.append(_compare(conv, arm, "control", mde["conversion"], srm, label))
+            revenue = _cuped_revenue(con, key, arm, planned) or _welch_from_sums(t, c, planned)
+            relative = mde["revenue_relative"] * max(revenue.mean_control, 1.0)
+            readout.comparisons.append(_compare(revenue, arm, "control", relative, srm, label))
+    if len(treatments) >= 2 and (arms.loc[treatments, "delivered"] > 0).all():
+        base, *others = sorted(treatments)
+        a = arms.loc[base]
+        for arm in others:
+            b = arms.loc[arm]
+            ctr = stats.two_proportions(
+                int(b["clicks"]), int(b["delivered"]), int(a["clicks"]), int(a["delivered"]),
+                planned_n=int(a["delivered"] + b["delivered"]), metric="ctr",
+            )  # fmt: skip
+            relative = mde["ctr_relative"] * max(ctr.mean_control, 1e-9)
+            readout.comparisons.append(_compare(ctr, arm, base, relative, srm, arm))
+    if readout.comparisons:
+        _, q = stats.benjamini_hochberg([cmp.estimate.p_value for cmp in readout.comparisons])
+        for cmp, value in zip(readout.comparisons, q, strict=True):
+            cmp.q_value = float(value)
+    return readout
+
+
+def _compare(
+    est: stats.Estimate, treatment: str, control: str, mde: float, srm: stats.SampleRatio | None, label: str
+) -> Comparison:
+    label_c = "コントロール" if control == "control" else control
+    verdict = stats.verdict(
+        est, mde=mde, srm=srm, treatment=label, control=label_c,
+        treatment_en="treatment" if label == "配信" else label, control_en=control,
+    )  # fmt: skip
+    return Comparison(est.metric, treatment, control, est, verdict)
+
+
+def summary_lines(readouts: list[CampaignReadout], lang: str = "ja") -> list[str]:
+    """A few lines per campaign for a terminal: sizes, each comparison's difference with its
+    interval, and the verdict."""
+    lines = []
+    for r in readouts:
+        lines.append(f"{r.campaign} [{r.channel}]")
+        if r.srm is not None and r.srm.flagged:
+            lines.append(f"  {getattr(r.comparisons[0].verdict, lang) if r.comparisons else r.srm.cause_en}")
+            continue
+        for cmp in r.comparisons:
+            e = cmp.estimate
+            scale = 100.0 if cmp.metric in ("conversion", "ctr") else 1.0
+            unit = "pt" if scale == 100.0 else "円"
+            lines.append(
+                f"  {cmp.metric:22s} {cmp.treatment} vs {cmp.control}: {e.diff * scale:+.2f}{unit} "
+                f"(95% {e.ci_low * scale:+.2f}..{e.ci_high * scale:+.2f}; n={e.n_treatment:,}/{e.n_control:,}"
+                + (f"; CUPED -{e.variance_reduction:.0%} var" if e.variance_reduction is not None else "")
+                + f")  {getattr(cmp.verdict, lang)}"
+            )
+    return lines
+
+
+__all__ = ["MDE", "CampaignReadout", "Comparison", "designs_from_audiences", "read", "summary_lines"]

@@ -1,0 +1,112 @@
+"""The campaign readout over the campaign marts (yorisoi.outcomes.readout), on a small warehouse
+whose person rows carry planted effects: verdicts, the sample-ratio block, CUPED, A/B on CTR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from yorisoi.outcomes import readout
+
+DESIGNS = {
+    "winback": {"control": 0.5, "A": 0.5},
+    "newsletter": {"control": 0.1, "A": 0.45, "B": 0.45},
+    "broken": {"control": 0.2, "A": 0.8},
+    "flat": {"control": 0.5, "A": 0.5},
+}
+
+
+def _people(rng: np.random.Generator, audience: str, n: int, design: dict, *, lift: float = 0.0,
+            ctr: dict | None = None, drop_control: float = 0.0) -> pd.DataFrame:  # fmt: skip
+    arms = np.array(list(design))
+    arm = arms[rng.choice(len(arms), size=n, p=np.array(list(design.values())))]
+    keep = (arm != "control") | (rng.random(n) >= drop_control)
+    arm = arm[keep]
+    m = len(arm)
+    pre = rng.gamma(1.5, 4000, size=m)
+    converted = rng.random(m) < 0.05 + pre / 400_000 + lift * (arm != "control")
+    revenue = converted * rng.gamma(4, 2000, size=m) + 0.5 * pre
+    clicks = rng.random(m) < np.array([(ctr or {}).get(a, 0.0) for a in arm])
+    return pd.DataFrame(
+        {
+            "campaign_key": f"{audience}|r1|dest", "campaign": f"{audience} / dest / 2026-06-01", "audience": audience,
+            "channel": "email", "arm": arm, "assigned_group": np.where(arm == "control", "control", "treatment"),
+            "variant": np.where(arm == "control", None, arm), "converted": converted, "revenue_in_window": revenue,
+            "pre_period_revenue": pre, "pre_period_orders": rng.poisson(pre / 5000),
+            "days_since_last_order": rng.integers(1, 365, size=m), "delivered": arm != "control", "clicked": clicks,
+        }
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(4)
+    people = pd.concat(
+        [
+            _people(rng, "winback", 12_000, DESIGNS["winback"], lift=0.04),
+            _people(rng, "newsletter", 30_000, DESIGNS["newsletter"], ctr={"A": 0.03, "B": 0.036}),
+            _people(rng, "broken", 3_000, DESIGNS["broken"], lift=0.04, drop_control=0.5),
+            _people(rng, "flat", 40_000, DESIGNS["flat"]),
+        ]
+    )
+    path = tmp_path_factory.mktemp("readout") / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema marts")
+    con.register("people", people)
+    con.execute("create table marts.fct_campaign_causal_outcomes as select * from people")
+    con.execute(
+        """create table marts.campaign_results as
+        select campaign_key, any_value(campaign) as campaign, any_value(audience) as audience,
+            any_value(channel) as channel, arm, timestamptz '2026-06-01 00:00:00+00' as assigned_at,
+            count(*) as people, sum(converted::int) as converters, sum(revenue_in_window) as revenue,
+            sum(revenue_in_window * revenue_in_window) as revenue_sum_squares,
+            sum(delivered::int) as delivered, sum(clicked::int) as clicks
+        from people group by campaign_key, arm"""
+    )
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def readouts(warehouse: Path) -> dict[str, readout.CampaignReadout]:
+    return {r.campaign_key.split("|")[0]: r for r in readout.read(warehouse, DESIGNS)}
+
+
+def _cmp(r: readout.CampaignReadout, metric: str, treatment: str) -> readout.Comparison:
+    return next(c for c in r.comparisons if c.metric == metric and c.treatment == treatment)
+
+
+def test_a_planted_conversion_lift_is_recovered_and_wins(readouts) -> None:
+    conv = _cmp(readouts["winback"], "conversion", "A")
+    assert conv.estimate.ci_low <= 0.04 <= conv.estimate.ci_high
+    assert conv.verdict.code == "treatment_wins"
+    assert (conv.verdict.ja, conv.verdict.en) == ("配信 の勝ち", "treatment wins")
+    revenue = _cmp(readouts["winback"], "revenue_per_recipient", "A")
+    assert revenue.estimate.method == "CUPED Welch t" and revenue.estimate.variance_reduction > 0.05
+
+
+def test_an_ab_test_compares_b_with_a_on_ctr(readouts) -> None:
+    ctr = _cmp(readouts["newsletter"], "ctr", "B")
+    assert ctr.control == "A"
+    assert ctr.estimate.ci_low <= 0.006 <= ctr.estimate.ci_high
+    assert all(0 <= c.q_value <= 1 for c in readouts["newsletter"].comparisons)
+
+
+def test_a_broken_split_blocks_the_readout_and_names_the_cause(readouts) -> None:
+    r = readouts["broken"]
+    assert r.srm.flagged and "control smaller than assigned" in r.srm.cause_en
+    assert {c.verdict.code for c in r.comparisons} == {"blocked"}
+
+
+def test_no_effect_is_no_difference_or_not_enough_data_never_a_winner(readouts) -> None:
+    r = readouts["flat"]
+    assert not r.srm.flagged
+    conv = _cmp(r, "conversion", "A")
+    assert conv.estimate.ci_low <= 0 <= conv.estimate.ci_high
+    assert conv.verdict.code in ("no_difference", "not_enough_data")
+    lines = readout.summary_lines([r], "en")
+    assert lines[0].startswith("flat / dest") and any(conv.verdict.en in line for line in lines)
