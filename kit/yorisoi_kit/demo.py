@@ -282,6 +282,26 @@ def run_report(console: Console) -> None:
     )
 
 
+def print_campaign_results(scale: str, console: Console) -> None:
+    """The planted demo campaigns (yorisoi_kit.planted: known effects, on a brand of their own
+    under var/planted) read out as a planner would: lift against control or B against A, the
+    95 % interval and the verdict (docs/campaign-measurement.md)."""
+    from yorisoi.outcomes import readout
+
+    from .planted import planted_truth, prepare_planted
+
+    t0 = time.perf_counter()
+    run = prepare_planted("XS" if scale == "XS" else "S")
+    designs = {t["audience"]: t["expected_shares"] for t in planted_truth(run)}
+    lines = readout.summary_lines(readout.read(run.warehouse, designs), "ja")
+    console.print(
+        f"Campaign results (効果測定), planted demo campaigns at {run.scale} ({time.perf_counter() - t0:.0f} s):",
+        *lines,
+        sep="\n",
+        soft_wrap=True,
+    )
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -765,6 +785,7 @@ def _run_demo(
             run_governance(console)
             run_activation(stack, drop, console)
             run_report(console)
+            print_campaign_results(scale, console)
         if keep_serving:
             console.print(
                 f"Serving. API key header X-Shopify-Access-Token: {DEMO_API_KEY}; SFTP user "

@@ -10,7 +10,7 @@ import pytest
 from yorisoi.outcomes import readout
 from yorisoi_kit.planted import BASE_CTR, planted_truth, prepare_planted
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # a brand of its own, built twice
 
 
 @pytest.fixture(scope="module")
