@@ -1,19 +1,3 @@
-{# A source table that may not exist yet: the activation store's tables land after the first
-   send (ingest_activation), and a brand that has not sent anything still builds its campaign
-   models, empty. The relation when it exists; else a select of no rows with the columns' types
-   (`columns`: name -> type, a dbt.type_* macro's output). #}
-{% macro source_or_empty(source_name, table_name, columns) -%}
-    {%- set relation = source(source_name, table_name) -%}
-    {%- if execute and adapter.get_relation(
-        database=relation.database, schema=relation.schema, identifier=relation.identifier) is none -%}
-        (select
-        {%- for name, type in columns.items() %} cast(null as {{ type }}) as {{ adapter.quote(name) }}{{ "," if not loop.last }}{% endfor %}
-        where 1 = 0) as empty_source
-    {%- else -%}
-        {{ relation }}
-    {%- endif -%}
-{%- endmacro %}
-
 {# An absolute timestamp's type: DuckDB's timestamptz, Spark's timestamp (always absolute). #}
 {% macro type_timestamp_tz() -%}
     {{ return(adapter.dispatch('type_timestamp_tz', 'yorisoi')()) }}

@@ -129,3 +129,15 @@ def test_a_store_with_nothing_sent_yet_lands_nothing(tmp_path: Path) -> None:
     assert {r.rows for r in results.values()} == {0}
     with pytest.raises(RegistryError, match="no such table"):
         ingest_activation(wh, source, engine, run_id="run-1", load_date=dt.date(2026, 10, 1), tables=["members"])
+
+
+def test_the_registry_columns_are_the_stores_tables_as_landed() -> None:
+    """The raw tables are created from the registry before the first landing (yorisoi sources
+    init): its columns must say what the extractor writes, or the first landing would clash."""
+    from yorisoi.activation.delivery import store
+    from yorisoi.outcomes.store_source import arrow_schema
+    from yorisoi.sources.catalog import raw_schema
+
+    source = load_registry(DEFAULT_REGISTRY).source("activation")
+    for name, table in source.tables.items():
+        assert raw_schema(table) == arrow_schema(store.metadata.tables[name]), name

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import closing
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -43,10 +43,18 @@ def arrow_schema(table: sa.Table) -> pa.Schema:
 
 
 def extract(
-    engine: sa.Engine, name: str, *, since: datetime | None, watermark: str | None, chunk_rows: int = 50_000
+    engine: sa.Engine,
+    name: str,
+    *,
+    since: datetime | None,
+    until: datetime,
+    watermark: str | None,
+    chunk_rows: int = 50_000,
 ) -> Iterator[pa.Table]:
-    """Rows of store table ``name`` (all, or with ``watermark`` at or after ``since``), as Arrow
-    tables of up to ``chunk_rows`` rows, through a server-side cursor."""
+    """Rows of store table ``name`` (all, or with ``watermark`` at or after ``since``), with
+    ``watermark`` not after ``until`` (the run's upper bound: the watermark never passes it,
+    docs/reliability.md #17), as Arrow tables of up to ``chunk_rows`` rows, through a server-side
+    cursor."""
     table = activation_store.metadata.tables.get(name)
     if table is None:
         raise RegistryError(
@@ -54,8 +62,10 @@ def extract(
         )
     schema = arrow_schema(table)
     query = sa.select(table)
-    if since is not None and watermark:
-        query = query.where(table.c[watermark] >= since)
+    if watermark:
+        query = query.where(table.c[watermark] <= until)
+        if since is not None:
+            query = query.where(table.c[watermark] >= since)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         for rows in result.partitions(chunk_rows):
@@ -72,16 +82,18 @@ def ingest_activation(
     load_date: date,
     tables: list[str] | None = None,
     chunk_rows: int = 50_000,
+    now: datetime | None = None,
 ) -> dict[str, LandResult]:
     """Land the store's tables named in ``source`` (default: all, in registry order), one batch
     ``<run_id>:<table>`` each. A store that has not been created yet (no send so far) lands
-    nothing: the campaign models read its tables as empty until they exist."""
+    nothing: the raw tables stay the empty ones created from the registry's columns."""
     names = list(source.tables) if tables is None else list(tables)
     for name in names:
         if name not in source.tables:
             raise RegistryError(f"sources.{source.name}.tables.{name}: no such table; have {sorted(source.tables)}")
     present = set(sa.inspect(engine).get_table_names())
     overlap = source.duration("overlap", "0 days")
+    now = now or datetime.now(UTC)
     results: dict[str, LandResult] = {}
     for name in names:
         table = source.tables[name]
@@ -90,8 +102,8 @@ def ingest_activation(
             results[name] = LandResult(table.raw_name, 0, 0, 0, warehouse.get_watermark(table))
             continue
         batch_id = f"{run_id}:{name}"
-        since = _since(warehouse, table, batch_id, overlap)
-        parts = extract(engine, name, since=since, watermark=table.watermark, chunk_rows=chunk_rows)
+        since = _since(warehouse, table, batch_id, overlap, now)
+        parts = extract(engine, name, since=since, until=now, watermark=table.watermark, chunk_rows=chunk_rows)
         with (
             closing(parts),
             warehouse.batch(table, batch_id=batch_id, load_date=load_date, watermark=table.watermark) as batch,

@@ -1,13 +1,8 @@
-{%- set string = dbt.type_string() -%}
-{%- set tstz = type_timestamp_tz() -%}
-
 with
 
 source as (
 
-    select * from {{ source_or_empty('activation', 'audience_members', {
-        'run_id': string, 'audience': string, 'person_id': string, 'grp': string,
-        'variant': string, 'computed_at': tstz}) }}
+    select * from {{ source('activation', 'audience_members') }}
 
 ),
 

@@ -1,13 +1,8 @@
-{%- set string = dbt.type_string() -%}
-{%- set tstz = type_timestamp_tz() -%}
-
 with
 
 source as (
 
-    select * from {{ source_or_empty('activation', 'send_ledger', {
-        'audience': string, 'destination': string, 'interval': string, 'key': string,
-        'channel': string, 'person_id': string, 'status': string, 'claimed_at': tstz, 'done_at': tstz}) }}
+    select * from {{ source('activation', 'send_ledger') }}
 
 ),
 

@@ -1,14 +1,8 @@
-{%- set string = dbt.type_string() -%}
-{%- set bigint = dbt.type_bigint() -%}
-{%- set tstz = type_timestamp_tz() -%}
-
 with
 
 source as (
 
-    select * from {{ source_or_empty('activation', 'sync_changelog', {
-        'id': bigint, 'run_id': string, 'audience': string, 'destination': string, 'person_id': string,
-        'operation': string, 'status': string, 'code': string, 'reason': string, 'at': tstz}) }}
+    select * from {{ source('activation', 'sync_changelog') }}
 
 ),
 
