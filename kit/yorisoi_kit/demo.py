@@ -293,13 +293,15 @@ def print_campaign_results(scale: str, console: Console) -> None:
     t0 = time.perf_counter()
     run = prepare_planted("XS" if scale == "XS" else "S")
     designs = {t["audience"]: t["expected_shares"] for t in planted_truth(run)}
-    lines = readout.summary_lines(readout.read(run.warehouse, designs), "ja")
-    console.print(
-        f"Campaign results (効果測定), planted demo campaigns at {run.scale} ({time.perf_counter() - t0:.0f} s):",
-        *lines,
-        sep="\n",
-        soft_wrap=True,
+    lines = readout.summary_lines(readout.read(run.warehouse, designs), "ja", metrics=("conversion", "ctr"))
+    stage(
+        console,
+        "campaigns",
+        f"効果測定: {len(designs)} planted campaigns with known effects ({run.work}, scale {run.scale}, "
+        f"{time.perf_counter() - t0:.0f} s): lift or B vs A, 95 % interval, verdict",
     )
+    for line in lines:
+        console.print(f"{'':11} {line}", soft_wrap=True)
 
 
 def _pct(value: float | None) -> str:

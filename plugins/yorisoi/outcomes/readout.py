@@ -163,16 +163,20 @@ def _compare(
     return Comparison(est.metric, treatment, control, est, verdict)
 
 
-def summary_lines(readouts: list[CampaignReadout], lang: str = "ja") -> list[str]:
+def summary_lines(
+    readouts: list[CampaignReadout],
+    lang: str = "ja",
+    metrics: tuple[str, ...] = ("conversion", "ctr", "revenue_per_recipient"),
+) -> list[str]:
     """A few lines per campaign for a terminal: sizes, each comparison's difference with its
-    interval, and the verdict."""
+    interval, and the verdict (only `metrics`)."""
     lines = []
     for r in readouts:
-        lines.append(f"{r.campaign} [{r.channel}]")
+        lines.append(f"{r.campaign} ({r.channel})")
         if r.srm is not None and r.srm.flagged:
             lines.append(f"  {getattr(r.comparisons[0].verdict, lang) if r.comparisons else r.srm.cause_en}")
             continue
-        for cmp in r.comparisons:
+        for cmp in (c for c in r.comparisons if c.metric in metrics):
             e = cmp.estimate
             scale = 100.0 if cmp.metric in ("conversion", "ctr") else 1.0
             unit = "pt" if scale == 100.0 else "円"
