@@ -141,3 +141,24 @@ def test_the_registry_columns_are_the_stores_tables_as_landed() -> None:
     source = load_registry(DEFAULT_REGISTRY).source("activation")
     for name, table in source.tables.items():
         assert raw_schema(table) == arrow_schema(store.metadata.tables[name]), name
+
+
+def test_rows_stamped_after_the_run_started_wait_for_the_next_run(tmp_path: Path) -> None:
+    """The run's upper bound (docs/reliability.md #17): a claim made after the read began is left
+    for the next run, so the watermark never passes what was read."""
+    source = load_registry(DEFAULT_REGISTRY).source("activation")
+    wh = Warehouse(tmp_path / "warehouse.duckdb", Lake(tmp_path / "lake"))
+    store = ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}")
+    people = ["P1", "P2"]
+    store.write_members(
+        {"run_id": "r1", "audience": "spring", "person_id": p, "grp": "treatment", "variant": "A", "computed_at": T0}
+        for p in people
+    )
+    _send(store, "r1", people, T0 + dt.timedelta(minutes=5))
+    early = ingest_activation(
+        wh, source, store.engine, run_id="run-1", load_date=dt.date(2026, 10, 1), now=T0 + dt.timedelta(minutes=1)
+    )
+    assert early["audience_members"].rows == 2 and early["send_ledger"].rows == 0
+    later = ingest_activation(wh, source, store.engine, run_id="run-2", load_date=dt.date(2026, 10, 1))
+    assert later["send_ledger"].rows == 2
+    store.close()
