@@ -66,6 +66,7 @@ LABELS: dict[str, dict[str, str]] = {
     "kind_api": {"ja": "API", "en": "API"},
     "kind_database": {"ja": "データベース", "en": "Database"},
     "kind_files": {"ja": "ファイル (SFTP)", "en": "Files (SFTP)"},
+    "kind_store": {"ja": "アクティベーション・ストア", "en": "Activation store"},
     "arrival": {"ja": "データ到着の目安（dbt ソース定義）", "en": "Expected arrival (dbt source meta)"},
     "watermark": {"ja": "差分キー", "en": "Watermark"},
     # databases
