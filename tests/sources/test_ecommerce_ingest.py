@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -98,7 +99,8 @@ def raw_exists(wh: Warehouse, table: str) -> bool:
 
 
 def raw_ids(wh: Warehouse, table: str) -> list[int]:
-    return [row[0] for row in query(wh, f"select id from raw.ecommerce__{table} order by id")]
+    """The raw table's ids (text) as the integers the synthetic shop issues, sorted."""
+    return sorted(int(row[0]) for row in query(wh, f"select id from raw.ecommerce__{table}"))
 
 
 def snapshot(wh: Warehouse) -> dict[str, Any]:
@@ -472,8 +474,8 @@ def test_flatteners_type_and_flatten_shopify_shapes() -> None:
     assert (orders["subtotal_price"][0].as_py(), orders["shipping_price"][0].as_py()) == (1980, 550)
     assert lines.to_pylist() == [
         {
-            "id": 100,
-            "order_id": 10,
+            "id": "100",  # identifiers are text
+            "order_id": "10",
             "product_id": None,
             "sku": None,
             "title": None,
@@ -482,8 +484,15 @@ def test_flatteners_type_and_flatten_shopify_shapes() -> None:
             "compare_at_price": None,
         }
     ]
-    with pytest.raises(pa.ArrowInvalid):
-        flatten_orders([{"id": 1, "total_price": "10.5"}])  # yen have no subunit
+    with pytest.raises(ValueError, match=r"total_price: .*minor_unit"):
+        flatten_orders([{"id": 1, "total_price": "10.5"}])  # yen have no subunit: the registry's money says so
+    usd, usd_lines = flatten_orders(
+        [{"id": "gid-7", "total_price": "10.5", "line_items": [{"id": 1, "price": "5.25"}]}], money_scale=2
+    )
+    assert usd["total_price"].type == pa.decimal128(18, 2) and usd["total_price"][0].as_py() == Decimal("10.50")
+    assert usd_lines["price"][0].as_py() == Decimal("5.25") and usd["id"][0].as_py() == "gid-7"
+    with pytest.raises(ValueError, match="total_price"):
+        flatten_orders([{"id": 1, "total_price": "10.505"}], money_scale=2)
 
     # real Shopify: compare_at_price null when not on sale; "Default Title" when no options
     products = flatten_products(
@@ -497,7 +506,7 @@ def test_flatteners_type_and_flatten_shopify_shapes() -> None:
     assert got == [(None, 3000, None), ("柚子", 3000, 2500), ("150mL", 3000, None)]
 
     for empty in (flatten_customers([]), *flatten_orders([]), flatten_products([])):
-        assert empty.num_rows == 0 and pa.types.is_int64(empty.schema.field("id").type)
+        assert empty.num_rows == 0 and pa.types.is_string(empty.schema.field("id").type)
     assert customers.schema.field("updated_at").type == pa.timestamp("us", tz="UTC")
 
 

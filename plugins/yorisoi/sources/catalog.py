@@ -10,7 +10,7 @@ Where a raw table's columns come from, per source kind:
 
 - ``files``: the registry's `columns` (name and type);
 - ``store``: the same (the activation store's tables, as yorisoi.outcomes.store_source lands them);
-- ``api``: the e-commerce flatteners' schemas (`yorisoi.sources.ecommerce.RAW_SCHEMAS`);
+- ``api``: the e-commerce flatteners' schemas (`yorisoi.sources.ecommerce.raw_schemas`);
 - ``database``: the canonical entity (`yorisoi.sources.oms.entity_schema`): every canonical
   column is present; the ones the mapping does not name stay null (not *mapped*).
 """
@@ -44,13 +44,13 @@ def raw_schema(table: Table) -> pa.Schema | None:
     if table.kind in ("files", "store"):
         return pa.schema([(c.name, FILE_TYPES[c.type]) for c in table.columns]) if table.columns else None
     if table.kind == "api":
-        from .ecommerce import RAW_SCHEMAS
+        from .ecommerce import raw_schemas
 
-        return RAW_SCHEMAS.get(table.name)
+        return raw_schemas(table.money_scale).get(table.name)
     if table.kind == "database":
         from .oms import ENTITIES, entity_schema
 
-        return entity_schema(table.name) if table.name in ENTITIES else None
+        return entity_schema(table.name, table.money_scale) if table.name in ENTITIES else None
     return None
 
 

@@ -6,7 +6,8 @@ Three parts:
   ``Link: <...>; rel="next"`` header (Shopify's cursor pagination: later pages carry only
   ``page_info`` and ``limit``), and retries what is worth retrying (docs/reliability.md #5).
 - ``flatten_customers`` / ``flatten_orders`` / ``flatten_products``: one page of API JSON to Arrow
-  tables with explicit schemas (ids and yen as int64, timestamps as UTC microseconds), nested
+  tables with explicit schemas (ids as text; money as int64 whole units, or decimals in the
+  source's minor unit (the registry's ``money``); timestamps as UTC microseconds), nested
   consent, address, shipping and variant objects flattened into the columns of the data contract
   (``docs/synthetic-brand.md``).
 - :func:`ingest_ecommerce`: per registry table, read the watermark, request
@@ -44,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -65,7 +67,7 @@ TS = pa.timestamp("us", tz="UTC")
 
 CUSTOMERS_SCHEMA = pa.schema(
     [
-        ("id", pa.int64()),
+        ("id", pa.string()),
         ("email", pa.string()),
         ("first_name", pa.string()),
         ("last_name", pa.string()),
@@ -91,9 +93,9 @@ CUSTOMERS_SCHEMA = pa.schema(
 
 ORDERS_SCHEMA = pa.schema(
     [
-        ("id", pa.int64()),
+        ("id", pa.string()),
         ("name", pa.string()),
-        ("customer_id", pa.int64()),
+        ("customer_id", pa.string()),
         ("email", pa.string()),
         ("created_at", TS),
         ("processed_at", TS),
@@ -115,9 +117,9 @@ ORDERS_SCHEMA = pa.schema(
 
 ORDER_LINES_SCHEMA = pa.schema(
     [
-        ("id", pa.int64()),
-        ("order_id", pa.int64()),
-        ("product_id", pa.int64()),
+        ("id", pa.string()),
+        ("order_id", pa.string()),
+        ("product_id", pa.string()),
         ("sku", pa.string()),
         ("title", pa.string()),
         ("quantity", pa.int64()),
@@ -128,7 +130,7 @@ ORDER_LINES_SCHEMA = pa.schema(
 
 PRODUCTS_SCHEMA = pa.schema(
     [
-        ("id", pa.int64()),
+        ("id", pa.string()),
         ("sku", pa.string()),
         ("title", pa.string()),
         ("vendor", pa.string()),
@@ -465,14 +467,41 @@ def _ts(values: list[str | None]) -> pa.Array:
     return pa.array(values, pa.string()).cast(TS)
 
 
+_EXACT = pa.decimal128(38, 9)
+
+
 def _money(values: list[Any]) -> pa.Array:
-    """Yen amounts as the API sends them (``"1234"``, also ``"1234.00"``) → int64. A fractional
-    amount raises (yen have no subunit)."""
-    strings = pa.array([None if v is None else str(v) for v in values], pa.string())
-    try:
-        return strings.cast(pa.int64())
-    except pa.ArrowInvalid:
-        return strings.cast(pa.decimal128(38, 6)).cast(pa.int64())
+    """Amounts as the API sends them (``"1234"``, ``"1234.00"``, ``"12.99"``) → exact decimals;
+    :func:`_table` casts them to the table's money type (whole units or the source's minor unit)
+    and refuses, by name, an amount that would lose a digit."""
+    return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(_EXACT)
+
+
+def money_type(scale: int) -> pa.DataType:
+    """How a source's amounts land: int64 whole units (scale 0, JPY), else DECIMAL(18, scale)."""
+    return pa.int64() if scale == 0 else pa.decimal128(18, scale)
+
+
+MONEY_COLUMNS = frozenset(
+    {"subtotal_price", "total_discounts", "shipping_price", "total_price", "price", "compare_at_price", "sale_price"}
+)
+
+
+def with_money(schema: pa.Schema, scale: int) -> pa.Schema:
+    """`schema` with its money columns in the source's money type (:func:`money_type`)."""
+    if scale == 0:
+        return schema
+    return pa.schema([f.with_type(money_type(scale)) if f.name in MONEY_COLUMNS else f for f in schema])
+
+
+def raw_schemas(scale: int = 0) -> dict[str, pa.Schema]:
+    """Registry table → its raw table's columns, with money in the source's minor unit."""
+    return {name: with_money(schema, scale) for name, schema in RAW_SCHEMAS.items()}
+
+
+ID_COLUMNS = frozenset({"id", "customer_id", "order_id", "product_id"})
+"""Identifiers: text, whatever the platform sends (Shopify's are JSON numbers; other carts' hold
+letters), so one shop's key never has to fit a 64-bit integer."""
 
 
 def _table(schema: pa.Schema, columns: dict[str, pa.Array | list[Any]]) -> pa.Table:
@@ -480,6 +509,16 @@ def _table(schema: pa.Schema, columns: dict[str, pa.Array | list[Any]]) -> pa.Ta
     arrays = []
     for f in schema:
         column = columns[f.name]
+        if f.name in ID_COLUMNS and not isinstance(column, pa.Array):
+            column = [None if v is None else str(v) for v in column]
+        if isinstance(column, pa.Array) and column.type != f.type:
+            try:
+                column = column.cast(f.type)
+            except pa.ArrowInvalid as exc:
+                raise ValueError(
+                    f"{f.name}: an amount has more decimals than the source's money type {f.type} allows; "
+                    "set `money: {currency: <code>, minor_unit: <decimal places>}` on the source in the registry"
+                ) from exc
         arrays.append(column if isinstance(column, pa.Array) else pa.array(column, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -522,7 +561,7 @@ def flatten_customers(records: list[dict[str, Any]]) -> pa.Table:
     )
 
 
-def flatten_orders(records: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
+def flatten_orders(records: list[dict[str, Any]], money_scale: int = 0) -> tuple[pa.Table, pa.Table]:
     """Orders JSON → ``(orders, order_lines)`` Arrow tables (:data:`ORDERS_SCHEMA`,
     :data:`ORDER_LINES_SCHEMA`). ``records``: the ``orders`` of a page.
 
@@ -532,7 +571,7 @@ def flatten_orders(records: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
     """
     shipping = [((r.get("total_shipping_price_set") or {}).get("shop_money") or {}).get("amount") for r in records]
     orders = _table(
-        ORDERS_SCHEMA,
+        with_money(ORDERS_SCHEMA, money_scale),
         {
             "id": [r["id"] for r in records],
             "name": [r.get("name") for r in records],
@@ -557,7 +596,7 @@ def flatten_orders(records: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
     )
     pairs = [(r["id"], item) for r in records for item in r.get("line_items") or ()]
     lines = _table(
-        ORDER_LINES_SCHEMA,
+        with_money(ORDER_LINES_SCHEMA, money_scale),
         {
             "id": [item["id"] for _, item in pairs],
             "order_id": [order_id for order_id, _ in pairs],
@@ -572,7 +611,7 @@ def flatten_orders(records: list[dict[str, Any]]) -> tuple[pa.Table, pa.Table]:
     return orders, lines
 
 
-def flatten_products(records: list[dict[str, Any]]) -> pa.Table:
+def flatten_products(records: list[dict[str, Any]], money_scale: int = 0) -> pa.Table:
     """Products JSON → Arrow (:data:`PRODUCTS_SCHEMA`), one row per product from its first
     variant. ``records``: the ``products`` of a page.
 
@@ -589,11 +628,11 @@ def flatten_products(records: list[dict[str, Any]]) -> pa.Table:
     compare = _money([v.get("compare_at_price") for v in variants])
     list_price = pc.coalesce(compare, selling)
     on_sale = pc.fill_null(pc.not_equal(selling, list_price), False)
-    sale_price = pc.if_else(on_sale, selling, pa.scalar(None, pa.int64()))
+    sale_price = pc.if_else(on_sale, selling, pa.scalar(None, selling.type))
     titles = pa.array([v.get("title") for v in variants], pa.string())
     titles = pc.if_else(pc.fill_null(pc.equal(titles, "Default Title"), False), pa.scalar(None, pa.string()), titles)
     return _table(
-        PRODUCTS_SCHEMA,
+        with_money(PRODUCTS_SCHEMA, money_scale),
         {
             "id": [r["id"] for r in records],
             "sku": [v.get("sku") for v in variants],
@@ -609,21 +648,22 @@ def flatten_products(records: list[dict[str, Any]]) -> pa.Table:
     )
 
 
-def _flatten_customers(records: list[dict[str, Any]]) -> dict[str, pa.Table]:
+def _flatten_customers(records: list[dict[str, Any]], money_scale: int = 0) -> dict[str, pa.Table]:
     return {"customers": flatten_customers(records)}
 
 
-def _flatten_orders(records: list[dict[str, Any]]) -> dict[str, pa.Table]:
-    orders, lines = flatten_orders(records)
+def _flatten_orders(records: list[dict[str, Any]], money_scale: int = 0) -> dict[str, pa.Table]:
+    orders, lines = flatten_orders(records, money_scale)
     return {"orders": orders, "order_lines": lines}
 
 
-def _flatten_products(records: list[dict[str, Any]]) -> dict[str, pa.Table]:
-    return {"products": flatten_products(records)}
+def _flatten_products(records: list[dict[str, Any]], money_scale: int = 0) -> dict[str, pa.Table]:
+    return {"products": flatten_products(records, money_scale)}
 
 
-# resource (endpoint without .json) → flattener giving one Arrow table per registry table
-FLATTENERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, pa.Table]]] = {
+# resource (endpoint without .json) → flattener giving one Arrow table per registry table, with
+# money in the source's minor unit (the registry's `money`)
+FLATTENERS: dict[str, Callable[[list[dict[str, Any]], int], dict[str, pa.Table]]] = {
     "customers": _flatten_customers,
     "orders": _flatten_orders,
     "products": _flatten_products,
@@ -817,7 +857,13 @@ def _ingest_endpoint(
         for page in client.pages(resource, params):
             pages += 1
             where = f"page {pages}"
-            flat_tables, kept = flatten_page(flatten, page, findings[parent.name], first_line=records + 1, where=where)
+            flat_tables, kept = flatten_page(
+                partial(flatten, money_scale=parent.money_scale),
+                page,
+                findings[parent.name],
+                first_line=records + 1,
+                where=where,
+            )
             for name, flat in flat_tables.items():
                 if name in parts:
                     good = screen(

@@ -406,15 +406,18 @@ class BatchWriter:
 
 def _create_or_evolve(con: duckdb.DuckDBPyConnection, target: str, relation: str) -> None:
     """Create `target` with the columns of `relation` plus the loader's, or add the columns
-    `relation` has and `target` lacks (a source added a column: older rows get null)."""
+    `relation` has and `target` lacks (a source added a column: older rows get null), and widen
+    a column to text when `relation` has it as text (identifiers, once integers, are strings)."""
     con.execute(
         f"create table if not exists {target} as select *, now() as _loaded_at, "  # noqa: S608
         f"null::varchar as _source_file, null::varchar as _batch_id from {relation} limit 0"
     )
-    existing = {r[0] for r in con.execute(f"describe {target}").fetchall()}
+    existing = {r[0]: r[1] for r in con.execute(f"describe {target}").fetchall()}
     for name, dtype, *_ in con.execute(f"describe {relation}").fetchall():
         if name not in existing:
             con.execute(f"alter table {target} add column {_quote(name)} {dtype}")
+        elif dtype == "VARCHAR" and existing[name] != "VARCHAR":  # an identifier that became text
+            con.execute(f"alter table {target} alter column {_quote(name)} type varchar")
 
 
 def _as_datetime(text: str) -> datetime:

@@ -9,7 +9,8 @@ lands every table of the source in the warehouse, re-reading ``overlap`` behind 
 
 Canonical types: ``*_at`` columns are ``timestamp[us]`` without zone (Japan wall-clock time, as
 the back office keeps it; a zone-aware source column is converted to Asia/Tokyo), ``birth_date``
-is ``date32`` (null when empty or not a date), money and counts are ``int64``, the flags
+is ``date32`` (null when empty or not a date), counts are ``int64``, money is ``int64`` whole
+units, or ``decimal(18, minor_unit)`` when the registry source's ``money`` has a minor unit, the flags
 ``*_permission`` and ``blacklisted`` are ``bool``, everything else is ``string``. Every
 canonical column of the entity is always present, in the documented order: a column the mapping
 does not name comes out as nulls.
@@ -148,6 +149,9 @@ _INT_COLUMNS = frozenset(
         "cycle_days",
     }
 )
+MONEY_COLUMNS = frozenset({"subtotal", "discount", "shipping_fee", "total", "unit_price", "list_price", "amount"})
+"""Amounts: whole units (int64) for a currency without a minor unit (JPY), else
+DECIMAL(18, minor_unit) (the registry source's `money`)."""
 _FLAG_COLUMNS = frozenset({"email_permission", "dm_permission", "call_permission", "blacklisted"})
 _ARROW_TYPES = {
     "timestamp": pa.timestamp("us"),
@@ -173,9 +177,17 @@ def column_kind(column: str) -> str:
     return "string"
 
 
-def entity_schema(entity: str) -> pa.Schema:
-    """The Arrow schema :func:`extract` yields for a canonical entity."""
-    return pa.schema([pa.field(c, _ARROW_TYPES[column_kind(c)]) for c in ENTITIES[entity]])
+def column_type(column: str, money_scale: int = 0) -> pa.DataType:
+    """The Arrow type of a canonical column; amounts in the source's minor unit."""
+    if money_scale and column in MONEY_COLUMNS:
+        return pa.decimal128(18, money_scale)
+    return _ARROW_TYPES[column_kind(column)]
+
+
+def entity_schema(entity: str, money_scale: int = 0) -> pa.Schema:
+    """The Arrow schema :func:`extract` yields for a canonical entity (`money_scale`: decimal
+    places of the amounts, 0 for whole units)."""
+    return pa.schema([pa.field(c, column_type(c, money_scale)) for c in ENTITIES[entity]])
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,9 +468,16 @@ def _cast(arr: pa.Array, to: pa.DataType, column: str, kind: str) -> pa.Array:
         raise _BadValue(column, kind, "?") from exc
 
 
-def _to_arrow(values: Sequence[object], column: str) -> pa.Array:
+def _to_arrow(values: Sequence[object], column: str, money_scale: int = 0) -> pa.Array:
     kind = column_kind(column)
     target = _ARROW_TYPES[kind]
+    if money_scale and column in MONEY_COLUMNS:
+        arr = _infer(values)
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            arr = _blank_to_null(arr)
+        # text and DECIMAL columns must fit exactly (a lost digit is refused, by name); a FLOAT
+        # column holds binary approximations and is rounded to the minor unit
+        return _cast(arr, pa.decimal128(18, money_scale), column, f"amount with at most {money_scale} decimals")
     if kind == "date":
         return pa.array([_as_date(v) for v in values], pa.date32())
     arr = _infer(values)
@@ -519,9 +538,13 @@ class _CodeTable:
 
 
 def _chunk_table(
-    rows: Sequence[Sequence[object]], names: Sequence[str], entity: str, codes: dict[str, _CodeTable]
+    rows: Sequence[Sequence[object]],
+    names: Sequence[str],
+    entity: str,
+    codes: dict[str, _CodeTable],
+    money_scale: int = 0,
 ) -> pa.Table:
-    schema = entity_schema(entity)
+    schema = entity_schema(entity, money_scale)
     by_name = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}
     arrays = []
     for f in schema:
@@ -529,7 +552,7 @@ def _chunk_table(
             values = by_name[f.name]
             if f.name in codes:
                 values = codes[f.name].apply(values)
-            arrays.append(_to_arrow(values, f.name))
+            arrays.append(_to_arrow(values, f.name, money_scale))
         else:
             arrays.append(pa.nulls(len(rows), f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -542,6 +565,7 @@ def _chunk_without_bad_rows(
     codes: dict[str, _CodeTable],
     rows_before: int,
     on_bad_row: Callable[[int, str, dict], None],
+    money_scale: int = 0,
 ) -> pa.Table:
     """The error path of a chunk holding a bad value: type each row alone to find the bad ones,
     hand each to `on_bad_row` (position in the read, reason naming the column), keep the rest."""
@@ -549,14 +573,14 @@ def _chunk_without_bad_rows(
     kept = []
     for i, row in enumerate(rows):
         try:
-            _chunk_table([row], names, entity, probe)
+            _chunk_table([row], names, entity, probe, money_scale)
         except _BadValue as exc:
             record = dict(zip(names, row, strict=True))
             key = ", ".join(f"{c}={record.get(c)!r}" for c in KEYS[entity] if c in record)
             on_bad_row(rows_before + i + 1, f"record {key}: bad value in {exc}", record)
         else:
             kept.append(row)
-    return _chunk_table(kept, names, entity, codes)
+    return _chunk_table(kept, names, entity, codes, money_scale)
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,6 +630,7 @@ def extract(
     watermark_column: str | None,
     chunk_rows: int = 50_000,
     on_bad_row: Callable[[int, str, dict], None] | None = None,
+    money_scale: int = 0,
 ) -> Iterator[pa.Table]:
     """Read one canonical entity from the OMS, yielding Arrow tables of at most `chunk_rows` rows
     (schema :func:`entity_schema`), through a server-side cursor so memory stays flat.
@@ -617,6 +642,8 @@ def extract(
     :param on_bad_row: called as ``on_bad_row(position, reason, row)`` for a row holding a value
         that is not of its canonical type (a price of ``"abc"``), which is then left out; the rest
         of the chunk is kept. None: such a value fails the extraction.
+    :param money_scale: decimal places of the amounts (the registry source's ``money.minor_unit``):
+        0 lands them as whole units (int64), more as DECIMAL(18, money_scale).
     :raises RegistryError: the table or a mapped column is not in the database.
     :raises ExtractError: the database failed during the read (the message names the entity and
         the rows read so far), or a value is not of its canonical type.
@@ -668,11 +695,11 @@ def extract(
             stage = "the read failed"
             for rows in result.partitions():
                 try:
-                    part = _chunk_table(rows, names, entity, codes)
+                    part = _chunk_table(rows, names, entity, codes, money_scale)
                 except _BadValue as exc:
                     if on_bad_row is None:
                         raise fail(exc, f"bad value in {exc}") from exc
-                    part = _chunk_without_bad_rows(rows, names, entity, codes, rows_read, on_bad_row)
+                    part = _chunk_without_bad_rows(rows, names, entity, codes, rows_read, on_bad_row, money_scale)
                 rows_read += len(rows)
                 yield part
     except sa.exc.DBAPIError as exc:
@@ -794,6 +821,7 @@ def ingest_oms(
             watermark_column=table.watermark,
             chunk_rows=chunk_rows,
             on_bad_row=findings.reject,
+            money_scale=table.money_scale,
         )
         read = rejected = 0
         try:

@@ -49,6 +49,9 @@ class Table:
     nothing ingests it, nothing waits on it, its raw table exists empty so models build empty."""
     kind: str = ""
     """The source's kind (api, database, files, store): says where the raw table's columns come from."""
+    money_scale: int = 0
+    """Decimal places of the source's amounts (the currency's minor unit: 0 for JPY, 2 for USD):
+    0 lands money as whole units (int64), more as DECIMAL(18, money_scale)."""
 
     @property
     def raw_name(self) -> str:
@@ -69,6 +72,8 @@ class Source:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     folder: Path = PROJECT_ROOT
     enabled: bool = True
+    currency: str = "JPY"
+    """ISO 4217 code of the source's amounts (`money.currency`; `money.minor_unit` is on each table)."""
 
     def enabled_tables(self) -> dict[str, Table]:
         """The tables the brand has (see `Table.enabled`)."""
@@ -91,6 +96,19 @@ def _req(entry: dict, key: str, where: str) -> Any:
     return entry[key]
 
 
+def _money(entry: dict, where: str) -> tuple[str, int]:
+    """The source's `money: {currency: JPY, minor_unit: 0}` (the default)."""
+    money = entry.get("money") or {}
+    if not isinstance(money, dict) or set(money) - {"currency", "minor_unit"}:
+        raise RegistryError(f"{where}.money: expected {{currency: <ISO 4217 code>, minor_unit: <decimal places>}}")
+    currency, minor = money.get("currency", "JPY"), money.get("minor_unit", 0)
+    if not (isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)):
+        raise RegistryError(f"{where}.money.currency: {currency!r} is not an ISO 4217 code such as JPY or USD")
+    if isinstance(minor, bool) or not isinstance(minor, int) or not 0 <= minor <= 6:
+        raise RegistryError(f"{where}.money.minor_unit: {minor!r} is not a number of decimal places (0 to 6)")
+    return currency, minor
+
+
 def _flag(entry: dict, where: str) -> bool:
     value = entry.get("enabled", True)
     if not isinstance(value, bool):
@@ -98,7 +116,9 @@ def _flag(entry: dict, where: str) -> bool:
     return value
 
 
-def _table(source: str, name: str, entry: dict, source_enabled: bool = True, kind: str = "") -> Table:
+def _table(
+    source: str, name: str, entry: dict, source_enabled: bool = True, kind: str = "", money_scale: int = 0
+) -> Table:
     where = f"sources.{source}.tables.{name}"
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: expected a mapping")
@@ -124,6 +144,7 @@ def _table(source: str, name: str, entry: dict, source_enabled: bool = True, kin
         columns=tuple(columns),
         enabled=source_enabled and _flag(entry, where),
         kind=kind,
+        money_scale=money_scale,
     )
 
 
@@ -172,8 +193,9 @@ def _load(path: Path) -> Registry:
         if kind not in KINDS:
             raise RegistryError(f"{where}.kind: {kind!r} is not one of {sorted(KINDS)}")
         enabled = _flag(entry, where)
-        tables = {t: _table(name, t, e, enabled, kind) for t, e in (_req(entry, "tables", where)).items()}
-        known = {"system", "conn_id", "schedule", "method", "kind", "description", "tables", "enabled"}
+        currency, minor_unit = _money(entry, where)
+        tables = {t: _table(name, t, e, enabled, kind, minor_unit) for t, e in (_req(entry, "tables", where)).items()}
+        known = {"system", "conn_id", "schedule", "method", "kind", "description", "tables", "enabled", "money"}
         sources[name] = Source(
             name=name,
             system=str(_req(entry, "system", where)),
@@ -186,5 +208,6 @@ def _load(path: Path) -> Registry:
             options={k: v for k, v in entry.items() if k not in known},
             folder=path.parent,
             enabled=any(t.enabled for t in tables.values()),
+            currency=currency,
         )
     return Registry(sources=sources, path=path)
