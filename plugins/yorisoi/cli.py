@@ -15,7 +15,7 @@ from .privacy.cli import privacy_app
 from .quality.cli import quality_app
 from .report.cli import report_app
 from .roles import roles_app
-from .sources.cli import sources_app
+from .sources.cli import ingest_command, sources_app
 
 app = typer.Typer(
     help="Yorisoi: warehouse-native customer data platform for D2C and mail-order brands.",
@@ -30,6 +30,7 @@ app.add_typer(activation_app, name="activation")
 app.add_typer(report_app, name="report")
 app.add_typer(sources_app, name="sources")
 app.add_typer(privacy_app, name="privacy")
+app.command("ingest")(ingest_command)
 
 try:
     from yorisoi_kit.cli import register as _register_kit

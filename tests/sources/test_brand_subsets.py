@@ -154,6 +154,7 @@ def build_and_check(subset: str, brand: Path, work: Path) -> None:
     assert summary["status"] == "planned", summary
 
 
+@pytest.mark.timeout(1800)  # ingest, a full dbt build and both gates: minutes on a loaded machine
 @pytest.mark.parametrize(
     "subset_env",
     [pytest.param(s, id=s, marks=() if s in FAST else pytest.mark.slow) for s in SUBSETS],

@@ -24,7 +24,7 @@ def registry_with(tmp_path: Path, edit) -> Path:
     doc["sources"]["oms"]["mapping"] = str(DEFAULT_REGISTRY.parent / doc["sources"]["oms"]["mapping"])
     edit(doc)
     path = tmp_path / f"registry-{len(list(tmp_path.glob('registry-*')))}.yml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
     return path
 
 

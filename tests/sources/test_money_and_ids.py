@@ -26,7 +26,7 @@ def registry(tmp_path: Path, name: str, money: dict | None) -> Path:
     if money is not None:
         doc["sources"]["oms"]["money"] = money
     path = tmp_path / f"{name}.yml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
     return path
 
 
@@ -105,3 +105,55 @@ def test_an_integer_identifier_column_becomes_text_when_ids_hold_letters(tmp_pat
         ("7", "a@example.jp"),
         ("C-0001", "b@example.jp"),
     ]
+
+
+def test_shop_customers_carry_furigana_and_birthday_from_where_the_cart_keeps_them() -> None:
+    """A real Shopify customer has no top-level furigana: carts keep them in metafields (or in a
+    note), and the registry's `fields` says where; the default reads top-level keys."""
+    from yorisoi.sources.ecommerce import flatten_customers
+
+    shopify = {
+        "id": 7300000000001,
+        "last_name": "山田",
+        "metafields": [
+            {"namespace": "custom", "key": "sei_kana", "value": "ヤマダ"},
+            {"namespace": "custom", "key": "mei_kana", "value": "はなこ"},
+            {"namespace": "facts", "key": "birth_date", "value": "1980-04-01"},
+        ],
+        "note": "生年月日：１９７９／１２／３１\nメモ: 贈答用",
+    }
+    fields = {
+        "last_name_kana": {"metafield": "custom.sei_kana"},
+        "first_name_kana": {"metafield": "custom.mei_kana"},
+        "birth_date": {"metafield": "facts.birth_date"},
+    }
+    row = flatten_customers([shopify], fields).to_pylist()[0]
+    assert (row["id"], row["last_name_kana"], row["first_name_kana"]) == ("7300000000001", "ヤマダ", "はなこ")
+    assert row["birth_date"] == date(1980, 4, 1)
+
+    from_note = flatten_customers([shopify], {"birth_date": {"note": "生年月日"}}).to_pylist()[0]
+    assert from_note["birth_date"] == date(1979, 12, 31)  # full-width digits and a full-width colon
+    # GraphQL bulk exports nest metafields as a connection
+    graphql = {"id": "gid://shopify/Customer/1", "metafields": {"edges": [{"node": shopify["metafields"][0]}]}}
+    assert flatten_customers([graphql], fields).to_pylist()[0]["last_name_kana"] == "ヤマダ"
+    # without `fields`: the top-level keys (what the demo's shop sends); an impossible date is null
+    plain = {"id": 1, "last_name_kana": "スズキ", "birth_date": "1990/02/30"}
+    row = flatten_customers([plain]).to_pylist()[0]
+    assert row["last_name_kana"] == "スズキ" and row["birth_date"] is None
+
+
+def test_a_bad_fields_entry_stops_the_run_before_any_request(tmp_path: Path) -> None:
+    from yorisoi.sources.ecommerce import ShopClient, ingest_ecommerce
+
+    doc = yaml.safe_load(DEFAULT_REGISTRY.read_text("utf-8"))
+    doc["sources"]["oms"]["mapping"] = str(DEFAULT_REGISTRY.parent / doc["sources"]["oms"]["mapping"])
+    doc["sources"]["ecommerce"]["tables"]["customers"]["fields"] = {"birth_date": {"metafield": "birthday"}}
+    path = tmp_path / "registry.yml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
+    shop = load_registry(path).source("ecommerce")
+    wh = Warehouse(tmp_path / "w.duckdb", Lake(tmp_path / "lake"))
+    with (
+        ShopClient("http://127.0.0.1:9", "token", max_attempts=1) as client,  # nothing listens: never called
+        pytest.raises(RegistryError, match=r"fields\.birth_date\.metafield: 'birthday' is not a name"),
+    ):
+        ingest_ecommerce(wh, shop, client, run_id="r1", load_date=LOAD_DATE, tables=["customers"])

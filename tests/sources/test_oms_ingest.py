@@ -387,7 +387,7 @@ def _write_mapping(tmp_path: Path, edit) -> Path:
     doc = yaml.safe_load((DEFAULT_REGISTRY.parent / "oms_mapping.yml").read_text("utf-8"))
     edit(doc["entities"])
     path = tmp_path / f"mapping_{uuid.uuid4().hex[:6]}.yml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
     return path
 
 

@@ -42,3 +42,78 @@ def init_command(
     for name, what in out.items():
         colour = {"created": "green", "exists": "dim", "no schema": "yellow"}[what]
         console.print(f"raw.{name}: [{colour}]{what}[/]")
+
+
+@sources_app.command("check")
+def check_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print the check as JSON")] = False,
+) -> None:
+    """Before anything runs: per source and table, what the registry and mappings give (columns
+    with data, columns always null), per entity of the customer model what feeds it and what
+    will be empty. Exit 1 when a mapping or table is unusable."""
+    import json
+
+    from rich.table import Table
+
+    from .check import check_sources
+
+    result = check_sources()
+    if as_json:
+        console.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        console.print(f"registry: {result.registry}")
+        tables = Table("raw table", "enabled", "columns", "always null (not mapped)", "problem")
+        for t in result.tables:
+            tables.add_row(
+                f"raw.{t.raw_name}",
+                "yes" if t.enabled else "[dim]no: empty table[/]",
+                str(len(t.columns)),
+                ", ".join(t.null_columns) or "-",
+                f"[red]{t.problem}[/]" if t.problem else "",
+            )
+        console.print(tables)
+        entities = Table("entity", "fed by", "what reads it")
+        for e in result.entities:
+            fed = ", ".join(e.fed_by) if not e.empty else "[yellow]nothing: will be empty[/]"
+            entities.add_row(e.entity, fed, e.reads)
+        console.print(entities)
+    if result.problems:
+        raise typer.Exit(1)
+
+
+def ingest_command(
+    source_from: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="a folder of export files, a database URL (postgresql+psycopg://, mysql+pymysql://, "
+            "sqlite:///) or the shop's https URL (token in YORISOI_SHOP_TOKEN)",
+        ),
+    ],
+    source: Annotated[str | None, typer.Option(help="the registry source to read it as [default: by kind]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print what landed as JSON")] = False,
+) -> None:
+    """Load a brand's own exports into the embedded warehouse without Airflow, through the same
+    extractors the ingest DAGs run (registry: YORISOI_REGISTRY). Then `yorisoi dbt build`."""
+    import json
+
+    from .local import ingest_from
+
+    result = ingest_from(source_from, source_name=source)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+    else:
+        console.print(f"{result.source} ({result.kind}) from {result.location}")
+        for name, rows in result.tables.items():
+            console.print(f"  raw.{result.source}__{name}: {rows:,} rows")
+        for f in result.files:
+            colour = "green" if f["status"] == "loaded" else "yellow"
+            reason = f": {f['reason']}" if f["reason"] else ""
+            console.print(f"  [{colour}]{f['status']}[/] {f['file']} → {f['table']}{reason}")
+        for name in result.unmatched:
+            console.print(f"  [dim]not read (no enabled table's pattern matches): {name}[/]")
+    if result.alerts:  # quarantined or timed-out files: a person looks at them
+        if not as_json:
+            for line in result.alerts:
+                console.print(f"[red]{line}[/]")
+        raise typer.Exit(1)

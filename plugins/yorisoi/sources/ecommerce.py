@@ -55,7 +55,7 @@ import tenacity
 
 from ..runbook import next_step
 from .landing import BatchWriter, LandResult, Warehouse
-from .registry import Source, Table
+from .registry import RegistryError, Source, Table
 from .screening import Findings, screen
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ CUSTOMERS_SCHEMA = pa.schema(
         ("city", pa.string()),
         ("address1", pa.string()),
         ("verified_email", pa.bool_()),
+        ("birth_date", pa.date32()),
     ]
 )
 
@@ -523,13 +524,77 @@ def _table(schema: pa.Schema, columns: dict[str, pa.Array | list[Any]]) -> pa.Ta
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def flatten_customers(records: list[dict[str, Any]]) -> pa.Table:
+CUSTOMER_FIELDS = ("last_name_kana", "first_name_kana", "birth_date")
+"""What Japanese carts collect beyond Shopify's own fields: furigana and birthday. Each is read
+from where the brand's cart keeps it, the registry's ``fields`` on the customers table:
+``{field: a.b}`` (a key of the customer JSON, dotted for nested objects; the default is the
+column's own name), ``{metafield: namespace.key}`` (the customer's ``metafields``, as a bulk
+export or the REST ``metafields`` include returns them) or ``{note: ラベル}`` (a ``ラベル: value``
+line of the customer's ``note``, where cart apps without metafields write them)."""
+
+_FIELD_KINDS = ("field", "metafield", "note")
+
+
+def customer_field_specs(fields: Any) -> dict[str, tuple[str, str]]:
+    """The registry's ``fields`` of the customers table, checked: column → (kind, name)."""
+    where = "sources.<api>.tables.customers.fields"
+    if fields is None:
+        return {c: ("field", c) for c in CUSTOMER_FIELDS}
+    if not isinstance(fields, dict):
+        raise RegistryError(f"{where}: expected {{<column>: {{field|metafield|note: <name>}}}}")
+    specs = {c: ("field", c) for c in CUSTOMER_FIELDS}
+    for column, spec in fields.items():
+        if column not in CUSTOMER_FIELDS:
+            raise RegistryError(f"{where}.{column}: not one of {list(CUSTOMER_FIELDS)}")
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in _FIELD_KINDS:
+            raise RegistryError(f"{where}.{column}: expected one of {{field|metafield|note: <name>}}, got {spec!r}")
+        kind, name = next(iter(spec.items()))
+        if not isinstance(name, str) or not name.strip() or (kind == "metafield" and "." not in name):
+            raise RegistryError(f"{where}.{column}.{kind}: {name!r} is not a name (a metafield is namespace.key)")
+        specs[column] = (kind, name.strip())
+    return specs
+
+
+def _field_value(record: dict[str, Any], kind: str, name: str) -> Any:
+    if kind == "field":
+        value: Any = record
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+    if kind == "metafield":
+        namespace, _, key = name.partition(".")
+        metafields = record.get("metafields") or []
+        if isinstance(metafields, dict):  # GraphQL's connection shape: {"edges": [{"node": {...}}]}
+            metafields = [e.get("node") or {} for e in metafields.get("edges") or []]
+        for m in metafields:
+            if isinstance(m, dict) and m.get("namespace") == namespace and m.get("key") == key:
+                return m.get("value")
+        return None
+    for line in str(record.get("note") or "").splitlines():  # note: "ラベル: value" lines
+        label, sep, value = line.replace("：", ":").partition(":")
+        if sep and label.strip() == name:
+            return value.strip() or None
+    return None
+
+
+def _birth_dates(values: list[Any]) -> pa.Array:
+    """Birthdays as carts keep them (``1980-04-01``, ``1980/4/1``, ``19800401``, full-width digits)
+    → dates; empty or impossible dates become null (the OMS rule)."""
+    from .oms import _as_date
+
+    return pa.array([_as_date(v) if v not in (None, "") else None for v in values], pa.date32())
+
+
+def flatten_customers(records: list[dict[str, Any]], fields: Any = None) -> pa.Table:
     """Customers JSON → Arrow (:data:`CUSTOMERS_SCHEMA`). ``records``: the ``customers`` of a page.
 
     ``email_marketing_consent`` and ``sms_marketing_consent`` become ``*_state``, ``*_opt_in_level``
     (email) and ``*_updated_at``; ``default_address`` becomes ``zip``, ``province``, ``city``,
-    ``address1``.
+    ``address1``. Furigana and birthday come from where ``fields`` says (:data:`CUSTOMER_FIELDS`;
+    default: the top-level keys of the same names).
     """
+    specs = customer_field_specs(fields)
+    extra = {c: [_field_value(r, *specs[c]) for r in records] for c in CUSTOMER_FIELDS}
     email = [r.get("email_marketing_consent") or {} for r in records]
     sms = [r.get("sms_marketing_consent") or {} for r in records]
     addr = [r.get("default_address") or {} for r in records]
@@ -540,8 +605,8 @@ def flatten_customers(records: list[dict[str, Any]]) -> pa.Table:
             "email": [r.get("email") for r in records],
             "first_name": [r.get("first_name") for r in records],
             "last_name": [r.get("last_name") for r in records],
-            "last_name_kana": [r.get("last_name_kana") for r in records],
-            "first_name_kana": [r.get("first_name_kana") for r in records],
+            "last_name_kana": extra["last_name_kana"],
+            "first_name_kana": extra["first_name_kana"],
             "phone": [r.get("phone") for r in records],
             "created_at": _ts([r.get("created_at") for r in records]),
             "updated_at": _ts([r.get("updated_at") for r in records]),
@@ -557,6 +622,7 @@ def flatten_customers(records: list[dict[str, Any]]) -> pa.Table:
             "city": [a.get("city") for a in addr],
             "address1": [a.get("address1") for a in addr],
             "verified_email": [r.get("verified_email") for r in records],
+            "birth_date": _birth_dates(extra["birth_date"]),
         },
     )
 
@@ -648,22 +714,25 @@ def flatten_products(records: list[dict[str, Any]], money_scale: int = 0) -> pa.
     )
 
 
-def _flatten_customers(records: list[dict[str, Any]], money_scale: int = 0) -> dict[str, pa.Table]:
-    return {"customers": flatten_customers(records)}
+Page = list[dict[str, Any]]
 
 
-def _flatten_orders(records: list[dict[str, Any]], money_scale: int = 0) -> dict[str, pa.Table]:
+def _flatten_customers(records: Page, money_scale: int = 0, fields: Any = None) -> dict[str, pa.Table]:
+    return {"customers": flatten_customers(records, fields)}
+
+
+def _flatten_orders(records: Page, money_scale: int = 0, fields: Any = None) -> dict[str, pa.Table]:
     orders, lines = flatten_orders(records, money_scale)
     return {"orders": orders, "order_lines": lines}
 
 
-def _flatten_products(records: list[dict[str, Any]], money_scale: int = 0) -> dict[str, pa.Table]:
+def _flatten_products(records: Page, money_scale: int = 0, fields: Any = None) -> dict[str, pa.Table]:
     return {"products": flatten_products(records, money_scale)}
 
 
 # resource (endpoint without .json) → flattener giving one Arrow table per registry table, with
 # money in the source's minor unit (the registry's `money`)
-FLATTENERS: dict[str, Callable[[list[dict[str, Any]], int], dict[str, pa.Table]]] = {
+FLATTENERS: dict[str, Callable[..., dict[str, pa.Table]]] = {
     "customers": _flatten_customers,
     "orders": _flatten_orders,
     "products": _flatten_products,
@@ -820,6 +889,8 @@ def _ingest_endpoint(
 ) -> dict[str, LandResult]:
     resource = str(parent.options["endpoint"]).removesuffix(".json")
     flatten = FLATTENERS[resource]
+    if resource == "customers":
+        customer_field_specs(parent.options.get("fields"))  # a bad `fields` stops here, not per record
     mark_column = parent.watermark
     mark = warehouse.get_watermark(parent) if mark_column else None
     if mark is not None and datetime.fromisoformat(_iso(mark)) > until:  # left in the future by a bad row
@@ -858,7 +929,7 @@ def _ingest_endpoint(
             pages += 1
             where = f"page {pages}"
             flat_tables, kept = flatten_page(
-                partial(flatten, money_scale=parent.money_scale),
+                partial(flatten, money_scale=parent.money_scale, fields=parent.options.get("fields")),
                 page,
                 findings[parent.name],
                 first_line=records + 1,

@@ -57,7 +57,7 @@ ecommerce_records as (
         name_kana,
         full_name_given_first,
         name_kana_given_first,
-        cast(null as date) as birth_date,
+        birth_date,
         postal_code,
         {{ dbt.concat(['city', 'address']) }} as address,
         customer_id as ec_account,

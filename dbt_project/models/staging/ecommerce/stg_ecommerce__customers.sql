@@ -31,6 +31,7 @@ renamed as (
         sms_marketing_state,
         sms_marketing_updated_at,
         verified_email as is_email_verified,
+        birth_date,
         created_at,
         updated_at,
         _loaded_at as loaded_at
