@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,19 +173,19 @@ def reconcile_oms(
     """Read every OMS table of `source` in full and land what raw is missing (see the module)."""
     from .oms import JST, extract, load_mapping
 
-    mapping = load_mapping(source.folder / str(source.options["mapping"]), source.tables)
+    mapping = load_mapping(source.folder / str(source.options["mapping"]), source.enabled_tables())
     now = datetime.now(JST) if now is None else now
     ceiling = now.astimezone(JST).replace(tzinfo=None) if now.tzinfo else now
     results: dict[str, Reconciled] = {}
     with tempfile.TemporaryDirectory(prefix="reconcile-", dir=workdir) as tmp:
-        for name in tables or list(source.tables):
+        for name in tables or list(source.enabled_tables()):
             table = source.tables[name]
             batch_id = f"{run_id}:{name}:reconcile"
             started = time.monotonic()
             scratch = _Scratch(table, Path(tmp), batch_id)
             parts = extract(
                 engine, mapping, name, since=None, watermark_column=table.watermark, chunk_rows=chunk_rows,
-                on_bad_row=scratch.findings.reject,
+                on_bad_row=scratch.findings.reject, money_scale=table.money_scale,
             )  # fmt: skip
             with closing(parts):
                 for part in parts:
@@ -225,8 +226,11 @@ def reconcile_ecommerce(
             records = 0
             for number, page in enumerate(client.pages(resource, params), start=1):
                 where = f"page {number}"
+                flatten = partial(
+                    FLATTENERS[resource], money_scale=parent.money_scale, fields=parent.options.get("fields")
+                )
                 flat, kept = flatten_page(
-                    FLATTENERS[resource], page, scratches[parent.name].findings, first_line=records + 1, where=where
+                    flatten, page, scratches[parent.name].findings, first_line=records + 1, where=where
                 )
                 for name, part in flat.items():
                     if name in scratches:
