@@ -134,23 +134,23 @@ def test_null_keys_duplicates_and_future_rows_on_one_page(
         )
 
     assert q(warehouse, "select id, email from raw.ecommerce__customers order by id") == [
-        (1, "c1@example.jp"), (2, "old@example.jp"), (3, "c3@example.jp"), (4, "c4@example.jp"),
+        ("1", "c1@example.jp"), ("2", "old@example.jp"), ("3", "c3@example.jp"), ("4", "c4@example.jp"),
     ]  # fmt: skip
     rejects = q(warehouse, "select line, reason from raw._rejects order by line")
     assert rejects[0] == (2, "no primary key: id is empty (page 1)")
-    assert rejects[1][0] == 4 and rejects[1][1] == "duplicate key id=4: line 6 has the same key and is kept (page 2)"
+    assert rejects[1][0] == 4 and rejects[1][1] == "duplicate key id='4': line 6 has the same key and is kept (page 2)"
     assert len(rejects) == 2
     # The 2099 row landed and was flagged; the watermark stays at the run's bound at most.
     assert datetime.fromisoformat(warehouse.get_watermark(source.tables["customers"])) <= UNTIL
-    assert q(warehouse, "select key, column_name from raw._flags") == [("id=3", "updated_at")]
+    assert q(warehouse, "select key, column_name from raw._flags") == [("id='3'", "updated_at")]
 
 
 def test_a_non_numeric_price_rejects_that_record_only(shop: RunningApi, warehouse: Warehouse, source: Source) -> None:
     shop.app.state.pages["orders"] = [([order(1), order(2, price="abc"), order(3)], None, None)]
     with client(shop) as c:
         ingest_ecommerce(warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
-    assert q(warehouse, "select id from raw.ecommerce__orders order by id") == [(1,), (3,)]
-    assert q(warehouse, "select order_id from raw.ecommerce__order_lines order by 1") == [(1,), (3,)]
+    assert q(warehouse, "select id from raw.ecommerce__orders order by id") == [("1",), ("3",)]  # ids are text
+    assert q(warehouse, "select order_id from raw.ecommerce__order_lines order by 1") == [("1",), ("3",)]
     [(line, reason, raw)] = q(warehouse, "select line, reason, raw_line from raw._rejects")
     assert line == 2 and reason.startswith("record id=2 (page 1): line_items.0.price = 'abc': ")
     assert json.loads(raw)["line_items"][0]["price"] == "abc"
@@ -199,14 +199,14 @@ def test_reconciliation_lands_a_correction_older_than_the_watermark(
         shop.app.state.pages["orders"][0][0][1]["line_items"][0]["price"] = "2900"
         shop.app.state.pages["orders"][0][0][1]["total_price"] = "2900"
         ingest_ecommerce(warehouse, source, c, run_id="r2", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
-        assert q(warehouse, "select total_price from raw.ecommerce__orders where id = 2") == [(3300,)]
+        assert q(warehouse, "select total_price from raw.ecommerce__orders where id = '2'") == [(3300,)]
         result = reconcile_ecommerce(
             warehouse, source, c, run_id="w1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL,
             workdir=tmp_path,
         )  # fmt: skip
     assert (result["orders"].changed, result["orders"].missing, result["orders"].landed) == (1, 1, 2)
     assert result["order_lines"].landed == 2
-    assert q(warehouse, "select key, column_name from raw._flags") == [("id=4", "updated_at")]
-    assert q(warehouse, "select total_price from raw.ecommerce__orders where id = 2") == [(2900,)]
-    assert q(warehouse, "select price from raw.ecommerce__order_lines where order_id = 2") == [(2900,)]
+    assert q(warehouse, "select key, column_name from raw._flags") == [("id='4'", "updated_at")]
+    assert q(warehouse, "select total_price from raw.ecommerce__orders where id = '2'") == [(2900,)]
+    assert q(warehouse, "select price from raw.ecommerce__order_lines where order_id = '2'") == [(2900,)]
     assert warehouse.get_watermark(source.tables["orders"]) == mark
