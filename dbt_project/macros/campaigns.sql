@@ -18,3 +18,28 @@
         else {{ values['default'] }}
     end
 {%- endmacro %}
+
+{# The hour (0-23) and ISO weekday (1 = Monday) of an absolute timestamp in the brand's local time. #}
+{% macro local_hour(column) -%}
+    {{ return(adapter.dispatch('local_hour', 'yorisoi')(column)) }}
+{%- endmacro %}
+
+{% macro default__local_hour(column) -%}
+    hour(timezone('{{ var("local_time_zone") }}', {{ column }}))
+{%- endmacro %}
+
+{% macro spark__local_hour(column) -%}
+    hour(from_utc_timestamp({{ column }}, '{{ var("local_time_zone") }}'))
+{%- endmacro %}
+
+{% macro local_isodow(column) -%}
+    {{ return(adapter.dispatch('local_isodow', 'yorisoi')(column)) }}
+{%- endmacro %}
+
+{% macro default__local_isodow(column) -%}
+    isodow(timezone('{{ var("local_time_zone") }}', {{ column }}))
+{%- endmacro %}
+
+{% macro spark__local_isodow(column) -%}
+    ((dayofweek(from_utc_timestamp({{ column }}, '{{ var("local_time_zone") }}')) + 5) % 7 + 1)
+{%- endmacro %}
