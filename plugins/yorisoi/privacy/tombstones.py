@@ -87,9 +87,10 @@ KINDS: dict[str, Callable[[ArrowStrings], ArrowStrings]] = {
     "name": lambda v: norm_name_arrow(_text(v)),
     "kana": lambda v: fold_kana_arrow(norm_name_arrow(_text(v))),
 }
-# What a phone number can look like before normalisation: digits (half or full width), +, dashes,
-# brackets, dots and spaces, with at least 9 digits.
-_PHONE_LIKE = r"^[\s\x{3000}+＋()（）.\-－‐―ー]*([0-9０-９][\s\x{3000}+＋()（）.\-－‐―ー]*){9,}$"
+# What a phone number can look like before normalisation: a leading 0 (national) or + (E.164),
+# then digits (half or full width), dashes, brackets, dots and spaces, at least 9 digits in all.
+_SEPARATORS = r"[\s\x{3000}+＋()（）.\-－‐―ー]*"
+_PHONE_LIKE = rf"^[\s\x{{3000}}()（）]*[0０+＋]{_SEPARATORS}([0-9０-９]{_SEPARATORS}){{8,}}$"
 # A hit on one of these is the erased person's data; a name alone may be a namesake.
 STRONG_KINDS = frozenset(KINDS) - {"name", "kana"}
 

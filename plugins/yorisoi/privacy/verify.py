@@ -183,7 +183,7 @@ def _scan_drop_files(sftp: paramiko.SFTPClient, source, scan: _Scan) -> int:
             try:
                 decode_to_utf8(raw, decoded, spec.encoding)
                 table = read_drop_file(decoded, spec.table)
-            except (ValueError, duckdb.Error):
+            except ValueError:  # DecodeError, pyarrow.ArrowInvalid
                 # unreadable as CSV (a quarantined file): every line is looked at as one value
                 text = raw.read_bytes().decode(python_codec(spec.encoding), "replace")
                 table = pa.table({"line": text.splitlines()})

@@ -689,18 +689,19 @@ def _listing(sftp: paramiko.SFTPClient, folder: str) -> dict[str, paramiko.SFTPA
 
 
 def read_drop_file(local: Path, table: Table) -> pa.Table:
-    """A decoded (UTF-8) drop file as text columns named like the registry (values as written)."""
-    spec = _Spec.of(table)
-    columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in spec.header) + "}"
-    con = duckdb.connect()
-    try:
-        data = con.sql(
-            f"select * from read_csv({_lit(str(local))}, header = true, auto_detect = false, delim = ',', "  # noqa: S608
-            f"quote = '\"', escape = '\"', columns = {columns})"
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return data.rename_columns([c.name for c in table.columns])
+    """A decoded (UTF-8) drop file as text columns named like the registry (values as written,
+    empty fields as null). Raises pyarrow.ArrowInvalid when it is not such a CSV."""
+    from pyarrow import csv as pa_csv
+
+    names = [c.name for c in table.columns]
+    return pa_csv.read_csv(
+        local,
+        read_options=pa_csv.ReadOptions(skip_rows=1, column_names=names),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=True, null_values=[""]
+        ),
+    )
 
 
 def encode_drop_file(data: pa.Table, table: Table) -> bytes:
@@ -746,7 +747,7 @@ def purge_kept_file(
         try:
             decode_to_utf8(raw, decoded, spec.encoding)
             data = read_drop_file(decoded, table)
-        except (DecodeError, duckdb.Error) as exc:
+        except (DecodeError, pa.ArrowInvalid) as exc:
             log.warning("erasure: cannot read %s as CSV (%s); left as it is", remote, exc)
             return 0, None, 0
     kept, n = stones.apply(rule, data)
