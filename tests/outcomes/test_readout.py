@@ -21,7 +21,7 @@ DESIGNS = {
 
 
 def _people(rng: np.random.Generator, audience: str, n: int, design: dict, *, lift: float = 0.0,
-            ctr: dict | None = None, drop_control: float = 0.0) -> pd.DataFrame:  # fmt: skip
+            ctr: dict | None = None, drop_control: float = 0.0, f2_lift: float = 0.0) -> pd.DataFrame:  # fmt: skip
     arms = np.array(list(design))
     arm = arms[rng.choice(len(arms), size=n, p=np.array(list(design.values())))]
     keep = (arm != "control") | (rng.random(n) >= drop_control)
@@ -31,6 +31,9 @@ def _people(rng: np.random.Generator, audience: str, n: int, design: dict, *, li
     converted = rng.random(m) < 0.05 + pre / 400_000 + lift * (arm != "control")
     revenue = converted * rng.gamma(4, 2000, size=m) + 0.5 * pre
     clicks = rng.random(m) < np.array([(ctr or {}).get(a, 0.0) for a in arm])
+    f1 = rng.random(m) < 0.4
+    f2_90 = f1 & (rng.random(m) < 0.15 + f2_lift * (arm != "control"))
+    f2_180 = f2_90 | (f1 & (rng.random(m) < 0.1))
     return pd.DataFrame(
         {
             "campaign_key": f"{audience}|r1|dest", "campaign": f"{audience} / dest / 2026-06-01", "audience": audience,
@@ -38,6 +41,9 @@ def _people(rng: np.random.Generator, audience: str, n: int, design: dict, *, li
             "variant": np.where(arm == "control", None, arm), "converted": converted, "revenue_in_window": revenue,
             "pre_period_revenue": pre, "pre_period_orders": rng.poisson(pre / 5000),
             "days_since_last_order": rng.integers(1, 365, size=m), "delivered": arm != "control", "clicked": clicks,
+            "assigned_at": pd.Timestamp("2025-06-01", tz="UTC"), "is_f1_at_assignment": f1,
+            "f2_within_90d": np.where(f1, f2_90, None), "f2_within_180d": np.where(f1, f2_180, None),
+            "revenue_within_365d": revenue * 3, "is_365d_complete": True,
         }
     )  # fmt: skip
 
@@ -47,7 +53,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(4)
     people = pd.concat(
         [
-            _people(rng, "winback", 12_000, DESIGNS["winback"], lift=0.04),
+            _people(rng, "winback", 12_000, DESIGNS["winback"], lift=0.04, f2_lift=0.05),
             _people(rng, "newsletter", 30_000, DESIGNS["newsletter"], ctr={"A": 0.03, "B": 0.036}),
             _people(rng, "broken", 3_000, DESIGNS["broken"], lift=0.04, drop_control=0.5),
             _people(rng, "flat", 40_000, DESIGNS["flat"]),
@@ -58,6 +64,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     con.execute("create schema marts")
     con.register("people", people)
     con.execute("create table marts.fct_campaign_causal_outcomes as select * from people")
+    con.execute("create table marts.fct_orders as select timestamptz '2026-10-31 00:00:00+00' as ordered_at")
     con.execute(
         """create table marts.campaign_results as
         select campaign_key, any_value(campaign) as campaign, any_value(audience) as audience,
@@ -87,6 +94,14 @@ def test_a_planted_conversion_lift_is_recovered_and_wins(readouts) -> None:
     assert (conv.verdict.ja, conv.verdict.en) == ("配信 の勝ち", "treatment wins")
     revenue = _cmp(readouts["winback"], "revenue_per_recipient", "A")
     assert revenue.estimate.method == "CUPED Welch t" and revenue.estimate.variance_reduction > 0.05
+
+
+def test_long_horizon_lift_f1_to_f2_and_12_month_revenue(readouts) -> None:
+    r = readouts["winback"]
+    f2 = _cmp(r, "f1_to_f2_90d", "A")
+    assert f2.estimate.ci_low <= 0.05 <= f2.estimate.ci_high
+    assert f2.estimate.n_treatment + f2.estimate.n_control < 12_000 * 0.5  # among F1 people only
+    assert {c.metric for c in r.comparisons} >= {"f1_to_f2_180d", "revenue_365d"}
 
 
 def test_an_ab_test_compares_b_with_a_on_ctr(readouts) -> None:

@@ -5,6 +5,8 @@ Per campaign: the sample-ratio check against the design (the audience's holdout 
 weights), then treatment against control on conversion and revenue per recipient (CUPED with
 the pre-period covariates), B against A on CTR when there is an A/B test, Benjamini-Hochberg
 across the campaign's comparisons, and a verdict on each, decided on the always-valid interval.
+Long-horizon lift, where the horizon has passed: F1 -> F2 within 90 / 180 days and revenue within
+365 days, against control.
 """
 
 from __future__ import annotations
@@ -87,6 +89,57 @@ def _cuped_revenue(
     )  # fmt: skip
 
 
+def _long_horizon(con: duckdb.DuckDBPyConnection, campaign_key: str, arm: str, planned: int) -> list[stats.Estimate]:
+    """Lift no campaign tool reports: F1 -> F2 within 90 and 180 days (among people with one
+    order at assignment) and revenue within 365 days, counting only people whose horizon has
+    ended by the newest order in the warehouse (the 365 days: by the as-of day)."""
+    rows = (
+        con.execute(
+            """with people as (
+            select assigned_group = 'treatment' as treated, is_f1_at_assignment, f2_within_90d, f2_within_180d,
+                revenue_within_365d, is_365d_complete, assigned_at
+            from marts.fct_campaign_causal_outcomes
+            where campaign_key = ? and (assigned_group = 'control' or coalesce(variant, 'treatment') = ?)
+        ), horizon as (select max(ordered_at) as newest from marts.fct_orders)
+        select treated,
+            count(*) filter (where is_f1_at_assignment and assigned_at + interval 90 day <= newest) as f1_90,
+            count(*) filter (where f2_within_90d and assigned_at + interval 90 day <= newest) as f2_90,
+            count(*) filter (where is_f1_at_assignment and assigned_at + interval 180 day <= newest) as f1_180,
+            count(*) filter (where f2_within_180d and assigned_at + interval 180 day <= newest) as f2_180
+        from people, horizon group by treated""",
+            [campaign_key, arm],
+        )
+        .df()
+        .set_index("treated")
+    )
+    out = []
+    if {True, False} <= set(rows.index):
+        t, c = rows.loc[True], rows.loc[False]
+        for days in (90, 180):
+            if min(t[f"f1_{days}"], c[f"f1_{days}"]) > 0:
+                out.append(
+                    stats.two_proportions(
+                        int(t[f"f2_{days}"]),
+                        int(t[f"f1_{days}"]),
+                        int(c[f"f2_{days}"]),
+                        int(c[f"f1_{days}"]),
+                        planned_n=planned,
+                        metric=f"f1_to_f2_{days}d",
+                    )
+                )
+    revenue = con.execute(
+        "select assigned_group = 'treatment' as treated, revenue_within_365d from marts.fct_campaign_causal_outcomes "
+        "where campaign_key = ? and (assigned_group = 'control' or coalesce(variant, 'treatment') = ?) "
+        "and is_365d_complete",
+        [campaign_key, arm],
+    ).df()
+    treated = revenue["treated"].to_numpy(dtype=bool)
+    if treated.sum() >= 2 and (~treated).sum() >= 2:
+        values = revenue["revenue_within_365d"].to_numpy(dtype=float)
+        out.append(stats.welch(values[treated], values[~treated], planned_n=planned, metric="revenue_365d"))
+    return out
+
+
 def read(
     warehouse: Path | str,
     designs: Mapping[str, Mapping[str, float]] | None = None,
@@ -134,6 +187,13 @@ def _campaign(
             revenue = _cuped_revenue(con, key, arm, planned) or _welch_from_sums(t, c, planned)
             relative = mde["revenue_relative"] * max(revenue.mean_control, 1.0)
             readout.comparisons.append(_compare(revenue, arm, "control", relative, srm, label))
+            for est in _long_horizon(con, key, arm, planned):
+                scale = (
+                    mde["conversion"]
+                    if est.metric.startswith("f1_to_f2")
+                    else mde["revenue_relative"] * max(est.mean_control, 1.0)
+                )
+                readout.comparisons.append(_compare(est, arm, "control", scale, srm, label))
     if len(treatments) >= 2 and (arms.loc[treatments, "delivered"] > 0).all():
         base, *others = sorted(treatments)
         a = arms.loc[base]
@@ -178,7 +238,7 @@ def summary_lines(
             continue
         for cmp in (c for c in r.comparisons if c.metric in metrics):
             e = cmp.estimate
-            scale = 100.0 if cmp.metric in ("conversion", "ctr") else 1.0
+            scale = 100.0 if cmp.metric in ("conversion", "ctr") or cmp.metric.startswith("f1_to_f2") else 1.0
             unit = "pt" if scale == 100.0 else "円"
             lines.append(
                 f"  {cmp.metric:22s} {cmp.treatment} vs {cmp.control}: {e.diff * scale:+.2f}{unit} "

@@ -132,10 +132,12 @@ def two_proportions(
     if not (0 <= x_treatment <= n_treatment and 0 <= x_control <= n_control):
         raise ValueError(f"{metric}: successes must lie between 0 and the group size")
     p_t, p_c = x_treatment / n_treatment, x_control / n_control
-    low, high = confint_proportions_2indep(
-        x_treatment, n_treatment, x_control, n_control, method="newcomb", compare="diff", alpha=alpha
-    )
-    test = test_proportions_2indep(x_treatment, n_treatment, x_control, n_control, method="score", compare="diff")
+    # statsmodels also computes ratios, which divide by zero when a group has no successes.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = confint_proportions_2indep(
+            x_treatment, n_treatment, x_control, n_control, method="newcomb", compare="diff", alpha=alpha
+        )
+        test = test_proportions_2indep(x_treatment, n_treatment, x_control, n_control, method="score", compare="diff")
     se = math.sqrt(p_t * (1 - p_t) / n_treatment + p_c * (1 - p_c) / n_control)
     n = n_treatment + n_control
     planned = planned_n or n
