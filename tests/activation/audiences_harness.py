@@ -24,6 +24,7 @@ from yorisoi.activation.selection.definitions import (
     load_audience,
     load_destinations,
 )
+from yorisoi.activation.selection.sendtime import empty_marks
 
 TEST_SECRET = b"audience-tests-secret-0123456789abcdef"
 OTHER_SECRET = b"another-secret-for-the-same-people-42"
@@ -167,6 +168,7 @@ class TinyWarehouse:
                     "cast(clicked_at as timestamptz) as clicked_at from sends"
                 )
             self._write_suppressed_contact_keys(con)
+            empty_marks(con)  # no raw tables: nothing landed since this "build"
             for mart, rows in self.selections.items():
                 frame = pd.DataFrame(rows)
                 if frame.empty:

@@ -9,6 +9,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 from audiences_harness import (
     APPROVER,
@@ -168,6 +169,60 @@ def test_an_audience_size_jump_beyond_the_threshold_stops_the_export(env) -> Non
     wh.write()
     assert _export(ctx, day=2)["status"] == "synced"
     assert len(mailbox.received) > sent
+
+
+def _land_after_the_build(wh, *statements: str) -> None:
+    """Rows landed in raw after the consent marts were built (the test warehouse's marks say the
+    build read none), with the identity tables the send-time check maps them through."""
+    con = duckdb.connect(str(wh.path))
+    try:
+        con.execute("create schema if not exists raw")
+        con.execute("create schema if not exists intermediate")
+        con.execute("create or replace table marts.bridge_customer_identities (record_key varchar, person_id varchar)")
+        con.execute(
+            "create or replace table intermediate.int_identity_records (record_key varchar, email_key varchar, "
+            "mobile_key varchar, landline_key varchar, name_key varchar)"
+        )
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.close()
+
+
+def test_an_unsubscribe_landed_after_the_marts_were_built_is_not_emailed(env) -> None:
+    """docs/reliability.md #16: the marts still list them; the email provider's unsubscribes
+    (addresses typed in upper case, padded) landed since the build; none of them is emailed."""
+    ctx, mailbox, wh, _ = env
+    gone = PEOPLE[:30]
+    values = ", ".join(f"('{p}')" for p in gone)
+    _land_after_the_build(
+        wh,
+        "create table raw.sftp__esp_sends as select null::varchar as ec_customer_id, "
+        "' ' || upper(person_id) || '@EXAMPLE.JP ' as email, now() as unsubscribed_at, now() as _loaded_at "
+        f"from (values {values}) as t(person_id)",
+    )
+    summary = _export(ctx)
+    assert summary["status"] == "synced", summary
+    assert summary["consent"]["passed"] and summary["consent"]["late_rows"] == {"sftp__esp_sends": 30}
+    sent = set(mailbox.recipients())
+    assert sent and not sent & {f"{p.lower()}@example.jp" for p in gone}
+    assert summary["dropped_at_export"]["key_shared_with_suppressed"] > 20  # the 10 % held out were not asked
+
+
+def test_without_consent_build_marks_the_export_is_refused(env) -> None:
+    ctx, mailbox, wh, _ = env
+    con = duckdb.connect(str(wh.path))
+    con.execute("drop table marts.consent_build_marks")
+    con.close()
+    summary = _export(ctx)
+    _assert_stopped(ctx, mailbox, summary, "consent: cannot prove consent is current", "no consent build marks")
+
+
+def test_a_late_consent_table_the_check_cannot_read_refuses_the_export(env) -> None:
+    ctx, mailbox, wh, _ = env
+    _land_after_the_build(wh, "create table raw.sftp__line_friends as select 'U1' as line_user_id, now() as _loaded_at")
+    summary = _export(ctx)
+    _assert_stopped(ctx, mailbox, summary, "cannot check the consent rows landed in raw.sftp__line_friends")
 
 
 def test_the_dag_task_skips_with_the_reason(env) -> None:

@@ -40,6 +40,7 @@ TARGET_MODELS: tuple[str, ...] = (
     "dim_customers",
     "bridge_customer_identities",
     "suppressed_contact_keys",
+    "consent_build_marks",
 )
 DBT_SELECT = " ".join(f"+{m}" for m in TARGET_MODELS)
 APPEND_ONLY_MODELS = frozenset({"erasure_tombstones"})  # incremental: new unique keys appended

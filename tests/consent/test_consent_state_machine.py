@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 import pytest
 from consent_harness import (
     CHANNELS,
+    TEST_MATCH_KEY,
     CompiledProject,
     Person,
     Warehouse,
     World,
+    describe_events,
     identity_problems,
     late_time,
     violations,
@@ -51,6 +53,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from yorisoi.activation.selection import sendtime
+from yorisoi.activation.selection.membership import suppressed_now
+
 LIVE_SOURCES = {"email": "shop", "sms": "shop", "line": "line"}  # sources the models date exactly
 REQUEST_BY = st.sampled_from(["email", "code", "phone", "all"])  # how a call-centre caller is identified
 CHANNEL = st.sampled_from(CHANNELS)
@@ -65,6 +70,7 @@ class RunStats:
     steps: int = 0
     liveness_checks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LIVE_SOURCES, 0))
     suppressed_checks: int = 0
+    late_saves: int = 0  # person-channels the marts still allowed, held back by the send-time check
     rules: dict[str, int] = field(default_factory=dict)
 
     def rule(self, name: str) -> None:
@@ -296,6 +302,9 @@ class ConsentMachine(RuleBasedStateMachine):
 
     @invariant()
     def suppressed_people_are_never_deliverable(self) -> None:
+        self.check_now()
+
+    def check_now(self) -> None:
         w = self.world
         if not w.people:
             return
@@ -323,11 +332,72 @@ class ConsentMachine(RuleBasedStateMachine):
                     self.stats.liveness_checks[channel] += 1
 
 
+class TimedConsentMachine(ConsentMachine):
+    """docs/reliability.md #16: the same source systems, with time between the build and the
+    send. The consent marts are rebuilt only by the `build` rule; every other change lands in
+    raw after the last build. After every step the export's own last guard, the engine's
+    suppression check (membership.suppression_check: the marts of the last build, the contact
+    keys suppressed records hold, and the send-time check of what landed since), says who would
+    still be sent to on each channel; nobody the oracle suppresses on a channel (latest landed
+    event an opt-out, blacklisted, erased...) may be among them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.built = False
+
+    @rule()
+    def build(self) -> None:
+        """The customer layer's build runs (it reads every row landed so far)."""
+        self.stats.rule("build")
+        self.wh.rebuild()
+        self.built = True
+
+    def check_now(self) -> None:
+        w = self.world
+        if not self.built or not w.people:
+            return  # nothing was ever built: no consent mart, nothing can be sent
+        obs = w.observed()  # the marts as the last build left them
+        con = _connector(self.wh)()
+        try:
+            late = sendtime.check(con, TEST_MATCH_KEY.encode())
+            held = {c: suppressed_now(con, c, obs.deliverable[c], late.people_on(c), late.keys_on(c)) for c in CHANNELS}
+        finally:
+            con.close()
+        for channel in CHANNELS:
+            marts_say = obs.deliverable[channel]
+            now = marts_say - held[channel]
+            for p in w.people:
+                reasons = p.suppression_reasons(channel)
+                if not reasons:
+                    continue
+                ids = obs.person_ids(p)
+                leaked = sorted(ids & now)
+                assert not leaked, (
+                    f"reliability #16 violated: person {p.idx} would be sent {channel} as {leaked} although "
+                    f"{reasons} (landed after the build); events: {describe_events(p, channel)}"
+                )
+                self.stats.late_saves += len(ids & marts_say)
+
+
+def _connector(wh: Warehouse):
+    def connect(*_args, **_kwargs):
+        cursor = wh.con.cursor()
+        cursor.execute(f'use "{wh.catalog}"')
+        return cursor
+
+    return connect
+
+
 def run_machine(
-    wh: Warehouse, cfg: settings, *, check_liveness: bool = True, stats: RunStats | None = None
+    wh: Warehouse,
+    cfg: settings,
+    *,
+    check_liveness: bool = True,
+    stats: RunStats | None = None,
+    base: type[ConsentMachine] = ConsentMachine,
 ) -> RunStats:
     stats = stats or RunStats()
-    machine = type("Machine", (ConsentMachine,), {"wh": wh, "stats": stats, "check_liveness": check_liveness})
+    machine = type("Machine", (base,), {"wh": wh, "stats": stats, "check_liveness": check_liveness})
     run_state_machine_as_test(machine, settings=cfg)
     return stats
 
@@ -421,3 +491,42 @@ def test_invariant_catches_a_broken_model(
         f"{broken}: caught after {stats.examples} examples, {stats.steps} steps:",
         " ".join(str(caught.value).splitlines()[:2])[:300],
     )
+
+
+# ---- time between the build and the send (docs/reliability.md #16) ---------------------------------
+
+
+def test_no_opt_out_landed_after_the_build_is_ever_sent_to(session_warehouse: Warehouse) -> None:
+    started = time.perf_counter()
+    stats = run_machine(session_warehouse, _settings(max_examples=6, stateful_step_count=10), base=TimedConsentMachine)
+    print(f"timed state machine: {stats}, {time.perf_counter() - started:.1f} s")
+    assert stats.rules.get("build"), "no build ran: the marts never existed"
+    assert stats.late_saves, "no opt-out ever landed between a build and a send: the test proved nothing"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_no_opt_out_landed_after_the_build_is_ever_sent_to_long(session_warehouse: Warehouse) -> None:
+    stats = run_machine(session_warehouse, _settings(max_examples=50, stateful_step_count=25), base=TimedConsentMachine)
+    print(f"timed state machine (slow): {stats}")
+    assert stats.late_saves
+
+
+def test_the_timed_invariant_catches_an_export_without_the_send_time_check(
+    session_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export as it was: the marts of the last build alone. An unsubscribe landed after the
+    build is then still sent to, and the timed invariant says so."""
+    machine = type(
+        "Machine", (TimedConsentMachine,), {"wh": session_warehouse, "stats": RunStats(), "check_liveness": False}
+    )()
+    machine.fresh_systems()
+    subscribed = {"email_state": "subscribed", "sms_state": "subscribed", "oms": None, "test_account": False}
+    idx = machine.add_customer(line_follow=True, **subscribed)
+    machine.build()
+    machine.check_now()
+    machine.opt_out(idx, {"channel": "email", "via": 0, "by": "email"})  # a shop unsubscribe lands
+    machine.check_now()  # the send-time check holds the person back
+    monkeypatch.setattr(sendtime, "check", lambda con, secret=None: sendtime.LateOptOuts())
+    with pytest.raises(AssertionError, match="reliability #16 violated: person 0 would be sent email"):
+        machine.check_now()

@@ -9,8 +9,10 @@
   passing audience's members to the store's `audience_members` and the run's allocation to
   `<var>/activation/allocations/<run_id>.parquet`; the DAG maps the export over the pairs it returns.
 - :func:`activate`: one (audience, destination) export: the allocation of the run (computed here
-  when there is none: a single audience from the command line), eligibility re-read from the
-  warehouse now, the destination's records, then `engine.sync` (diff, full, dry run or test send).
+  when there is none: a single audience from the command line), consent checked again now (the
+  opt-outs landed since the consent build; refused when that cannot be shown), eligibility
+  re-read from the warehouse, the destination's records, then `engine.sync` (diff, full, dry run
+  or test send).
 """
 
 from __future__ import annotations
@@ -305,6 +307,20 @@ def _size_of(members: Any) -> int | None:
     return n or None
 
 
+def _without_withdrawn(members: Any, late: Any, channels: Sequence[str]) -> Any:
+    """`members` without the channels people withdrew from since the consent build (and without
+    the people left with no channel)."""
+    if late is None or not late.withdrawals:
+        return members
+    frame = members.frame
+    for ch in channels:
+        frame[f"deliverable_{ch}"] &= ~frame["person_id"].isin(late.people_on(ch))
+    kept = frame[[f"deliverable_{ch}" for ch in channels]].any(axis=1)
+    members.not_contactable += int((~kept).sum())
+    members.frame = frame[kept].reset_index(drop=True)
+    return members
+
+
 def allocate(
     pairs: Sequence[tuple[str, str]] | Sequence[Due],
     *,
@@ -344,10 +360,13 @@ def allocate(
     stats: dict[str, dict[str, Any]] = {}
     con = connect_warehouse(ctx.warehouse)
     try:
+        consent, late = breaker.check_consent(con, ctx.secret)
+        for d in decisions.values():
+            d.checks.append(consent)
         for a in audiences:
             if not decisions[a.name].passed and not plan_through:
                 continue  # no membership is read for an export that will not happen
-            members = eligible_members(a, con, ctx.secret)
+            members = _without_withdrawn(eligible_members(a, con, ctx.secret), late, a.channels)
             previous = _size_of(ctx.store.last_members(a.name))
             size = breaker.check_size(len(members), previous, breaker.settings_for(a, ctx.destinations.breaker))
             decisions[a.name].checks.append(size)
@@ -574,6 +593,16 @@ def activate(
 
     con = connect_warehouse(ctx.warehouse)
     try:
+        # consent again, now: opt-outs may have landed since the allocation (docs/reliability.md #16)
+        consent, late = breaker.check_consent(con, ctx.secret)
+        base["consent"] = {"passed": consent.passed, "reason": consent.reason, **consent.details}
+        if not consent.passed:
+            refused = breaker.Decision(audience_name, [consent], destination_name)
+            if mode != "dry_run":
+                breaker.alert(refused, run_id=run_id)
+                return {**base, "status": "skipped", "reason": refused.reason}
+            base["would_skip"] = refused.reason
+        withdrawn = (late.people_on(cfg.channel), late.keys_on(cfg.channel)) if late else ((), ())
         record_set = build_records(
             audience,
             cfg,
@@ -581,6 +610,7 @@ def activate(
             con,
             variants=allocation.variants(audience_name),
             secret=ctx.secret,
+            withdrawn=withdrawn,
         )
     finally:
         con.close()

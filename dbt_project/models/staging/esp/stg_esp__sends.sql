@@ -21,7 +21,8 @@ renamed as (
         sent_at,
         opened_at,
         clicked_at,
-        unsubscribed_at
+        unsubscribed_at,
+        _loaded_at as loaded_at
 
     from source
 

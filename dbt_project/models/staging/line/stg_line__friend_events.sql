@@ -14,7 +14,8 @@ renamed as (
         ]) }} as friend_event_id,
         line_user_id,
         event as event_type,
-        event_at
+        event_at,
+        _loaded_at as loaded_at
 
     from source
 

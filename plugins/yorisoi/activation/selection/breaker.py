@@ -17,6 +17,12 @@
    last run's members, `store.last_members`) and `min_size_change_rows` people at once: a broken
    join that doubles a mart, or an empty consent table, stops here instead of at the customers.
 
+4. **consent**: consent is current at the moment of sending (docs/reliability.md #16): the
+   opt-outs landed in raw since the consent marts were built are read (`sendtime.check`) and
+   their people and contact keys left out of the send. When that cannot be shown (no consent
+   build marks, a raw consent table unreadable, rows the check cannot read) the export is
+   refused. No setting switches this check off.
+
 A tripped breaker skips the export and raises an alert that says why: logged at ERROR on
 `yorisoi.alerts`, appended to `<var>/activation/alerts.jsonl`, and (in the DAG) the task is
 skipped with the reason, which its on_skipped_callback reports.
@@ -212,6 +218,21 @@ def check_size(current: int, previous: int | None, settings: BreakerSettings) ->
             details,
         )
     return Check("size", True, f"{current} members (last run {previous}, {change:+d})", details)
+
+
+def check_consent(con: Any, secret: bytes | None = None) -> tuple[Check, Any]:
+    """Consent is current now: (the check, the withdrawals landed since the build, or None when
+    the check failed). See yorisoi.activation.selection.sendtime."""
+    from .sendtime import ConsentNotCurrent, check
+
+    try:
+        late = check(con, secret)
+    except ConsentNotCurrent as e:
+        return Check("consent", False, f"cannot prove consent is current, export refused: {e}"), None
+    except Exception as e:  # any failure to read is a failure to prove
+        reason = f"cannot prove consent is current, export refused: {type(e).__name__}: {str(e).splitlines()[0]}"
+        return Check("consent", False, reason), None
+    return Check("consent", True, late.summary(), late.as_details()), late
 
 
 def check_upstream(

@@ -29,7 +29,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -349,24 +349,35 @@ def build_records(
     variants: Mapping[str, str | None] | None = None,
     key_field: str | None = None,
     secret: bytes | None = None,
+    withdrawn: tuple[Collection[str], Collection[str]] = ((), ()),
 ) -> RecordSet:
     """Records for `destination` of the people in `person_ids` (the treatment members arbitration
     let through), re-checked now against deliverable_customers for the destination's channel.
     Only the audience's columns for this destination leave; the key is `key_field` (default the
     destination's). People without a key (no unshipped order for a 同梱物 list), keys that a
     non-deliverable person also holds, people whose contact value on the channel a suppressed
-    record holds (marts.suppressed_contact_keys, keyed with `secret`, default the project's), and
-    second holders of a key (the first person ID keeps it) are left out and counted in
-    `dropped`. Set-based in DuckDB; one Record per row at the end."""
+    record holds (marts.suppressed_contact_keys, keyed with `secret`, default the project's),
+    `withdrawn` (people, contact keys) by an opt-out landed since the consent build (the
+    send-time check, sendtime.check), and second holders of a key (the first person ID keeps it)
+    are left out and counted in `dropped`. Set-based in DuckDB; one Record per row at the end."""
     channel = destination.channel
     key_field = key_field or destination.key_field
     columns = audience.destination_columns(destination.name)
     not_allowed = [c for c in columns if c not in destination.allowed_columns and c != key_field]
     if not_allowed:  # validation already refuses this; never send on if it was bypassed
         raise MembershipError(f"{audience.name} → {destination.name}: columns {not_allowed} are not allowed")
-    ids = list(dict.fromkeys(str(p) for p in person_ids))
+    asked = list(dict.fromkeys(str(p) for p in person_ids))
+    gone = {str(p) for p in withdrawn[0]}
+    ids = [p for p in asked if p not in gone]
+    withdrawn_now = len(asked) - len(ids)
     if not ids:
-        return RecordSet(audience.name, destination.name, channel, [], {})
+        return RecordSet(
+            audience.name,
+            destination.name,
+            channel,
+            [],
+            {"opted_out_since_build": withdrawn_now} if withdrawn_now else {},
+        )
     variants = variants or {}
     wanted = pa.table(
         {"person_id": pa.array(ids, pa.string()), "variant": pa.array([variants.get(p) for p in ids], pa.string())}
@@ -446,6 +457,10 @@ def build_records(
     try:
         con.execute(f"create or replace temp table _export_rows as {base_sql}", [*params, channel])
         con.execute(f"create or replace temp table _held_keys as {held_sql}")
+        if withdrawn[1]:
+            con.register("late_keys", pa.table({"contact_key": pa.array(sorted(withdrawn[1]), pa.string())}))
+            con.execute("insert into _held_keys select contact_key from late_keys")
+            con.unregister("late_keys")
         table = con.sql(final_sql, params=[channel] if key_field in CONTACT_FIELDS else None).to_arrow_table()
         if table.num_rows:
             n_base, n_keyed, n_unblocked = (table.column(c)[0].as_py() for c in ("_n_base", "_n_keyed", "_n_unblocked"))
@@ -463,6 +478,7 @@ def build_records(
         con.execute("drop table if exists _export_rows")
         con.execute("drop table if exists _held_keys")
     dropped = {
+        "opted_out_since_build": withdrawn_now,
         "not_deliverable_now": len(ids) - n_base,
         "no_key": n_base - n_keyed,
         "key_shared_with_suppressed": n_keyed - n_unblocked,
@@ -483,6 +499,40 @@ def build_records(
     return RecordSet(audience.name, destination.name, channel, records, {k: v for k, v in dropped.items() if v})
 
 
+def suppressed_now(
+    con: duckdb.DuckDBPyConnection,
+    channel: str,
+    person_ids: set[str],
+    withdrawn_people: Collection[str] = (),
+    withdrawn_keys: Collection[str] = (),
+) -> set[str]:
+    """Which of `person_ids` may not be contacted on `channel`: withdrawn since the consent build
+    (`withdrawn_people`, or a contact value in `withdrawn_keys`), not in deliverable_customers,
+    no longer a contactable person, or reached by a contact value a suppressed record holds.
+    The match-key UDFs must be registered on `con` (sendtime.check does)."""
+    ids = {str(p) for p in person_ids}
+    con.register("asked", pd.DataFrame({"person_id": sorted(ids - set(withdrawn_people))}, dtype="string"))
+    con.register("late_keys", pa.table({"contact_key": pa.array(sorted(withdrawn_keys), pa.string())}))
+    key = contact_key_sql(channel, "c")
+    try:
+        ok = con.execute(
+            f"""
+            select asked.person_id from asked
+            join {DELIVERABLE} as d on d.person_id = asked.person_id and d.channel = ?
+            join marts.dim_customers as c on c.person_id = asked.person_id
+            where not coalesce(c.is_test_account, false) and not coalesce(c.is_blacklisted, false)
+              and not coalesce(c.is_erased, false)
+              and ({key} is null or {key} not in (
+                  {held_keys_sql(con, channel)} union all select contact_key from late_keys))
+            """,
+            [channel],
+        ).fetchall()
+    finally:
+        con.unregister("asked")
+        con.unregister("late_keys")
+    return ids - {r[0] for r in ok}
+
+
 def suppression_check(
     channel: str,
     warehouse: str | Path | None = None,
@@ -491,10 +541,12 @@ def suppression_check(
     secret: bytes | None = None,
 ) -> Callable[[set[str]], set[str]]:
     """For engine.sync's `suppressed`: which of these people may NOT be contacted on `channel`
-    now (not in deliverable_customers, no longer a contactable person, or reached on the
-    channel by a contact value a suppressed record holds: marts.suppressed_contact_keys, keyed
-    with `secret`). Re-read from the warehouse on every call; when it cannot be read, everyone
-    asked about counts as suppressed (fail closed)."""
+    now (not in deliverable_customers, no longer a contactable person, reached on the channel by
+    a contact value a suppressed record holds: marts.suppressed_contact_keys, keyed with
+    `secret`, or withdrawn by an opt-out landed since the consent build: sendtime.check).
+    Re-read from the warehouse on every call; when it cannot be read, or consent cannot be shown
+    current, everyone asked about counts as suppressed (fail closed)."""
+    from . import sendtime
 
     def suppressed(person_ids: set[str]) -> set[str]:
         ids = {str(p) for p in person_ids}
@@ -511,20 +563,8 @@ def suppression_check(
             )
             return ids
         try:
-            use_match_key(con, secret)
-            con.register("asked", pd.DataFrame({"person_id": sorted(ids)}))
-            key = contact_key_sql(channel, "c")
-            ok = con.execute(
-                f"""
-                select asked.person_id from asked
-                join {DELIVERABLE} as d on d.person_id = asked.person_id and d.channel = ?
-                join marts.dim_customers as c on c.person_id = asked.person_id
-                where not coalesce(c.is_test_account, false) and not coalesce(c.is_blacklisted, false)
-                  and not coalesce(c.is_erased, false)
-                  and ({key} is null or {key} not in ({held_keys_sql(con, channel)}))
-                """,
-                [channel],
-            ).fetchall()
+            late = sendtime.check(con, secret)
+            return suppressed_now(con, channel, ids, late.people_on(channel), late.keys_on(channel))
         except Exception as e:
             log.warning(
                 "suppression check on %s failed (%s): holding back %d people", channel, str(e).splitlines()[0], len(ids)
@@ -532,7 +572,6 @@ def suppression_check(
             return ids
         finally:
             con.close()
-        return ids - {r[0] for r in ok}
 
     return suppressed
 
