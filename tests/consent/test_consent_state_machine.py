@@ -345,6 +345,20 @@ class TimedConsentMachine(ConsentMachine):
         super().__init__()
         self.built = False
 
+    @initialize(target=ConsentMachine.people)
+    def fresh_systems(self) -> int:
+        """Empty systems, then one customer deliverable on every channel and a build: every
+        later change to them lands after the build until the next one."""
+        self.wh.reset()
+        self.stats.examples += 1
+        w = self.world
+        person = w.add_person()
+        w.add_shop_account(person, email_state="subscribed", sms_state="subscribed")
+        w.add_oms_customer(person, dm_permission=True, call_permission=True)
+        w.add_line_user(person, follow=True)
+        self.build()
+        return person.idx
+
     @rule()
     def build(self) -> None:
         """The customer layer's build runs (it reads every row landed so far)."""
@@ -520,10 +534,7 @@ def test_the_timed_invariant_catches_an_export_without_the_send_time_check(
     machine = type(
         "Machine", (TimedConsentMachine,), {"wh": session_warehouse, "stats": RunStats(), "check_liveness": False}
     )()
-    machine.fresh_systems()
-    subscribed = {"email_state": "subscribed", "sms_state": "subscribed", "oms": None, "test_account": False}
-    idx = machine.add_customer(line_follow=True, **subscribed)
-    machine.build()
+    idx = machine.fresh_systems()  # a customer deliverable everywhere, built
     machine.check_now()
     machine.opt_out(idx, {"channel": "email", "via": 0, "by": "email"})  # a shop unsubscribe lands
     machine.check_now()  # the send-time check holds the person back
