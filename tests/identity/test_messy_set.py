@@ -162,3 +162,33 @@ def test_households_recorded_never_merged(messy_result: dict, messy_set: Path) -
     assert all(n_contacts == 1 and lo == hi == n for _, n, n_contacts, lo, hi in sizes)
     assert any(n > 1 for _, n, *_ in sizes)
     assert linked_same_person == 0
+
+
+def test_placeholder_values_link_nothing(messy_result: dict) -> None:
+    import duckdb
+
+    con = duckdb.connect(messy_result["warehouse"], read_only=True)
+    try:
+        placeholders = con.execute(
+            """
+            SELECT count(*), count(r.mobile_key) + count(r.landline_key)
+            FROM (SELECT 'oms:' || customer_id AS k, phone FROM staging.stg_oms__customers
+                  UNION ALL SELECT 'ecommerce:' || customer_id, phone FROM staging.stg_ecommerce__customers
+                  UNION ALL SELECT 'pos:' || card_no, phone FROM staging.stg_pos__members) s
+            JOIN intermediate.int_identity_records r ON r.record_key = s.k
+            WHERE right(s.phone, 8) = '00000000'
+            """
+        ).fetchall()[0]
+        emails = con.execute(
+            """
+            SELECT count(*), count(r.email_key)
+            FROM staging.stg_ecommerce__customers s
+            JOIN intermediate.int_identity_records r ON r.record_key = 'ecommerce:' || s.customer_id
+            WHERE s.email IN ('test@test.com', 'none@none.jp', 'noemail@example.com')
+            """
+        ).fetchall()[0]
+    finally:
+        con.close()
+    # 000-0000-0000, 090-0000-0000 and placeholder emails are in the set, and key nothing.
+    assert placeholders[0] > 0 and placeholders[1] == 0
+    assert emails[0] > 0 and emails[1] == 0

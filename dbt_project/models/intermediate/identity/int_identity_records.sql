@@ -214,14 +214,19 @@ keyed as (
         unioned.is_test_account,
         unioned.created_at,
         case
-            when blocked_emails.email is null then {{ match_key('email', 'unioned.email') }}
+            when blocked_emails.email is null and not {{ placeholder_email('unioned.email') }}
+                then {{ match_key('email', 'unioned.email') }}
         end as email_key,
         case
-            when blocked_phones.phone is null and {{ is_mobile_e164('unioned.phone') }}
+            when
+                blocked_phones.phone is null and not {{ placeholder_phone('unioned.phone') }}
+                and {{ is_mobile_e164('unioned.phone') }}
                 then {{ match_key('phone', 'unioned.phone') }}
         end as mobile_key,
         case
-            when blocked_phones.phone is null and not {{ is_mobile_e164('unioned.phone') }}
+            when
+                blocked_phones.phone is null and not {{ placeholder_phone('unioned.phone') }}
+                and not {{ is_mobile_e164('unioned.phone') }}
                 then {{ match_key('phone', 'unioned.phone') }}
         end as landline_key,
         -- A "name" written in kana only (an operator typing what the caller said) is kana.
@@ -240,8 +245,13 @@ keyed as (
             as reading_key_{{ i }},
         {%- endfor %}
         {{ match_key('birth', 'cast(unioned.birth_date as ' ~ dbt.type_string() ~ ')') }} as birth_key,
-        {{ match_key('postal', 'unioned.postal_code') }} as postal_key,
-        {{ match_key('address', norm_address('unioned.address')) }} as address_key,
+        case
+            when not {{ placeholder_postal('unioned.postal_code') }} then {{ match_key('postal', 'unioned.postal_code') }}
+        end as postal_key,
+        case
+            when not {{ placeholder_address('unioned.address') }}
+                then {{ match_key('address', norm_address('unioned.address')) }}
+        end as address_key,
         {{ match_key('ec_account', 'unioned.ec_account') }} as ec_account_key,
         {{ match_key('member_card', 'unioned.member_card') }} as member_card_key
     from with_readings as unioned
@@ -252,13 +262,64 @@ keyed as (
 
 ),
 
-final as (
+named as (
 
     select
         keyed.*,
         -- The name in kana to match on: the record's own kana, else its name's likeliest reading.
-        coalesce(keyed.kana_key, keyed.reading_key_1) as kana_any_key
+        coalesce(keyed.kana_key, keyed.reading_key_1) as kana_any_key,
+        coalesce(keyed.kana_key, keyed.reading_key_1, keyed.name_key) as who
     from keyed
+
+),
+
+{#- A phone or email many different names give is a placeholder (the shop's own number, an
+   operator's stand-in), whatever its shape: it links nothing. #}
+{%- set shared_keys = ['email_key', 'mobile_key', 'landline_key'] %}
+{% for key in shared_keys %}
+junk_{{ key }} as (
+
+    select {{ key }}
+    from named
+    where {{ key }} is not null
+    group by {{ key }}
+    having count(distinct who) >= {{ var('identity').junk_min_names }}
+
+),
+{% endfor %}
+
+final as (
+
+    select
+        {%- for column in ['record_key', 'source', 'source_id', 'is_test_account', 'created_at'] %}
+        named.{{ column }},
+        {%- endfor %}
+        {%- for key in shared_keys %}
+        case when junk_{{ key }}.{{ key }} is null then named.{{ key }} end as {{ key }},
+        {%- endfor %}
+        named.name_key,
+        named.name_swapped_key,
+        named.kana_key,
+        named.kana_swapped_key,
+        named.reading_swapped_key,
+        {%- for i in range(1, identity_max_readings() + 1) %}
+        named.reading_key_{{ i }},
+        {%- endfor %}
+        named.birth_key,
+        named.postal_key,
+        named.address_key,
+        named.ec_account_key,
+        named.member_card_key,
+        named.kana_any_key,
+        nullif(trim({{ dbt.concat([
+            "case when junk_email_key.email_key is not null then 'email ' else '' end",
+            "case when coalesce(junk_mobile_key.mobile_key, junk_landline_key.landline_key) is not null then 'phone' else '' end",
+        ]) }}), '') as junk_values
+    from named
+    {%- for key in shared_keys %}
+    left join junk_{{ key }}
+        on named.{{ key }} = junk_{{ key }}.{{ key }}
+    {%- endfor %}
 
 )
 
