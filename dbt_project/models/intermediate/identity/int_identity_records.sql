@@ -246,7 +246,8 @@ keyed as (
         {%- endfor %}
         {{ match_key('birth', 'cast(unioned.birth_date as ' ~ dbt.type_string() ~ ')') }} as birth_key,
         case
-            when not {{ placeholder_postal('unioned.postal_code') }} then {{ match_key('postal', 'unioned.postal_code') }}
+            when not {{ placeholder_postal('unioned.postal_code') }}
+                then {{ match_key('postal', 'unioned.postal_code') }}
         end as postal_key,
         case
             when not {{ placeholder_address('unioned.address') }}
@@ -311,15 +312,20 @@ final as (
         named.ec_account_key,
         named.member_card_key,
         named.kana_any_key,
-        nullif(trim({{ dbt.concat([
-            "case when junk_email_key.email_key is not null then 'email ' else '' end",
-            "case when coalesce(junk_mobile_key.mobile_key, junk_landline_key.landline_key) is not null then 'phone' else '' end",
-        ]) }}), '') as junk_values
+        case
+            when junk_email_key.email_key is not null
+                and coalesce(junk_mobile_key.mobile_key, junk_landline_key.landline_key) is not null
+                then 'email phone'
+            when junk_email_key.email_key is not null then 'email'
+            when coalesce(junk_mobile_key.mobile_key, junk_landline_key.landline_key) is not null then 'phone'
+        end as junk_values
     from named
-    {%- for key in shared_keys %}
-    left join junk_{{ key }}
-        on named.{{ key }} = junk_{{ key }}.{{ key }}
-    {%- endfor %}
+    left join junk_email_key
+        on named.email_key = junk_email_key.email_key
+    left join junk_mobile_key
+        on named.mobile_key = junk_mobile_key.mobile_key
+    left join junk_landline_key
+        on named.landline_key = junk_landline_key.landline_key
 
 )
 
