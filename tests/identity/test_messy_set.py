@@ -192,3 +192,33 @@ def test_placeholder_values_link_nothing(messy_result: dict) -> None:
     # 000-0000-0000, 090-0000-0000 and placeholder emails are in the set, and key nothing.
     assert placeholders[0] > 0 and placeholders[1] == 0
     assert emails[0] > 0 and emails[1] == 0
+
+
+def test_customer_why_shows_the_rules_that_joined_a_person(messy_result: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import duckdb
+
+    con = duckdb.connect(messy_result["warehouse"], read_only=True)
+    try:
+        person, n_records = con.execute(
+            "SELECT person_id, count(*) FROM marts.bridge_customer_identities GROUP BY 1 "
+            "HAVING count(*) >= 3 ORDER BY 2 DESC, 1 LIMIT 1"
+        ).fetchall()[0]
+        household = con.execute(
+            "SELECT person_a FROM intermediate.int_identity_household_links ORDER BY 1 LIMIT 1"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    monkeypatch.setenv("YORISOI_VAR", str(Path(messy_result["warehouse"]).parent))
+    out = CliRunner().invoke(app, ["customer", "why", person, "--role", "admin", "--json"])
+    assert out.exit_code == 0, out.output
+    why = json.loads(out.stdout)
+    assert len(why["records"]) == n_records
+    accepted = [link for link in why["links"] if link["accepted"]]
+    # Enough accepted links to join every record (a spanning set), each naming its rule.
+    assert len(accepted) >= n_records - 1 and all(link["rule"] for link in accepted)
+    out = CliRunner().invoke(app, ["customer", "why", household, "--role", "admin", "--json"])
+    assert json.loads(out.stdout)["households"]
+    out = CliRunner().invoke(app, ["customer", "why", "Pnobody", "--role", "admin"])
+    assert out.exit_code == 1 and "no person Pnobody" in out.stderr

@@ -350,3 +350,72 @@ def customer_consent(
         group = "/".join(x for x in (r.get("grp"), r.get("variant")) if x) or "-"
         sent.add_row(_when_text(r["sent_at"]), r["audience"], r["destination"], r["channel"], group, _consent_text(r))
     console.print(sent if len(sends) else "no sends to this person in the activation store")
+
+
+# --- yorisoi customer why -----------------------------------------------------------------------
+
+
+@customer_app.command("why")
+def customer_why(
+    person_id: Annotated[str, typer.Argument(help="the person_id (P…)")],
+    role: RoleOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Why these records are one person: every link between the person's source records with the
+    rule that made it, the links a veto refused (and why), and the household links to other
+    people (docs/identity.md). Keys and rule names only: no personal data."""
+    import duckdb
+
+    from .. import paths
+
+    roles.check(_acting_role(role, "yorisoi customer why"), "read_audit_log")
+    warehouse = paths.warehouse_path()
+    if not warehouse.is_file():
+        typer.echo(f"yorisoi customer why: no warehouse at {warehouse}", err=True)
+        raise typer.Exit(2)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        records = _rows(
+            con,
+            "select record_key, source, source_id, resolution from marts.bridge_customer_identities "
+            "where person_id = ? order by record_key",
+            [person_id],
+        )
+        links = _rows(
+            con,
+            "select e.record_a, e.record_b, e.rule, e.priority, e.accepted, e.veto_reason "
+            "from intermediate.int_identity_edges e "
+            "join marts.bridge_customer_identities a on a.record_key = e.record_a "
+            "join marts.bridge_customer_identities b on b.record_key = e.record_b "
+            "where a.person_id = ? and b.person_id = ? order by e.accepted desc, e.priority, e.record_a, e.record_b",
+            [person_id, person_id],
+        )
+        households = _rows(
+            con,
+            "select case when person_a = ? then person_b else person_a end as other_person, first_link, link_count "
+            "from intermediate.int_identity_household_links where ? in (person_a, person_b) order by 1",
+            [person_id, person_id],
+        )
+    finally:
+        con.close()
+    if not records:
+        typer.echo(f"yorisoi customer why: no person {person_id}", err=True)
+        raise typer.Exit(1)
+    if json_out:
+        typer.echo(json.dumps({"records": records, "links": links, "households": households}, ensure_ascii=False))
+        return
+    table = Table("record", "resolution", title=f"{person_id}: source records")
+    for r in records:
+        table.add_row(r["record_key"], r["resolution"])
+    console.print(table)
+    joined = Table("record", "record", "rule", "priority", "accepted", "veto", title="links between them")
+    for r in links:
+        joined.add_row(
+            r["record_a"], r["record_b"], r["rule"], str(r["priority"]), str(r["accepted"]), r["veto_reason"] or ""
+        )
+    console.print(joined)
+    if households:
+        other = Table("person", "shares", title="household (never merged)")
+        for r in households:
+            other.add_row(r["other_person"], r["first_link"])
+        console.print(other)
