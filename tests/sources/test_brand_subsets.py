@@ -153,7 +153,14 @@ def build_and_check(subset: str, brand: Path, work: Path) -> None:
     assert {a.name.removeprefix("raw.") for a in registry_raw_assets()} == triggers
 
     as_of = datetime.fromisoformat(os.environ["YORISOI_AS_OF"] + "T09:00:00+09:00")
-    summary = run.activate("dormant_winback", "sftp_dm_list", dry_run=True, as_of=as_of, context=run.Context.load())
+    summary = run.activate(
+        "dormant_winback",
+        "sftp_dm_list",
+        dry_run=True,
+        as_of=as_of,
+        context=run.Context.load(),
+        role="scenario_author",  # a dry run shows counts: the scenario author's right
+    )
     assert summary["status"] == "planned", summary
 
 
