@@ -376,6 +376,9 @@ def _everyone_deliverable(monkeypatch) -> None:
                 "create or replace table marts.everyone as select person_id, channel from marts.dim_customers, "
                 "(values ('email'), ('line'), ('sms'), ('dm')) as c(channel)"
             )
+            con.execute(
+                "create or replace table marts.no_suppressed_keys as from marts.suppressed_contact_keys limit 0"
+            )
         finally:
             con.close()
 
@@ -435,6 +438,7 @@ def test_the_invariant_catches_membership_that_ignores_the_blacklist_flag(tmp_pa
 
 def test_the_invariant_catches_an_export_that_trusts_the_allocation(tmp_path: Path, monkeypatch) -> None:
     """Records built from the allocation without re-reading deliverable_customers at export time
+    (and without the suppressed records' contact keys, which would also hold the person back)
     let an opt-out that landed in between through."""
     import test_consent_at_export as this
 
@@ -443,6 +447,7 @@ def test_the_invariant_catches_an_export_that_trusts_the_allocation(tmp_path: Pa
     def stale_build(*args, **kwargs):
         with monkeypatch.context() as patch:
             patch.setattr(membership, "DELIVERABLE", "marts.everyone")
+            patch.setattr(membership, "SUPPRESSED_KEYS", "marts.no_suppressed_keys")
             return real(*args, **kwargs)
 
     original = TinyWarehouse.write
@@ -454,6 +459,9 @@ def test_the_invariant_catches_an_export_that_trusts_the_allocation(tmp_path: Pa
             con.execute(
                 "create or replace table marts.everyone as select person_id, channel from marts.dim_customers, "
                 "(values ('email'), ('line'), ('sms'), ('dm')) as c(channel)"
+            )
+            con.execute(
+                "create or replace table marts.no_suppressed_keys as from marts.suppressed_contact_keys limit 0"
             )
         finally:
             con.close()
