@@ -93,7 +93,7 @@ final as (
         counted.repeat_customers,
         case
             when counted.observed_customers > 0
-                then cast(counted.repeat_customers as {{ dbt.type_float() }}) / counted.observed_customers
+                then cast(counted.repeat_customers as double) / counted.observed_customers
         end as repeat_rate,
         {{ as_of_date() }} as as_of_date
     from counted
