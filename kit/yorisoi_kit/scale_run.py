@@ -142,6 +142,7 @@ def prepare(scale: str, *, seed: int = 42, scope: str = "all", console=None) -> 
     """Generate and ingest the brand at `scale` into var/eval/<scale> unless it is already there
     (same scale, seed and generator version). Scope "customers" ingests only the tables of
     CUSTOMER_TABLES (into var/eval/<scale>_customers)."""
+    from yorisoi.sources.catalog import init_raw_tables
     from yorisoi.sources.landing import Lake, Warehouse
 
     from .synth import generate
@@ -169,6 +170,9 @@ def prepare(scale: str, *, seed: int = 42, scope: str = "all", console=None) -> 
     run.ingest.append(ingest_shop(brand, wh, "eval-1", tables.get("ecommerce")))
     run.ingest.append(ingest_back_office(brand, wh, "eval-1", tables.get("oms")))
     run.ingest.append(ingest_drop_folder(brand, wh, work, "eval-1", tables.get("sftp")))
+    # Every registry table's raw table, as production has them before any build (yorisoi sources
+    # init): what a plain `dbt build` on this warehouse (the Spark test's DuckDB side) reads.
+    init_raw_tables(wh)
     if console:
         for t in run.ingest:
             console.print(f"ingest {t.source}: {t.rows:,} rows in {t.seconds:.1f} s")
