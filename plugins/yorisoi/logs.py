@@ -14,6 +14,24 @@ import sys
 from typing import Any
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the moment of writing. Handlers keep the stream they were
+    given, so pointing them at the sys.stderr of the moment would leave them writing to a stream that
+    may be closed later (a test runner's or a click runner's capture)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+STDERR = _CurrentStderr()
+
+
 def reroute_stdout_handlers() -> None:
     """Point every logging handler that writes to stdout (and structlog's default output, which
     Airflow's loggers use) at stderr."""
@@ -22,14 +40,14 @@ def reroute_stdout_handlers() -> None:
     for lg in loggers:
         for handler in lg.handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
-                handler.setStream(sys.stderr)
+                handler.setStream(STDERR)
     try:
         import structlog
     except ModuleNotFoundError:
         return
     factory = structlog.get_config().get("logger_factory")
     if getattr(factory, "io", "") is None:  # Airflow's LoggerFactory: None means stdout
-        factory.io = sys.stderr
+        factory.io = STDERR
 
 
 class _AfterAirflowImport(importlib.abc.MetaPathFinder):
@@ -57,7 +75,7 @@ class _AfterAirflowImport(importlib.abc.MetaPathFinder):
 
 def logs_to_stderr() -> None:
     """Send log output to stderr now, and again after Airflow configures logging on import."""
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=STDERR, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if "airflow" in sys.modules:
         reroute_stdout_handlers()
     elif not any(isinstance(f, _AfterAirflowImport) for f in sys.meta_path):
