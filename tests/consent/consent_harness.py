@@ -331,7 +331,7 @@ class Warehouse:
         unknown = {k for r in rows for k in r} - set(schema.names)
         assert not unknown, f"raw.{table} has no columns {sorted(unknown)}"
         incoming = pa.Table.from_pylist(  # noqa: F841 (read by DuckDB's replacement scan)
-            [{c: r.get(c) for c in schema.names} for r in rows], schema=schema
+            [{c: _fit(r.get(c), schema.field(c).type) for c in schema.names} for r in rows], schema=schema
         )
         keys = ", ".join(pk)
         self.con.execute(f'delete from raw."{table}" where ({keys}) in (select ({keys}) from incoming)')
@@ -779,3 +779,11 @@ def describe_events(person: Person, channel: str) -> str:
 def late_time(latest: datetime, hours_back: int) -> datetime:
     """A time strictly before `latest`, off the logical clock's whole hours (no accidental ties)."""
     return latest - timedelta(hours=hours_back, minutes=30)
+
+
+def _fit(value: Any, type_: pa.DataType) -> Any:
+    """The harness numbers its records; raw identifiers are text (a brand's IDs may hold letters),
+    so a number bound for a text column lands as its decimal string, as the extractors land it."""
+    if pa.types.is_string(type_) and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value

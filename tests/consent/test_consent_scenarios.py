@@ -149,14 +149,14 @@ def test_the_harness_uses_the_landing_types_and_replays_every_model(
         )
     }
     expected = {
-        ("ecommerce__customers", "id"): "BIGINT",
+        ("ecommerce__customers", "id"): "VARCHAR",  # identifiers are text
         ("ecommerce__customers", "email_marketing_updated_at"): "TIMESTAMP WITH TIME ZONE",
         ("oms__customers", "registered_at"): "TIMESTAMP",
         ("oms__customers", "birth_date"): "DATE",
         ("oms__customers", "dm_permission"): "BOOLEAN",
         ("sftp__callcenter_requests", "received_at"): "TIMESTAMP",
         ("sftp__line_friends", "event_at"): "TIMESTAMP WITH TIME ZONE",
-        ("sftp__line_id_links", "ec_customer_id"): "BIGINT",
+        ("sftp__line_id_links", "ec_customer_id"): "VARCHAR",
         ("sftp__esp_sends", "unsubscribed_at"): "TIMESTAMP WITH TIME ZONE",
         ("sftp__pos_members", "joined_on"): "DATE",
         ("sftp__esp_sends", "_loaded_at"): "TIMESTAMP WITH TIME ZONE",

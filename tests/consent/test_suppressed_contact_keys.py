@@ -84,7 +84,7 @@ def test_a_contact_value_a_blacklisted_record_holds_is_never_sent_to(world: Worl
     assert golden[other_id] == other.email, "the blacklisted person's golden email is their own"
     assert channel in world.deliverable_channels(vip), "the VIP is deliverable by the consent marts"
 
-    held = world.wh.query("select example_record from marts.suppressed_contact_keys where channel = ?", [channel])
+    held = world.wh.query("select example_record_key from marts.suppressed_contact_keys where channel = ?", [channel])
     assert (f"oms:{other.oms_codes[0]}",) in held, "the blacklisted OMS record's keys are held"
 
     suppressed = suppression_check(channel, connect=_connect(world), secret=SECRET)
