@@ -211,11 +211,18 @@ class TinyWarehouse:
                     "key_type": CONTACT_KEYS[channel][0],
                     "contact_key": key,
                     "suppressed_records": len(people),
-                    "example_record": min(people),
+                    "example_record_key": min(people),
                 }
                 for (channel, key), people in held.items()
             ],
-            columns=["contact_key_id", "channel", "key_type", "contact_key", "suppressed_records", "example_record"],
+            columns=[
+                "contact_key_id",
+                "channel",
+                "key_type",
+                "contact_key",
+                "suppressed_records",
+                "example_record_key",
+            ],
         )
         con.execute("create or replace table marts.suppressed_contact_keys as select * from frame")
 

@@ -199,7 +199,7 @@ final as (
         min(key_type) as key_type,
         contact_key,
         count(distinct record_key) as suppressed_records,
-        min(record_key) as example_record
+        min(record_key) as example_record_key
     from suppressed_keys
     group by channel, contact_key
 
