@@ -153,29 +153,32 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
     build(run, select="+bridge_customer_identities identity_merges")
     assert _bridge(run.warehouse) == before
 
-    # A person split in two (a shop account and a store card that share nothing) until a new OMS
-    # record carries the shop account's email and the card's mobile number, with the same name.
+    # A person split in two (a shop account and an older OMS customer record that share nothing the
+    # rules accept) until a new OMS record carries the shop account's email and the old record's
+    # mobile number, with the same name.
     con = duckdb.connect(str(run.warehouse))
     con.execute(
         "create temp table truth_records as select source || ':' || source_id as k, person_id as tp "
         f"from '{run.truth / 'source_records.parquet'}'"
     )
-    ec_id, pos_card, name, kana, email, phone, postal = con.execute(
+    ec_id, oms_id, name, kana, email, phone, postal = con.execute(
         """
-        select e.customer_id, p.card_no, e.full_name, p.name_kana, e.email, p.phone, p.postal_code
+        select e.customer_id, o.customer_id, e.full_name, o.name_kana, e.email, o.phone, o.postal_code
         from staging.stg_ecommerce__customers e
         join marts.bridge_customer_identities be on be.record_key = 'ecommerce:' || e.customer_id
         join truth_records te on te.k = 'ecommerce:' || e.customer_id
-        join truth_records tp on tp.tp = te.tp and tp.k like 'pos:%'
-        join staging.stg_pos__members p on 'pos:' || p.card_no = tp.k
-        join marts.bridge_customer_identities bp on bp.record_key = 'pos:' || p.card_no
-        where be.person_id <> bp.person_id and e.email is not null and p.phone like '+8190%'
-          and e.full_name is not null and p.name_kana is not null
-        order by e.customer_id, p.card_no
+        join truth_records tp on tp.tp = te.tp and tp.k like 'oms:%'
+        join staging.stg_oms__customers o on 'oms:' || o.customer_id = tp.k
+        join marts.bridge_customer_identities bp on bp.record_key = 'oms:' || o.customer_id
+        join marts.dim_customers de on de.person_id = be.person_id
+        join marts.dim_customers dp on dp.person_id = bp.person_id
+        where be.person_id <> bp.person_id and e.email is not null and regexp_matches(o.phone, '^\\+81[789]0')
+          and e.full_name is not null and o.name_kana is not null and not de.is_erased and not dp.is_erased
+        order by e.customer_id, o.customer_id
         limit 1
         """
     ).fetchall()[0]
-    a, b = before[f"ecommerce:{ec_id}"], before[f"pos:{pos_card}"]
+    a, b = before[f"ecommerce:{ec_id}"], before[f"oms:{oms_id}"]
     con.execute(
         """
         insert into raw.oms__customers by name
@@ -189,7 +192,7 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
     build(run, select="+bridge_customer_identities identity_merges")
     merged = _bridge(run.warehouse)
     survivor = merged[f"ecommerce:{ec_id}"]
-    assert survivor == merged[f"pos:{pos_card}"] == merged["oms:C-BRIDGE"]
+    assert survivor == merged[f"oms:{oms_id}"] == merged["oms:C-BRIDGE"]
     assert survivor in (a, b)
     con = connect(run.warehouse)
     created = dict(
@@ -213,8 +216,8 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
     con.close()
     build(run, select="+bridge_customer_identities identity_merges")
     split = _bridge(run.warehouse)
-    assert split[f"ecommerce:{ec_id}"] != split[f"pos:{pos_card}"]
-    assert survivor in (split[f"ecommerce:{ec_id}"], split[f"pos:{pos_card}"])
+    assert split[f"ecommerce:{ec_id}"] != split[f"oms:{oms_id}"]
+    assert survivor in (split[f"ecommerce:{ec_id}"], split[f"oms:{oms_id}"])
     con = connect(run.warehouse)
     kinds = [r[0] for r in con.execute("select change_type from marts.identity_merges order by changed_at").fetchall()]
     con.close()
