@@ -351,6 +351,18 @@ class Warehouse:
 
 LAST_NAMES = ("佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤", "吉田", "山田")
 FIRST_NAMES = ("太郎", "花子", "一郎", "陽子", "健", "美咲", "翔", "由美", "大輔", "恵", "拓也", "直美")
+# Their readings: a store card carries the kana of its holder's name (identity vetoes a card whose
+# kana is no reading of the shop account's kanji name).
+KANA = dict(
+    zip(
+        LAST_NAMES + FIRST_NAMES,
+        (
+            *("ｻﾄｳ", "ｽｽﾞｷ", "ﾀｶﾊｼ", "ﾀﾅｶ", "ｲﾄｳ", "ﾜﾀﾅﾍﾞ", "ﾔﾏﾓﾄ", "ﾅｶﾑﾗ", "ｺﾊﾞﾔｼ", "ｶﾄｳ", "ﾖｼﾀﾞ", "ﾔﾏﾀﾞ"),
+            *("ﾀﾛｳ", "ﾊﾅｺ", "ｲﾁﾛｳ", "ﾖｳｺ", "ｹﾝ", "ﾐｻｷ", "ｼｮｳ", "ﾕﾐ", "ﾀﾞｲｽｹ", "ﾒｸﾞﾐ", "ﾀｸﾔ", "ﾅｵﾐ"),
+        ),
+        strict=True,
+    )
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -382,6 +394,10 @@ class Person:
     @property
     def full_name(self) -> str:
         return f"{self.last_name}\u3000{self.first_name}"
+
+    @property
+    def name_kana(self) -> str:
+        return f"{KANA[self.last_name]} {KANA[self.first_name.rstrip('0123456789')]}"
 
     def records(self) -> set[str]:
         return (
@@ -545,7 +561,7 @@ class World:
         person.pos_cards.append(card)
         row = {
             "card_no": card,
-            "name_kana": "ｼｹﾝ ﾀﾛｳ",
+            "name_kana": person.name_kana,
             "phone": person.phone,
             "birth_date": date(1980, 1, 1) + timedelta(days=person.idx),
             "postal_code": person.postal_code.replace("-", ""),
