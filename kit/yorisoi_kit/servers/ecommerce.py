@@ -6,7 +6,9 @@ are ``DIR/ecommerce/{customers,orders,order_lines,products}.parquet``.
 
 The data is loaded once into an in-memory DuckDB database; every request is one or two small
 queries (``WHERE id > cursor ... ORDER BY id LIMIT n``, then the line items of the page's orders
-only), so a page costs a few milliseconds even at 11 M orders / 16 M lines.
+only), so a page costs a few milliseconds even at 11 M orders / 16 M lines. DuckDB also encodes
+each record's JSON (in C++); Python only joins the encoded records, so what a bench times is the
+client, not the stand-in.
 
 Endpoints (``{version}`` is any ``YYYY-MM``; the demos and tests use ``2025-01``)::
 
@@ -15,6 +17,18 @@ Endpoints (``{version}`` is any ``YYYY-MM``; the demos and tests use ``2025-01``
     GET /admin/api/{version}/products.json         {"products": [...]}
     GET /admin/api/{version}/{resource}/count.json {"count": n}
     GET /admin/api/{version}/{resource}/{id}.json  {"customer": {...}} etc., 404 if absent
+    POST /admin/api/{version}/graphql.json         bulkOperationRunQuery / currentBulkOperation only
+    GET /bulk-results/{file}?expires=…&signature=…  a bulk result (JSONL), signed, no token
+
+Bulk operations (:class:`BulkOperations`), as Shopify's GraphQL Admin API runs them: a
+``bulkOperationRunQuery`` whose query reads ``customers``, ``orders`` or ``products`` (with an
+optional search ``updated_at:>='…' AND updated_at:<='…'``) starts one operation (one at a time:
+``OPERATION_IN_PROGRESS`` otherwise); ``currentBulkOperation`` reports its ``status`` (CREATED,
+RUNNING, COMPLETED, FAILED, CANCELED, EXPIRED), ``errorCode``, counts and, once COMPLETED, a
+signed ``url`` that expires. The result is JSONL: one node per line in the GraphQL shape
+(camelCase, ``gid://shopify/...`` ids, MoneyBags, enums in capitals), a nested connection's nodes
+(order line items, product variants) on their own lines after their parent's, naming it in
+``__parentId``. The stand-in answers with every field of its node whatever the query selects.
 
 List parameters (as in Shopify): ``limit`` (default 50, 1..250, else 400), ``since_id``, ``ids``
 (comma-separated), ``created_at_min``, ``created_at_max``, ``updated_at_min``, ``updated_at_max``
@@ -68,11 +82,15 @@ import binascii
 import contextlib
 import hmac
 import json
+import logging
 import re
+import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from http import HTTPStatus
@@ -83,10 +101,12 @@ from urllib.parse import urlencode
 import duckdb
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._loopback import RateLimiter, serve_app_in_thread
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "2025-01"
 DEFAULT_LIMIT = 50
@@ -380,6 +400,10 @@ class PageInfo:
 _MACROS = (
     "CREATE MACRO iso_jst(ts) AS strftime(ts + INTERVAL 9 HOUR, '%Y-%m-%dT%H:%M:%S+09:00')",
     "CREATE MACRO money(x) AS CAST(CAST(round(x) AS BIGINT) AS VARCHAR)",
+    "CREATE MACRO gid(kind, id) AS 'gid://shopify/' || kind || '/' || CAST(id AS VARCHAR)",
+    # "a,b" or "a, b" → ['a', 'b'] (Shopify's tags; REST joins them with ", ")
+    "CREATE MACRO tag_list(t) AS "
+    "list_filter(list_transform(string_split(coalesce(t, ''), ','), lambda x: trim(x)), lambda x: x <> '')",
 )
 
 _REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -401,191 +425,126 @@ _REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
-# The JSON-ready columns of each resource, over a relation named like its table. A page is
-# cut first (``SELECT * ... ORDER BY id LIMIT n``, which DuckDB answers from the id zonemaps) and
-# only its rows are formatted: formatting before the limit costs ~40 ms a page at 11 M orders.
-_COLUMNS: dict[str, str] = {
-    "customers": """
-        id, email, first_name, last_name, last_name_kana, first_name_kana, phone, state, tags, verified_email,
-        iso_jst(created_at) AS created_at, iso_jst(updated_at) AS updated_at,
-        email_marketing_state, email_marketing_opt_in_level,
-        iso_jst(email_marketing_updated_at) AS email_marketing_updated_at,
-        sms_marketing_state, iso_jst(sms_marketing_updated_at) AS sms_marketing_updated_at,
-        zip, province, city, address1""",
-    "orders": """
-        id, name, TRY_CAST(ltrim(name, '#') AS BIGINT) AS order_number, email, customer_id,
-        iso_jst(created_at) AS created_at, iso_jst(processed_at) AS processed_at,
-        iso_jst(updated_at) AS updated_at, iso_jst(cancelled_at) AS cancelled_at, cancel_reason,
-        financial_status, fulfillment_status, source_name, currency,
-        money(subtotal_price) AS subtotal_price, money(total_discounts) AS total_discounts,
-        money(shipping_price) AS shipping_price, money(total_price) AS total_price,
-        CAST(points_used AS BIGINT) AS points_used, CAST(points_earned AS BIGINT) AS points_earned""",
-    "products": """
-        id, title, vendor, product_type, variant_title, sku,
-        money(coalesce(sale_price, price)) AS selling_price, money(price) AS list_price,
-        iso_jst(created_at) AS created_at, iso_jst(updated_at) AS updated_at""",
+_HAS_ADDRESS = "(zip IS NOT NULL OR province IS NOT NULL OR city IS NOT NULL OR address1 IS NOT NULL)"
+_ADDRESS = """{'id': id, 'customer_id': id, 'first_name': first_name, 'last_name': last_name,
+    'company': NULL::VARCHAR, 'address1': address1, 'address2': NULL::VARCHAR, 'city': city,
+    'province': province, 'country': 'Japan', 'zip': zip, 'phone': phone, 'country_code': 'JP',
+    'country_name': 'Japan', 'default': true}"""
+
+# Each record's REST JSON, built and encoded by DuckDB over a relation named like its table: a
+# page is cut first (``SELECT * ... ORDER BY id LIMIT n``, answered from the id zonemaps), then
+# only its rows are encoded, in C++; Python joins the encoded records into the body. (Encoding a
+# dict per row in Python made the stand-in, not the client, most of what a bench timed.)
+_REST_JSON: dict[str, str] = {
+    "customers": f"""{{
+        'id': id, 'email': email, 'created_at': iso_jst(created_at), 'updated_at': iso_jst(updated_at),
+        'first_name': first_name, 'last_name': last_name, 'last_name_kana': last_name_kana,
+        'first_name_kana': first_name_kana, 'state': state, 'note': NULL::VARCHAR,
+        'verified_email': verified_email, 'tags': array_to_string(tag_list(tags), ', '), 'currency': 'JPY',
+        'phone': phone,
+        'addresses': CASE WHEN {_HAS_ADDRESS} THEN [{_ADDRESS}] ELSE [] END,
+        'email_marketing_consent': CASE WHEN email_marketing_state IS NOT NULL THEN {{
+            'state': email_marketing_state, 'opt_in_level': email_marketing_opt_in_level,
+            'consent_updated_at': iso_jst(email_marketing_updated_at)}} END,
+        'sms_marketing_consent': CASE WHEN sms_marketing_state IS NOT NULL THEN {{
+            'state': sms_marketing_state, 'opt_in_level': NULL::VARCHAR,
+            'consent_updated_at': iso_jst(sms_marketing_updated_at)}} END,
+        'admin_graphql_api_id': gid('Customer', id),
+        'default_address': CASE WHEN {_HAS_ADDRESS} THEN {_ADDRESS} END}}""",
+    # line_items are added per page from _LINE_ITEMS_SQL
+    "orders": """{
+        'id': id, 'admin_graphql_api_id': gid('Order', id), 'name': name,
+        'order_number': TRY_CAST(ltrim(name, '#') AS BIGINT), 'email': email,
+        'created_at': iso_jst(created_at), 'processed_at': iso_jst(processed_at),
+        'updated_at': iso_jst(updated_at), 'cancelled_at': iso_jst(cancelled_at), 'cancel_reason': cancel_reason,
+        'closed_at': NULL::VARCHAR, 'financial_status': financial_status,
+        'fulfillment_status': fulfillment_status, 'source_name': source_name, 'currency': currency,
+        'presentment_currency': currency, 'subtotal_price': money(subtotal_price),
+        'total_discounts': money(total_discounts), 'total_price': money(total_price),
+        'total_shipping_price_set': {
+            'shop_money': {'amount': money(shipping_price), 'currency_code': currency},
+            'presentment_money': {'amount': money(shipping_price), 'currency_code': currency}},
+        'points_used': CAST(points_used AS BIGINT), 'points_earned': CAST(points_earned AS BIGINT),
+        'customer': CASE WHEN customer_id IS NOT NULL THEN {'id': customer_id} END}""",
+    "products": """{
+        'id': id, 'admin_graphql_api_id': gid('Product', id), 'title': title, 'body_html': NULL::VARCHAR,
+        'vendor': vendor, 'product_type': product_type, 'status': 'active', 'tags': '',
+        'created_at': iso_jst(created_at), 'updated_at': iso_jst(updated_at), 'published_at': iso_jst(created_at),
+        'variants': [{
+            'id': id, 'product_id': id, 'admin_graphql_api_id': gid('ProductVariant', id),
+            'title': coalesce(variant_title, 'Default Title'), 'sku': sku,
+            'price': money(coalesce(sale_price, price)), 'compare_at_price': money(price), 'position': 1,
+            'created_at': iso_jst(created_at), 'updated_at': iso_jst(updated_at)}]}""",
 }
 
 _LINE_ITEMS_SQL = """
-    SELECT order_id, id, product_id, sku, title, CAST(quantity AS BIGINT) AS quantity,
-           money(price) AS price, money(compare_at_price) AS compare_at_price
+    SELECT order_id, to_json(list({
+        'id': id, 'admin_graphql_api_id': gid('LineItem', id), 'product_id': product_id,
+        'variant_id': product_id, 'sku': sku, 'title': title, 'name': title,
+        'quantity': CAST(quantity AS BIGINT), 'price': money(price),
+        'compare_at_price': money(compare_at_price)} ORDER BY id))
     FROM order_lines
     WHERE order_id IN (SELECT unnest(?::BIGINT[]))
-    ORDER BY order_id, id"""
+    GROUP BY order_id"""
 
 SINGULAR = {"customers": "customer", "orders": "order", "products": "product"}
-_GID_TYPE = {"customers": "Customer", "orders": "Order", "products": "Product"}
 
+# The bulk export's nodes, in the GraphQL Admin API's shape: camelCase fields, global ids
+# (``gid://shopify/Order/1``), enums in capitals, money as MoneyBags. The furigana and points,
+# which a real shop keeps in metafields, keep the REST stand-in's own keys.
+_NODE_JSON: dict[str, str] = {
+    "customers": f"""{{
+        'id': gid('Customer', id), 'email': email, 'firstName': first_name, 'lastName': last_name,
+        'last_name_kana': last_name_kana, 'first_name_kana': first_name_kana, 'phone': phone,
+        'state': upper(state), 'tags': tag_list(tags), 'verifiedEmail': verified_email,
+        'createdAt': iso_jst(created_at), 'updatedAt': iso_jst(updated_at),
+        'emailMarketingConsent': CASE WHEN email_marketing_state IS NOT NULL THEN {{
+            'marketingState': upper(email_marketing_state),
+            'marketingOptInLevel': upper(email_marketing_opt_in_level),
+            'consentUpdatedAt': iso_jst(email_marketing_updated_at)}} END,
+        'smsMarketingConsent': CASE WHEN sms_marketing_state IS NOT NULL THEN {{
+            'marketingState': upper(sms_marketing_state), 'marketingOptInLevel': NULL::VARCHAR,
+            'consentUpdatedAt': iso_jst(sms_marketing_updated_at)}} END,
+        'defaultAddress': CASE WHEN {_HAS_ADDRESS} THEN {{
+            'address1': address1, 'city': city, 'province': province, 'zip': zip}} END}}""",
+    "orders": """{
+        'id': gid('Order', id), 'name': name, 'email': email, 'createdAt': iso_jst(created_at),
+        'processedAt': iso_jst(processed_at), 'updatedAt': iso_jst(updated_at),
+        'cancelledAt': iso_jst(cancelled_at), 'cancelReason': upper(cancel_reason),
+        'displayFinancialStatus': upper(financial_status),
+        'displayFulfillmentStatus': coalesce(upper(fulfillment_status), 'UNFULFILLED'),
+        'sourceName': source_name, 'currencyCode': currency,
+        'subtotalPriceSet': {'shopMoney': {'amount': money(subtotal_price), 'currencyCode': currency}},
+        'totalDiscountsSet': {'shopMoney': {'amount': money(total_discounts), 'currencyCode': currency}},
+        'totalShippingPriceSet': {'shopMoney': {'amount': money(shipping_price), 'currencyCode': currency}},
+        'totalPriceSet': {'shopMoney': {'amount': money(total_price), 'currencyCode': currency}},
+        'points_used': CAST(points_used AS BIGINT), 'points_earned': CAST(points_earned AS BIGINT),
+        'customer': CASE WHEN customer_id IS NOT NULL THEN {'id': gid('Customer', customer_id)} END}""",
+    "products": """{
+        'id': gid('Product', id), 'title': title, 'vendor': vendor, 'productType': product_type,
+        'status': 'ACTIVE', 'createdAt': iso_jst(created_at), 'updatedAt': iso_jst(updated_at)}""",
+}
 
-def _gid(kind: str, id_: int) -> str:
-    return f"gid://shopify/{kind}/{id_}"
-
-
-def _tags(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def _customer_json(row: dict[str, Any]) -> dict[str, Any]:
-    address_fields = ("zip", "province", "city", "address1")
-    address = None
-    if any(row[name] is not None for name in address_fields):
-        address = {
-            "id": row["id"],
-            "customer_id": row["id"],
-            "first_name": row["first_name"],
-            "last_name": row["last_name"],
-            "company": None,
-            "address1": row["address1"],
-            "address2": None,
-            "city": row["city"],
-            "province": row["province"],
-            "country": "Japan",
-            "zip": row["zip"],
-            "phone": row["phone"],
-            "country_code": "JP",
-            "country_name": "Japan",
-            "default": True,
-        }
-    email_consent = None
-    if row["email_marketing_state"] is not None:
-        email_consent = {
-            "state": row["email_marketing_state"],
-            "opt_in_level": row["email_marketing_opt_in_level"],
-            "consent_updated_at": row["email_marketing_updated_at"],
-        }
-    sms_consent = None
-    if row["sms_marketing_state"] is not None:
-        sms_consent = {
-            "state": row["sms_marketing_state"],
-            "opt_in_level": None,
-            "consent_updated_at": row["sms_marketing_updated_at"],
-        }
-    return {
-        "id": row["id"],
-        "email": row["email"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "first_name": row["first_name"],
-        "last_name": row["last_name"],
-        "last_name_kana": row["last_name_kana"],
-        "first_name_kana": row["first_name_kana"],
-        "state": row["state"],
-        "note": None,
-        "verified_email": bool(row["verified_email"]) if row["verified_email"] is not None else None,
-        "tags": _tags(row["tags"]),
-        "currency": "JPY",
-        "phone": row["phone"],
-        "addresses": [address] if address else [],
-        "email_marketing_consent": email_consent,
-        "sms_marketing_consent": sms_consent,
-        "admin_graphql_api_id": _gid("Customer", row["id"]),
-        "default_address": address,
-    }
-
-
-def _line_item_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "admin_graphql_api_id": _gid("LineItem", row["id"]),
-        "product_id": row["product_id"],
-        "variant_id": row["product_id"],
-        "sku": row["sku"],
-        "title": row["title"],
-        "name": row["title"],
-        "quantity": row["quantity"],
-        "price": row["price"],
-        "compare_at_price": row["compare_at_price"],
-    }
-
-
-def _order_json(row: dict[str, Any], line_items: list[dict[str, Any]]) -> dict[str, Any]:
-    shipping = {"amount": row["shipping_price"], "currency_code": row["currency"]}
-    customer_id = row["customer_id"]
-    return {
-        "id": row["id"],
-        "admin_graphql_api_id": _gid("Order", row["id"]),
-        "name": row["name"],
-        "order_number": row["order_number"],
-        "email": row["email"],
-        "created_at": row["created_at"],
-        "processed_at": row["processed_at"],
-        "updated_at": row["updated_at"],
-        "cancelled_at": row["cancelled_at"],
-        "cancel_reason": row["cancel_reason"],
-        "closed_at": None,
-        "financial_status": row["financial_status"],
-        "fulfillment_status": row["fulfillment_status"],
-        "source_name": row["source_name"],
-        "currency": row["currency"],
-        "presentment_currency": row["currency"],
-        "subtotal_price": row["subtotal_price"],
-        "total_discounts": row["total_discounts"],
-        "total_price": row["total_price"],
-        "total_shipping_price_set": {"shop_money": shipping, "presentment_money": dict(shipping)},
-        "points_used": row["points_used"],
-        "points_earned": row["points_earned"],
-        "customer": None if customer_id is None else {"id": customer_id},
-        "line_items": line_items,
-    }
-
-
-def _product_json(row: dict[str, Any]) -> dict[str, Any]:
-    variant = {
-        "id": row["id"],
-        "product_id": row["id"],
-        "admin_graphql_api_id": _gid("ProductVariant", row["id"]),
-        "title": row["variant_title"] or "Default Title",
-        "sku": row["sku"],
-        "price": row["selling_price"],
-        "compare_at_price": row["list_price"],
-        "position": 1,
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-    }
-    return {
-        "id": row["id"],
-        "admin_graphql_api_id": _gid("Product", row["id"]),
-        "title": row["title"],
-        "body_html": None,
-        "vendor": row["vendor"],
-        "product_type": row["product_type"],
-        "status": "active",
-        "tags": "",
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "published_at": row["created_at"],
-        "variants": [variant],
-    }
-
-
-def _fetch_dicts(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur.execute(sql, params)
-    names = [column[0] for column in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+# A nested connection's nodes: one JSONL line each, after its parent's, naming it in __parentId
+# (parent id, child id, the child's JSON) over the parent's rows, named ``p``.
+_CHILD_SQL: dict[str, str] = {
+    "orders": """
+        SELECT l.order_id, l.id, to_json({
+            'id': gid('LineItem', l.id), 'sku': l.sku, 'title': l.title, 'name': l.title,
+            'quantity': CAST(l.quantity AS BIGINT),
+            'originalUnitPriceSet': {'shopMoney': {'amount': money(l.price), 'currencyCode': 'JPY'}},
+            'variant': CASE WHEN l.product_id IS NOT NULL THEN {
+                'id': gid('ProductVariant', l.product_id), 'compareAtPrice': money(l.compare_at_price)} END,
+            'product': CASE WHEN l.product_id IS NOT NULL THEN {'id': gid('Product', l.product_id)} END,
+            '__parentId': gid('Order', l.order_id)})
+        FROM order_lines AS l JOIN p ON l.order_id = p.id""",
+    "products": """
+        SELECT id, id, to_json({
+            'id': gid('ProductVariant', id), 'title': coalesce(variant_title, 'Default Title'), 'sku': sku,
+            'price': money(coalesce(sale_price, price)), 'compareAtPrice': money(price),
+            '__parentId': gid('Product', id)})
+        FROM p""",
+}
 
 
 def resolve_ecommerce_dir(data_dir: Path) -> Path:
@@ -635,18 +594,19 @@ class EcommerceStore:
         """Release the database."""
         self._con.close()
 
-    def _render(
-        self, cur: duckdb.DuckDBPyConnection, resource: str, rows: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        if resource == "customers":
-            return [_customer_json(row) for row in rows]
-        if resource == "products":
-            return [_product_json(row) for row in rows]
-        lines: dict[int, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
-        if rows:
-            for line in _fetch_dicts(cur, _LINE_ITEMS_SQL, [list(lines)]):
-                lines[line["order_id"]].append(_line_item_json(line))
-        return [_order_json(row, lines[row["id"]]) for row in rows]
+    def _encoded(
+        self, cur: duckdb.DuckDBPyConnection, resource: str, relation: str, params: list[Any], order: str = "ASC"
+    ) -> list[tuple[int, str]]:
+        """(id, REST JSON) of each row of ``relation`` (a subquery named like the table), by id."""
+        sql = f"SELECT id, to_json({_REST_JSON[resource]}) FROM {relation} ORDER BY id {order}"  # noqa: S608
+        return cur.execute(sql, params).fetchall()
+
+    def _with_line_items(self, cur: duckdb.DuckDBPyConnection, resource: str, rows: list[tuple[int, str]]) -> list[str]:
+        if resource != "orders" or not rows:
+            return [encoded for _, encoded in rows]
+        items = dict(cur.execute(_LINE_ITEMS_SQL, [[id_ for id_, _ in rows]]).fetchall())
+        # the order's JSON object ends with "}": its line items go in as its last key
+        return [f'{encoded[:-1]},"line_items":{items.get(id_, "[]")}}}' for id_, encoded in rows]
 
     def page(
         self,
@@ -656,12 +616,12 @@ class EcommerceStore:
         *,
         after: int | None = None,
         before: int | None = None,
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[str], list[int], bool]:
         """One page of ``resource`` matching ``filters``, sorted by id ascending.
 
         ``after``: rows with id > after (forward); ``before``: the ``limit`` rows just below
-        ``before`` (backward). Returns the JSON objects and whether more rows lie beyond the page in
-        the direction walked.
+        ``before`` (backward). Returns the encoded JSON objects, their ids and whether more rows
+        lie beyond the page in the direction walked.
         """
         clauses, params = filters.where()
         if after is not None:
@@ -672,15 +632,14 @@ class EcommerceStore:
             params.append(before)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if before is not None else "ASC"
-        page = f"(SELECT * FROM {resource}{where} ORDER BY id {order} LIMIT ?) AS {resource}"  # noqa: S608
-        sql = f"SELECT {_COLUMNS[resource]} FROM {page} ORDER BY id {order}"  # noqa: S608
+        cut = f"(SELECT * FROM {resource}{where} ORDER BY id {order} LIMIT ?) AS {resource}"  # noqa: S608
         with self.cursor() as cur:
-            rows = _fetch_dicts(cur, sql, [*params, limit + 1])
+            rows = self._encoded(cur, resource, cut, [*params, limit + 1], order)
             more = len(rows) > limit
             rows = rows[:limit]
             if before is not None:
                 rows.reverse()
-            return self._render(cur, resource, rows), more
+            return self._with_line_items(cur, resource, rows), [id_ for id_, _ in rows], more
 
     def count(self, resource: str, filters: Filters) -> int:
         """Number of rows of ``resource`` matching ``filters``."""
@@ -690,12 +649,227 @@ class EcommerceStore:
             result = cur.execute(f"SELECT count(*) FROM {resource}{where}", params).fetchone()  # noqa: S608 (fixed table names)
         return int(result[0]) if result else 0
 
-    def get(self, resource: str, id_: int) -> dict[str, Any] | None:
-        """The JSON object of ``resource`` with id ``id_``, or None."""
+    def get(self, resource: str, id_: int) -> str | None:
+        """The encoded JSON object of ``resource`` with id ``id_``, or None."""
         with self.cursor() as cur:
-            sql = f"SELECT {_COLUMNS[resource]} FROM {resource} WHERE id = ?"  # noqa: S608
-            rows = _fetch_dicts(cur, sql, [id_])
-            return self._render(cur, resource, rows)[0] if rows else None
+            relation = f"(SELECT * FROM {resource} WHERE id = ?) AS {resource}"  # noqa: S608
+            encoded = self._with_line_items(cur, resource, self._encoded(cur, resource, relation, [id_]))
+            return encoded[0] if encoded else None
+
+    def export(self, resource: str, filters: Filters, path: Path) -> tuple[int, int]:
+        """Write the bulk result of ``resource`` to ``path`` as JSONL (each node a line, a nested
+        connection's nodes after their parent's with ``__parentId``). Returns (objects, roots)."""
+        clauses, params = filters.where()
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        roots = f"SELECT id AS k, 0 AS o, 0 AS c, to_json({_NODE_JSON[resource]}) AS j FROM p"  # noqa: S608
+        union = roots
+        if resource in _CHILD_SQL:
+            union = f"{roots} UNION ALL SELECT k, 1, c, j FROM ({_CHILD_SQL[resource]}) AS x(k, c, j)"  # noqa: S608
+        sql = f"WITH p AS (SELECT * FROM {resource}{where}) SELECT j, o FROM ({union}) ORDER BY k, o, c"  # noqa: S608
+        objects = root_count = 0
+        with self.cursor() as cur, path.open("wb") as out:
+            reader = cur.sql(sql, params=params).to_arrow_reader(100_000)
+            for batch in reader:
+                lines = batch.column(0).to_pylist()
+                out.write(("\n".join(lines) + "\n").encode())
+                objects += len(lines)
+                root_count += batch.num_rows - sum(batch.column(1).to_pylist())
+        return objects, root_count
+
+
+# --------------------------------------------------------------------------------------------
+# Bulk operations (GraphQL Admin API's bulkOperationRunQuery, the way a first load is exported)
+# --------------------------------------------------------------------------------------------
+
+_BULK_RUN_RE = re.compile(r'bulkOperationRunQuery\s*\(\s*query:\s*"""(?P<inner>.*?)"""', re.S)
+_ROOT_RE = re.compile(r'^\s*\{\s*(?P<root>\w+)\s*(?:\(\s*query:\s*"(?P<search>[^"]*)"\s*\))?\s*\{', re.S)
+_SEARCH_TERM_RE = re.compile(r"^(?P<field>created_at|updated_at):(?P<op><=|>=)'?(?P<value>[^'\s]+)'?$")
+BULK_RESULTS_PATH = "/bulk-results/"
+
+
+def parse_bulk_search(search: str | None) -> Filters:
+    """The row filters of a bulk query's search string, the subset of Shopify's search syntax this
+    stand-in understands: terms ``updated_at:>='…'`` / ``updated_at:<='…'`` (and ``created_at``)
+    joined by ``AND``. Anything else is a user error (``INVALID``)."""
+    values: dict[str, Any] = {}
+    for term in (t.strip() for t in re.split(r"\s+AND\s+", search or "") if t.strip()):
+        match = _SEARCH_TERM_RE.match(term)
+        if not match:
+            raise ValueError(f"unsupported search term {term!r} (this stand-in reads created_at / updated_at >= <=)")
+        name = f"{match['field']}_{'min' if match['op'] == '>=' else 'max'}"
+        values[name] = parse_timestamp(match["value"], match["field"])
+    return Filters(**values)
+
+
+@dataclass
+class BulkOperation:
+    """One bulk query as ``currentBulkOperation`` reports it (the GraphQL ``BulkOperation``)."""
+
+    id: str
+    query: str
+    status: str = "CREATED"
+    errorCode: str | None = None
+    objectCount: int = 0
+    rootObjectCount: int = 0
+    fileSize: int | None = None
+    url: str | None = None
+    partialDataUrl: str | None = None
+    createdAt: str = ""
+    completedAt: str | None = None
+    type: str = "QUERY"
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["objectCount"], out["rootObjectCount"] = str(self.objectCount), str(self.rootObjectCount)
+        out["fileSize"] = None if self.fileSize is None else str(self.fileSize)
+        return out
+
+
+class BulkOperations:
+    """The shop's bulk queries, found on ``app.state.bulk``.
+
+    A started query is exported by a background thread into a JSONL file, written once per
+    (resource, search) and served from disk afterwards, so the client's download and parse are
+    what a bench times. The result URL is signed and expires like a storage URL
+    (``/bulk-results/<file>?expires=…&signature=…``), needs no access token (the shop's token is
+    never sent with it) and answers 403 once expired or tampered with.
+
+    Faults for tests: ``end_next_as(status, error_code)`` ends the next operation ``FAILED`` /
+    ``CANCELED`` / ``EXPIRED``; ``url_origin`` puts another origin in result URLs; ``url_ttl``
+    seconds until a URL expires; ``trickle = (bytes, seconds)`` sends the file that many bytes at a
+    time with a pause between; ``edit_next`` rewrites the next result's lines (a list of bytes
+    lines) before it is served. ``downloads`` records each download as (path, whether an access
+    token came with it).
+    """
+
+    def __init__(self, store: EcommerceStore, secret: bytes, clock: Callable[[], float] = time.time):
+        self.store = store
+        self._secret = secret
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._folder = Path(tempfile.mkdtemp(prefix="yorisoi-bulk-"))
+        self._files: dict[tuple[str, str], tuple[Path, int, int]] = {}
+        self._serial = 0
+        self.current: BulkOperation | None = None
+        self.downloads: list[tuple[str, bool]] = []
+        self.clear()
+
+    def clear(self) -> None:
+        """Drop every fault and the download log."""
+        self.url_origin: str | None = None
+        self.url_ttl = 7 * 24 * 3600.0
+        self.trickle: tuple[int, float] | None = None
+        self.edit_next: Callable[[list[bytes]], list[bytes]] | None = None
+        self._end_as: tuple[str, str | None] | None = None
+        self.downloads = []
+
+    def end_next_as(self, status: str, error_code: str | None = None) -> None:
+        """End the next operation in ``status`` (FAILED, CANCELED or EXPIRED) with ``error_code``."""
+        if status not in ("FAILED", "CANCELED", "EXPIRED"):
+            raise ValueError(f"not a final failure status: {status}")
+        self._end_as = (status, error_code)
+
+    def close(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _now(self) -> str:
+        return datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def start(self, query: str, base_url: str) -> tuple[BulkOperation | None, list[dict[str, Any]]]:
+        """Start a bulk query: the operation and the user errors (``bulkOperationRunQuery``'s payload)."""
+        match = _BULK_RUN_RE.search(query)
+        root = _ROOT_RE.match(match["inner"]) if match else None
+        if root is None or root["root"] not in SINGULAR:
+            message = f"the bulk query must read one of {sorted(SINGULAR)} (a connection at its root)"
+            return None, [{"field": ["query"], "message": message, "code": "INVALID"}]
+        try:
+            filters = parse_bulk_search(root["search"])
+        except ApiError as exc:
+            return None, [{"field": ["query"], "message": str(exc.errors), "code": "INVALID"}]
+        except ValueError as exc:
+            return None, [{"field": ["query"], "message": str(exc), "code": "INVALID"}]
+        with self._lock:
+            if self.current is not None and self.current.status in ("CREATED", "RUNNING"):
+                message = f"A bulk query operation for this app and shop is already in progress: {self.current.id}."
+                return None, [{"field": None, "message": message, "code": "OPERATION_IN_PROGRESS"}]
+            self._serial += 1
+            op = BulkOperation(id=f"gid://shopify/BulkOperation/{self._serial}", query=match["inner"].strip())
+            op.createdAt = self._now()
+            self.current = op
+            end_as, self._end_as = self._end_as, None
+            edit, self.edit_next = self.edit_next, None
+        worker = threading.Thread(
+            target=self._run, args=(op, root["root"], root["search"] or "", filters, base_url, end_as, edit),
+            name=f"bulk-{self._serial}", daemon=True,
+        )  # fmt: skip
+        worker.start()
+        return op, []
+
+    def _run(self, op, resource, search, filters, base_url, end_as, edit) -> None:
+        op.status = "RUNNING"
+        try:
+            path, objects, roots = self._file(resource, search, filters)
+            if edit is not None:
+                lines = edit(path.read_bytes().splitlines())
+                path = self._folder / f"op{op.id.rsplit('/', 1)[1]}.jsonl"
+                path.write_bytes(b"".join(line + b"\n" for line in lines))
+                objects = len(lines)
+        except Exception as exc:  # an export that breaks ends FAILED, as a shop's would
+            op.status, op.errorCode = "FAILED", "INTERNAL_SERVER_ERROR"
+            op.completedAt = self._now()
+            log.exception("bulk operation %s failed: %s", op.id, exc)
+            return
+        if end_as is not None:
+            op.status, op.errorCode = end_as
+            op.completedAt = self._now()
+            return
+        op.objectCount, op.rootObjectCount, op.fileSize = objects, roots, path.stat().st_size
+        op.url = self.signed_url(base_url, path.name)
+        op.completedAt = self._now()
+        op.status = "COMPLETED"
+
+    def _file(self, resource: str, search: str, filters: Filters) -> tuple[Path, int, int]:
+        key = (resource, search)
+        with self._lock:
+            if key in self._files:
+                return self._files[key]
+            path = self._folder / f"{resource}-{len(self._files) + 1}.jsonl"
+            objects, roots = self.store.export(resource, filters, path)
+            self._files[key] = (path, objects, roots)
+            return self._files[key]
+
+    def _signature(self, name: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{name}:{expires}".encode(), "sha256").hexdigest()
+
+    def signed_url(self, base_url: str, name: str) -> str:
+        expires = int(self._clock() + self.url_ttl)
+        origin = (self.url_origin or base_url).rstrip("/")
+        query = urlencode({"expires": expires, "signature": self._signature(name, expires)})
+        return f"{origin}{BULK_RESULTS_PATH}{name}?{query}"
+
+    def resolve(self, name: str, expires: str | None, signature: str | None) -> Path:
+        """The file a signed URL names; ApiError 403 when the signature is wrong or expired."""
+        try:
+            when = int(expires or "")
+        except ValueError:
+            raise ApiError(403, "SignatureDoesNotMatch") from None
+        if not hmac.compare_digest(self._signature(name, when), signature or ""):
+            raise ApiError(403, "SignatureDoesNotMatch")
+        if self._clock() > when:
+            raise ApiError(403, "ExpiredToken: the signed URL has expired")
+        path = self._folder / name
+        if not path.is_file():
+            raise ApiError(404, "NoSuchKey")
+        return path
+
+    async def stream(self, path: Path) -> AsyncIterator[bytes]:
+        """The file's bytes, trickled when ``trickle`` is set."""
+        size, pause = self.trickle or (1 << 20, 0.0)
+        with path.open("rb") as handle:
+            while chunk := handle.read(size):
+                yield chunk
+                if pause:
+                    await asyncio.sleep(pause)
 
 
 # --------------------------------------------------------------------------------------------
@@ -760,6 +934,8 @@ def create_app(
     app.state.rate_limiter = limiter
     app.state.faults = faults
     app.state.calls = calls
+    bulk = BulkOperations(store, secrets.token_bytes(32))
+    app.state.bulk = bulk
     expected = api_key.encode()
     throttled_message = (
         f"Exceeded {leak_per_second:g} calls per second for api client. "
@@ -777,6 +953,9 @@ def create_app(
     @app.middleware("http")
     async def _gate(request: Request, call_next: Callable[[Request], Any]) -> Response:
         token = request.headers.get(TOKEN_HEADER, "")
+        if request.url.path.startswith(BULK_RESULTS_PATH):  # a signed storage URL: no token, no bucket
+            bulk.downloads.append((request.url.path, TOKEN_HEADER.lower() in request.headers))
+            return await call_next(request)
         if not hmac.compare_digest(token.encode(), expected):
             return JSONResponse({"errors": UNAUTHORIZED_MESSAGE}, status_code=401)
         decision = limiter.acquire(token)
@@ -802,6 +981,32 @@ def create_app(
         calls.add(Call(request.method, request.url.path, request.url.query, response.status_code, clock()))
         return response
 
+    @app.post("/admin/api/{version}/graphql.json")
+    async def graphql(version: str, request: Request) -> JSONResponse:
+        if not _VERSION_RE.match(version):
+            raise ApiError(404, "Not Found")
+        try:
+            body = await request.json()
+            query = str(body["query"])
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(400, "Bad Request: expected a JSON body with a query") from None
+        if "bulkOperationRunQuery" in query:
+            base = str(request.base_url).rstrip("/")
+            op, errors = bulk.start(query, base)
+            payload = {"bulkOperation": op.to_json() if op else None, "userErrors": errors}
+            return JSONResponse({"data": {"bulkOperationRunQuery": payload}})
+        if "currentBulkOperation" in query:
+            current = bulk.current.to_json() if bulk.current else None
+            return JSONResponse({"data": {"currentBulkOperation": current}})
+        message = "this stand-in answers bulkOperationRunQuery and currentBulkOperation only"
+        return JSONResponse({"errors": [{"message": message}]})
+
+    @app.get(BULK_RESULTS_PATH + "{name}")
+    def bulk_result(name: str, request: Request) -> StreamingResponse:
+        path = bulk.resolve(name, request.query_params.get("expires"), request.query_params.get("signature"))
+        headers = {"Content-Length": str(path.stat().st_size)}
+        return StreamingResponse(bulk.stream(path), media_type="application/jsonl", headers=headers)
+
     @app.get("/admin/api/{version}/{resource}/count.json")
     def count(version: str, resource: str, request: Request) -> JSONResponse:
         _check_resource(version, resource)
@@ -809,18 +1014,19 @@ def create_app(
         return JSONResponse({"count": store.count(resource, filters)})
 
     @app.get("/admin/api/{version}/{resource}/{item_id:int}.json")
-    def get_one(version: str, resource: str, item_id: int, request: Request) -> JSONResponse:
+    def get_one(version: str, resource: str, item_id: int, request: Request) -> Response:
         _check_resource(version, resource)
-        item = store.get(resource, item_id)
-        if item is None:
+        encoded = store.get(resource, item_id)
+        if encoded is None:
             raise ApiError(404, "Not Found")
         fields = _parse_fields(request.query_params)
         if fields:
-            item = {key: item[key] for key in fields if key in item}
-        return JSONResponse({SINGULAR[resource]: item})
+            item = json.loads(encoded)
+            return JSONResponse({SINGULAR[resource]: {key: item[key] for key in fields if key in item}})
+        return Response(f'{{"{SINGULAR[resource]}":{encoded}}}', media_type="application/json")
 
     @app.get("/admin/api/{version}/{resource}.json")
-    def list_resource(version: str, resource: str, request: Request) -> JSONResponse:
+    def list_resource(version: str, resource: str, request: Request) -> Response:
         _check_resource(version, resource)
         params = request.query_params
         limit = _parse_limit(params)
@@ -842,7 +1048,7 @@ def create_app(
                 before = info.cursor
         else:
             filters = Filters.from_query(params, resource)
-        items, more = store.page(resource, filters, limit, after=after, before=before)
+        encoded, ids, more = store.page(resource, filters, limit, after=after, before=before)
 
         # Like Shopify: no "previous" on the first page; "next" while rows remain ahead.
         if before is not None:
@@ -852,10 +1058,10 @@ def create_app(
         links: list[PageInfo] = []
         if has_previous:
             # an empty page (rows vanished) still points back at what lies before it
-            cursor = items[0]["id"] if items else (after + 1 if after is not None else before)
+            cursor = ids[0] if ids else (after + 1 if after is not None else before)
             links.append(PageInfo(resource, "previous", int(cursor), filters))
         if has_next:
-            cursor = items[-1]["id"] if items else (after if after is not None else before - 1)
+            cursor = ids[-1] if ids else (after if after is not None else before - 1)
             links.append(PageInfo(resource, "next", int(cursor), filters))
         headers = {}
         if links:
@@ -864,8 +1070,11 @@ def create_app(
                 _page_link(request, version, resource, link, limit, fields_param) for link in links
             )
         if fields:
-            items = [{key: item[key] for key in fields if key in item} for item in items]
-        return JSONResponse({resource: items}, headers=headers)
+            items = [json.loads(item) for item in encoded]
+            kept = [{key: item[key] for key in fields if key in item} for item in items]
+            return JSONResponse({resource: kept}, headers=headers)
+        body = f'{{"{resource}":[{",".join(encoded)}]}}'
+        return Response(body, media_type="application/json", headers=headers)
 
     return app
 
@@ -916,6 +1125,7 @@ def serve_in_thread(
         ) as api:
             yield RunningServer(base_url=api.base_url, app=app, port=api.port, server=api.server)
     finally:
+        app.state.bulk.close()
         app.state.store.close()
 
 

@@ -151,7 +151,7 @@ def stage_write_ecommerce(b: Brand) -> int:
             "created_at": ts(acc.ec.created_at),
             "updated_at": ts(updated),
             "state": np.full(n_rows, "enabled"),
-            "tags": np.where(acc.test_person[acc.ec.person_idx], "staff,test", ""),
+            "tags": np.where(acc.test_person[acc.ec.person_idx], "staff, test", ""),
             "email_marketing_state": state_names[email_state + 1],
             "email_marketing_opt_in_level": np.where(
                 email_state == 1,
