@@ -130,7 +130,14 @@ def test_null_keys_duplicates_and_future_rows_on_one_page(
     ]
     with client(shop) as c:
         ingest_ecommerce(
-            warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["customers"], until=UNTIL
+            warehouse,
+            source,
+            c,
+            run_id="r1",
+            load_date=date(2026, 11, 1),
+            tables=["customers"],
+            until=UNTIL,
+            read="rest",
         )
 
     assert q(warehouse, "select id, email from raw.ecommerce__customers order by id") == [
@@ -148,7 +155,9 @@ def test_null_keys_duplicates_and_future_rows_on_one_page(
 def test_a_non_numeric_price_rejects_that_record_only(shop: RunningApi, warehouse: Warehouse, source: Source) -> None:
     shop.app.state.pages["orders"] = [([order(1), order(2, price="abc"), order(3)], None, None)]
     with client(shop) as c:
-        ingest_ecommerce(warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
+        ingest_ecommerce(
+            warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL, read="rest"
+        )
     assert q(warehouse, "select id from raw.ecommerce__orders order by id") == [("1",), ("3",)]  # ids are text
     assert q(warehouse, "select order_id from raw.ecommerce__order_lines order by 1") == [("1",), ("3",)]
     [(line, reason, raw)] = q(warehouse, "select line, reason, raw_line from raw._rejects")
@@ -193,16 +202,20 @@ def test_reconciliation_lands_a_correction_older_than_the_watermark(
         o["updated_at"] = old
     shop.app.state.pages["orders"][0][0].extend([order(3), order(4) | {"updated_at": "2099-12-31T00:00:00+09:00"}])
     with client(shop) as c:
-        ingest_ecommerce(warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
+        ingest_ecommerce(
+            warehouse, source, c, run_id="r1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL, read="rest"
+        )
         mark = warehouse.get_watermark(source.tables["orders"])
         # Order 2 corrected (a new line price) but still stamped `old`: incremental reads skip it.
         shop.app.state.pages["orders"][0][0][1]["line_items"][0]["price"] = "2900"
         shop.app.state.pages["orders"][0][0][1]["total_price"] = "2900"
-        ingest_ecommerce(warehouse, source, c, run_id="r2", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL)
+        ingest_ecommerce(
+            warehouse, source, c, run_id="r2", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL, read="rest"
+        )
         assert q(warehouse, "select total_price from raw.ecommerce__orders where id = '2'") == [(3300,)]
         result = reconcile_ecommerce(
             warehouse, source, c, run_id="w1", load_date=date(2026, 11, 1), tables=["orders"], until=UNTIL,
-            workdir=tmp_path,
+            workdir=tmp_path, read="rest",
         )  # fmt: skip
     assert (result["orders"].changed, result["orders"].missing, result["orders"].landed) == (1, 1, 2)
     assert result["order_lines"].landed == 2

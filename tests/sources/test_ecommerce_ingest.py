@@ -199,7 +199,14 @@ def test_link_pagination_walks_every_page_and_writes_bounded_parts(
 ) -> None:
     with make_client(server, Sleeps()) as client:
         results = ingest_ecommerce(
-            warehouse, source, client, run_id="paged", load_date=LOAD_DATE, page_limit=50, rows_per_part=1000
+            warehouse,
+            source,
+            client,
+            run_id="paged",
+            load_date=LOAD_DATE,
+            page_limit=50,
+            rows_per_part=1000,
+            read="rest",
         )
 
     calls = server.app.state.calls.all()
@@ -229,7 +236,9 @@ def test_429_honours_retry_after(
     sleeps = Sleeps()
     server.app.state.faults.inject(429, retry_after=2.0)
     with make_client(server, sleeps, jitter=lambda: jitter, backoff_base=0.5) as client:
-        results = ingest_ecommerce(warehouse, source, client, run_id="r", load_date=LOAD_DATE, tables=["products"])
+        results = ingest_ecommerce(
+            warehouse, source, client, run_id="r", load_date=LOAD_DATE, tables=["products"], read="rest"
+        )
 
     # rule: wait = Retry-After + jitter() * backoff_base, never less than the server asked
     assert sleeps == [pytest.approx(2.0 + jitter * 0.5)]
@@ -251,7 +260,9 @@ def test_5xx_then_success_backs_off_exponentially(server: RunningServer, warehou
     sleeps = Sleeps()
     server.app.state.faults.inject(500, 502, 503)
     with make_client(server, sleeps, backoff_base=0.5) as client:
-        results = ingest_ecommerce(warehouse, source, client, run_id="r", load_date=LOAD_DATE, tables=["products"])
+        results = ingest_ecommerce(
+            warehouse, source, client, run_id="r", load_date=LOAD_DATE, tables=["products"], read="rest"
+        )
     assert sleeps == [0.5, 1.0, 2.0]  # backoff_base * 2**(n-1), jitter 0
     assert statuses(server) == [500, 502, 503, 200]
     assert results["products"].rows == 100
@@ -309,7 +320,7 @@ def test_attempts_are_capped_and_a_failed_run_changes_nothing(
     faults = server.app.state.faults
     sleeps = Sleeps()
     with make_client(server, sleeps, max_attempts=4) as client:
-        ingest_ecommerce(warehouse, source, client, run_id="ok", load_date=LOAD_DATE, tables=["customers"])
+        ingest_ecommerce(warehouse, source, client, run_id="ok", load_date=LOAD_DATE, tables=["customers"], read="rest")
         before = snapshot(warehouse)
 
         # orders fail mid-way: three pages in (parts already written to the lake), then only 500s
@@ -333,6 +344,7 @@ def test_attempts_are_capped_and_a_failed_run_changes_nothing(
                 tables=["orders"],
                 page_limit=50,
                 rows_per_part=60,
+                read="rest",
             )
         assert info.value.status == 500 and info.value.attempts == 4
         assert "after 4 attempt(s)" in str(info.value)
@@ -412,7 +424,14 @@ def test_the_leaky_bucket_is_honoured_without_losing_rows(synth_xs: Path, wareho
     with serve_in_thread(synth_xs, API_KEY, bucket_size=4, leak_per_second=2.0, clock=clock) as throttled:
         with ShopClient(throttled.base_url, API_KEY, sleep=clock.sleep, jitter=lambda: 0.0) as client:
             results = ingest_ecommerce(
-                warehouse, source, client, run_id="r", load_date=LOAD_DATE, tables=["customers"], page_limit=50
+                warehouse,
+                source,
+                client,
+                run_id="r",
+                load_date=LOAD_DATE,
+                tables=["customers"],
+                page_limit=50,
+                read="rest",
             )
         calls = throttled.app.state.calls.all()
     throttled_calls = [c for c in calls if c.status == 429]

@@ -1,6 +1,7 @@
-"""Incremental extraction from the e-commerce API (Shopify-like Admin REST) into the raw layer.
+"""Extraction from the e-commerce API (Shopify-like Admin REST, and GraphQL bulk operations)
+into the raw layer.
 
-Three parts:
+Four parts:
 
 - :class:`ShopClient`: an httpx client that walks a list endpoint page by page, following the
   ``Link: <...>; rel="next"`` header (Shopify's cursor pagination: later pages carry only
@@ -10,10 +11,16 @@ Three parts:
   source's minor unit (the registry's ``money``); timestamps as UTC microseconds), nested
   consent, address, shipping and variant objects flattened into the columns of the data contract
   (``docs/synthetic-brand.md``).
-- :func:`ingest_ecommerce`: per registry table, read the watermark, request
-  ``updated_at_min = watermark``, stream the pages into parts of at most ``rows_per_part`` rows and
-  land them with :meth:`yorisoi.sources.landing.Warehouse.batch`, so the rows and the new watermark reach
-  the warehouse in one transaction, or not at all.
+- the bulk path (:meth:`ShopClient.run_bulk`, :meth:`ShopClient.download`,
+  :func:`read_bulk_result`): one ``bulkOperationRunQuery`` per endpoint, ``currentBulkOperation``
+  polled until COMPLETED, its JSONL downloaded (only from the shop's origin or Shopify's result
+  storage, never with the token) and read back into the REST records the flatteners take.
+- :func:`ingest_ecommerce`: per registry table, read the watermark, read what changed since it
+  (:func:`read_records`: a bulk operation for a first load, the REST walk with
+  ``updated_at_min = watermark`` for increments; the registry's ``read`` can force either),
+  stream the records into parts of at most ``rows_per_part`` rows through the same flattening and
+  row checks (:func:`land_chunk`) and land them with :meth:`yorisoi.sources.landing.Warehouse.batch`,
+  so the rows and the new watermark reach the warehouse in one transaction, or not at all.
 
 Retry rules (what the client does with each answer):
 
@@ -38,14 +45,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,6 +72,9 @@ log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Shopify-Access-Token"  # noqa: S105 (a header name, not a secret)
 DEFAULT_API_VERSION = "2025-01"
+SHOPIFY_BULK_ORIGIN = "https://storage.googleapis.com"
+"""Where Shopify puts bulk results (signed URLs): the one origin besides the shop's own that a
+result URL may point to, unless the client is given others."""
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -175,15 +188,41 @@ class ShopApiError(RuntimeError):
         self.attempts = attempts
 
 
+class BulkOperationError(ShopApiError):
+    """A bulk operation that did not give a result to land: refused, FAILED, CANCELED, EXPIRED,
+    timed out, or whose result URL was expired or on a foreign origin. ``operation`` holds what
+    the shop said of it (``status``, ``errorCode``, ``url``...)."""
+
+    def __init__(self, message: str, *, operation: dict[str, Any]):
+        super().__init__(message, status=None, url=str(operation.get("url") or ""), errors=operation.get("errorCode"))
+        self.operation = operation
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+_BULK_FIELDS = "id status errorCode objectCount rootObjectCount fileSize url partialDataUrl createdAt completedAt"
+_BULK_STARTED = "bulkOperation { id status } userErrors { field message code }"
+
+
 class _Transient(Exception):
     """A failure worth retrying: ``status`` (None for a transport error), ``retry_after`` seconds
     the server asked for (or None), ``url``, ``errors`` and a short ``reason`` for the log."""
 
     def __init__(
-        self, reason: str, *, url: str, status: int | None = None, retry_after: float | None = None, errors: Any = None
+        self,
+        reason: str,
+        *,
+        url: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        errors: Any = None,
+        method: str = "GET",
     ):
         super().__init__(reason)
         self.reason = reason
+        self.method = method
         self.url = url
         self.status = status
         self.retry_after = retry_after
@@ -262,6 +301,10 @@ class ShopClient:
         transport: httpx.BaseTransport | None = None,
         deadline: float = 300.0,
         max_pages: int = 200_000,
+        poll_interval: float = 1.0,
+        bulk_timeout: float = 4 * 3600.0,
+        download_deadline: float = 3600.0,
+        download_origins: tuple[str, ...] = (SHOPIFY_BULK_ORIGIN,),
     ):
         if not token:
             raise ValueError("token must not be empty")
@@ -285,6 +328,14 @@ class ShopClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
         )
+        # bulk results are signed storage URLs: fetched with a client that has no token to send
+        self._plain = httpx.Client(
+            headers={"User-Agent": "yorisoi-ingest"}, timeout=httpx.Timeout(timeout), transport=transport
+        )
+        self.poll_interval = poll_interval
+        self.bulk_timeout = bulk_timeout
+        self.download_deadline = download_deadline
+        self.download_origins = tuple(_origin(httpx.URL(o)) for o in download_origins)
 
     def __enter__(self) -> ShopClient:
         return self
@@ -293,8 +344,9 @@ class ShopClient:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         self._http.close()
+        self._plain.close()
 
     def resource_url(self, resource: str) -> str:
         """URL of a list endpoint: ``resource`` is ``"orders"`` or ``"orders.json"``."""
@@ -324,7 +376,8 @@ class ShopClient:
         reason = exc.reason if isinstance(exc, _Transient) else repr(exc)
         url = exc.url if isinstance(exc, _Transient) else "?"
         log.warning(
-            "GET %s: %s; retrying in %.2f s (attempt %d of %d failed)",
+            "%s %s: %s; retrying in %.2f s (attempt %d of %d failed)",
+            exc.method if isinstance(exc, _Transient) else "?",
             url,
             reason,
             state.upcoming_sleep,
@@ -334,28 +387,40 @@ class ShopClient:
 
     # ---- requests ---------------------------------------------------------------------------
 
-    def _fetch(self, url: str, params: Mapping[str, Any] | None) -> httpx.Response:
-        """One GET, read in full within ``deadline`` seconds (a trickling body is cut off)."""
+    def _fetch(
+        self, method: str, url: str, params: Mapping[str, Any] | None, body: Any = None, sink: Any = None
+    ) -> httpx.Response:
+        """One request, read in full within ``deadline`` seconds (a trickling body is cut off);
+        a successful body goes to ``sink`` (a file) when given, else into the response."""
         started = time.monotonic()
-        with self._http.stream("GET", url, params=params) as streamed:
-            body = bytearray()
+        http = self._http if sink is None else self._plain
+        deadline = self.deadline if sink is None else self.download_deadline
+        with http.stream(method, url, params=params, json=body) as streamed:
+            content = bytearray()
+            write = sink.write if sink is not None and streamed.status_code < 300 else content.extend
+            read = 0
             for chunk in streamed.iter_bytes():
-                body += chunk
-                if time.monotonic() - started > self.deadline:
+                write(chunk)
+                read += len(chunk)
+                if time.monotonic() - started > deadline:
                     raise httpx.ReadTimeout(
-                        f"the whole request took over {self.deadline:g} s ({len(body)} bytes read)",
-                        request=streamed.request,
+                        f"the whole request took over {deadline:g} s ({read} bytes read)", request=streamed.request
                     )
             return httpx.Response(
-                streamed.status_code, headers=streamed.headers, content=bytes(body), request=streamed.request
+                streamed.status_code, headers=streamed.headers, content=bytes(content), request=streamed.request
             )
 
-    def _attempt(self, url: str, params: Mapping[str, Any] | None) -> httpx.Response:
+    def _attempt(
+        self, method: str, url: str, params: Mapping[str, Any] | None, body: Any = None, sink: Any = None
+    ) -> httpx.Response:
+        if sink is not None:
+            sink.seek(0)
+            sink.truncate()
         try:
-            response = self._fetch(url, params)
+            response = self._fetch(method, url, params, body, sink)
         except _TRANSIENT_TRANSPORT as exc:
             shown = str(httpx.URL(url, params=params))
-            raise _Transient(f"{type(exc).__name__}: {exc}", url=shown) from exc
+            raise _Transient(f"{type(exc).__name__}: {exc}", url=shown, method=method) from exc
         status = response.status_code
         if status < 400:
             return response
@@ -364,16 +429,27 @@ class ShopClient:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             errors = _errors_of(response)
             raise _Transient(
-                f"HTTP {status} ({errors})", url=shown, status=status, retry_after=retry_after, errors=errors
+                f"HTTP {status} ({errors})",
+                url=shown,
+                status=status,
+                retry_after=retry_after,
+                errors=errors,
+                method=method,
             )
         errors = _errors_of(response)
-        raise ShopApiError(f"GET {shown} answered HTTP {status}: {errors}", status=status, url=shown, errors=errors)
+        raise ShopApiError(
+            f"{method} {shown} answered HTTP {status}: {errors}", status=status, url=shown, errors=errors
+        )
 
-    def get(self, url: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
-        """GET ``url`` (absolute) with the retry rules; returns the successful response.
+    def request(
+        self, method: str, url: str, params: Mapping[str, Any] | None = None, *, body: Any = None, sink: Any = None
+    ) -> httpx.Response:
+        """``method`` ``url`` (absolute) with the retry rules; returns the successful response.
 
-        ``params`` are query parameters (None when ``url`` already carries them). Raises
-        :class:`ShopApiError` on a non-retryable answer or when the attempts run out.
+        ``params`` are query parameters (None when ``url`` already carries them); ``body`` a JSON
+        body; ``sink`` a binary file the body is streamed into (a bulk result: sent without the
+        access token, within ``download_deadline``). Raises :class:`ShopApiError` on a
+        non-retryable answer or when the attempts run out.
         """
         # tenacity expresses every rule: `wait` is a callable of the retry state, so it can read
         # the Retry-After of the failure it is waiting after; `sleep` is injectable.
@@ -388,16 +464,20 @@ class ShopClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(url, params)
+                    return self._attempt(method, url, params, body, sink)
         except _Transient as exc:
             raise ShopApiError(
-                f"GET {exc.url} still failing after {self.max_attempts} attempt(s): {exc.reason}",
+                f"{method} {exc.url} still failing after {self.max_attempts} attempt(s): {exc.reason}",
                 status=exc.status,
                 url=exc.url,
                 errors=exc.errors,
                 attempts=self.max_attempts,
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, url: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+        """GET ``url`` (absolute) with the retry rules (:meth:`request`)."""
+        return self.request("GET", url, params)
 
     def pages(self, resource: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Yield the records of a list endpoint page by page.
@@ -437,7 +517,7 @@ class ShopClient:
             if not next_url:
                 return
             target = response.url.join(next_url)
-            if (target.scheme, target.host, target.port) != (origin.scheme, origin.host, origin.port):
+            if _origin(target) != _origin(origin):
                 raise ShopApiError(
                     f"Link header points to another origin ({target.scheme}://{target.host}"
                     f"{f':{target.port}' if target.port else ''}); not followed: the access token goes only to "
@@ -455,6 +535,114 @@ class ShopClient:
             status=None,
             url=str(url),
         )
+
+    # ---- bulk operations (GraphQL Admin API) ------------------------------------------------
+
+    def graphql(self, query: str) -> dict[str, Any]:
+        """POST a GraphQL document to ``graphql.json``; returns its ``data``. A ``THROTTLED``
+        error is retried like a 429; any other top-level error raises :class:`ShopApiError`."""
+        url = self.resource_url("graphql")
+        for attempt in range(1, self.max_attempts + 1):
+            response = self.request("POST", url, body={"query": query})
+            try:
+                body = response.json()
+            except ValueError:
+                raise ShopApiError(
+                    f"POST {url}: expected JSON, got {response.text[:200]!r}", status=response.status_code, url=url
+                ) from None
+            errors = body.get("errors") if isinstance(body, dict) else "not a JSON object"
+            throttled = isinstance(errors, list) and any(
+                isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors
+            )
+            if throttled and attempt < self.max_attempts:
+                wait = self.backoff(attempt)
+                log.warning("POST %s: throttled; retrying in %.2f s (attempt %d)", url, wait, attempt)
+                self._sleep(wait)
+                continue
+            if errors:
+                raise ShopApiError(
+                    f"POST {url}: GraphQL errors: {errors}", status=response.status_code, url=url, errors=errors
+                )
+            return body.get("data") or {}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run_bulk(self, query: str) -> dict[str, Any]:
+        """Start a bulk query (``bulkOperationRunQuery``) and poll ``currentBulkOperation`` until
+        it ends; returns the COMPLETED operation (its ``url`` is None when nothing matched).
+
+        Raises :class:`BulkOperationError` when it ends FAILED, CANCELED or EXPIRED (its partial
+        data is never landed: a watermark must not move over what it left out), when another
+        bulk query of this app is running, or after ``bulk_timeout`` seconds of waiting.
+        """
+        document = f'mutation {{ bulkOperationRunQuery(query: """{query}""") {{ {_BULK_STARTED} }} }}'
+        started = self.graphql(document).get("bulkOperationRunQuery") or {}
+        errors = started.get("userErrors") or []
+        operation = started.get("bulkOperation") or {}
+        if errors or not operation.get("id"):
+            raise BulkOperationError(f"the shop refused the bulk query: {errors or started}", operation=operation)
+        op_id = operation["id"]
+        log.info("bulk operation %s started", op_id)
+        waited, pause = 0.0, self.poll_interval
+        while True:
+            current = self.graphql(f"query {{ currentBulkOperation {{ {_BULK_FIELDS} }} }}").get("currentBulkOperation")
+            if not current or current.get("id") != op_id:
+                raise BulkOperationError(
+                    f"bulk operation {op_id} is no longer the current one: {current}", operation=operation
+                )
+            status = current.get("status")
+            if status == "COMPLETED":
+                log.info(
+                    "bulk operation %s completed: %s object(s), %s byte(s)",
+                    op_id, current.get("objectCount"), current.get("fileSize"),
+                )  # fmt: skip
+                return current
+            if status in ("FAILED", "CANCELED", "CANCELING", "EXPIRED"):
+                raise BulkOperationError(
+                    f"bulk operation {op_id} ended {status}"
+                    + (f" ({current.get('errorCode')})" if current.get("errorCode") else "")
+                    + ("; its partial data is not landed" if current.get("partialDataUrl") else "")
+                    + "; nothing landed and the watermark did not move: rerun the task to start a new one",
+                    operation=current,
+                )
+            if waited >= self.bulk_timeout:
+                raise BulkOperationError(
+                    f"bulk operation {op_id} still {status} after {waited:.0f} s (bulk_timeout)", operation=current
+                )
+            self._sleep(pause)
+            waited += pause
+            pause = min(pause * 1.5, 10.0)
+
+    def download(self, url: str, sink: Any) -> int:
+        """Stream a bulk result into ``sink`` (a binary file); returns the bytes written.
+
+        ``url`` must be on the shop's origin or one of ``download_origins`` (else refused before
+        any request), and is fetched without the access token (a signed URL needs none). An
+        expired URL (HTTP 403) raises :class:`BulkOperationError`.
+        """
+        target = httpx.URL(url)
+        allowed = (_origin(httpx.URL(self.base_url)), *self.download_origins)
+        if _origin(target) not in allowed:
+            raise BulkOperationError(
+                f"bulk result URL on another origin ({target.scheme}://{target.host}"
+                f"{f':{target.port}' if target.port else ''}); not fetched: results are read only from "
+                f"{', '.join(f'{s}://{h}' + (f':{p}' if p else '') for s, h, p in allowed)}",
+                operation={"url": url},
+            )
+        try:
+            response = self.request("GET", url, sink=sink)
+        except ShopApiError as exc:
+            if exc.status == 403:
+                raise BulkOperationError(
+                    f"the bulk result URL was refused (expired or no longer valid): {exc.errors}; "
+                    "nothing landed and the watermark did not move: rerun the task to start a new bulk operation",
+                    operation={"url": url},
+                ) from exc
+            raise
+        if response.status_code != 200:
+            raise BulkOperationError(
+                f"bulk result download answered HTTP {response.status_code}", operation={"url": url}
+            )
+        return sink.tell()
 
 
 # --------------------------------------------------------------------------------------------
@@ -781,12 +969,14 @@ def flatten_page(
     page: list[dict[str, Any]],
     findings: Findings,
     *,
-    first_line: int,
+    first_line: int = 1,
+    lines: list[int] | None = None,
     where: str,
 ) -> tuple[dict[str, pa.Table], list[int]]:
     """Flatten a page; a record that cannot be typed (a price of ``"abc"``, a timestamp that is not
     one) goes to the rejects naming its id and field, and the rest of the page is kept. Returns
-    the tables and the positions (in the page) of the records kept."""
+    the tables and the positions (in the page) of the records kept. A reject's line is
+    ``first_line`` + the record's position, or ``lines[position]`` when given."""
     try:
         return flatten(page), list(range(len(page)))
     except _FLATTEN_ERRORS:
@@ -799,7 +989,8 @@ def flatten_page(
             rid = record.get("id") if isinstance(record, dict) else None
             field = _culprit(flatten, record) if isinstance(record, dict) else "the record is not an object"
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            findings.reject(first_line + i, f"record id={rid!r} ({where}): {field}: {message}", record)
+            line = lines[i] if lines is not None else first_line + i
+            findings.reject(line, f"record id={rid!r} ({where}): {field}: {message}", record)
         else:
             kept.append(i)
     return flatten([page[i] for i in kept]), kept
@@ -807,6 +998,305 @@ def flatten_page(
 
 # extra query parameters per resource: Shopify lists only open orders unless asked for all
 _EXTRA_PARAMS: dict[str, dict[str, str]] = {"orders": {"status": "any"}}
+
+
+# --------------------------------------------------------------------------------------------
+# Bulk results: JSONL nodes in the GraphQL shape → the REST records the flatteners read
+# --------------------------------------------------------------------------------------------
+
+_MONEY = "{ shopMoney { amount currencyCode } }"
+_NODE_FIELDS: dict[str, str] = {
+    "customers": (
+        "id email firstName lastName phone state tags verifiedEmail createdAt updatedAt note "
+        "emailMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt } "
+        "smsMarketingConsent { marketingState marketingOptInLevel consentUpdatedAt } "
+        "defaultAddress { address1 city province zip }"
+    ),
+    "orders": (
+        "id name email createdAt processedAt updatedAt cancelledAt cancelReason displayFinancialStatus "
+        f"displayFulfillmentStatus sourceName currencyCode subtotalPriceSet {_MONEY} totalDiscountsSet {_MONEY} "
+        f"totalShippingPriceSet {_MONEY} totalPriceSet {_MONEY} customer {{ id }} points_used points_earned "
+        f"lineItems {{ edges {{ node {{ id sku title name quantity originalUnitPriceSet {_MONEY} "
+        "variant { id compareAtPrice } product { id } } } }"
+    ),
+    "products": (
+        "id title vendor productType status createdAt updatedAt "
+        "variants { edges { node { id title sku price compareAtPrice } } }"
+    ),
+}
+"""What a bulk query selects per resource: the Admin GraphQL fields the flatteners need (plus, on
+orders, the points the stand-in shop keeps as custom keys)."""
+
+_CHILD_KEY = {"orders": "line_items", "products": "variants"}
+"""The nested connection of a resource, under the key its REST record keeps it."""
+_NESTED = frozenset({"products"})
+"""Resources whose children are folded into their parent's record (a product's first variant
+makes its row); other children (order lines) land on their own, keyed by ``__parentId``."""
+
+
+def bulk_query(resource: str, search: str, fields: Any = None) -> str:
+    """The bulk query document reading ``resource`` rows matching ``search`` (Shopify search
+    syntax). On customers, the keys the registry's ``fields`` names are selected too."""
+    selection = _NODE_FIELDS[resource]
+    if resource == "customers":
+        specs = customer_field_specs(fields).values()
+        if any(kind == "metafield" for kind, _ in specs):
+            raise RegistryError(
+                "sources.<api>.tables.customers.fields: the bulk read does not select metafields; "
+                "set `read: rest` on the source"
+            )
+        extra = sorted({name.split(".")[0] for kind, name in specs if kind == "field"})
+        selection = " ".join([selection, *extra])
+    where = f'(query: "{search}") ' if search else ""
+    return f"{{ {resource} {where}{{ edges {{ node {{ {selection} }} }} }} }}"
+
+
+def _gid_tail(value: Any) -> str | None:
+    """``gid://shopify/Order/123`` → ``"123"`` (any other id as text)."""
+    if value is None:
+        return None
+    text = str(value)
+    return text.rsplit("/", 1)[1] if text.startswith("gid://") else text
+
+
+def _amount(bag: Any) -> Any:
+    """A MoneyBag's shop amount (``{"shopMoney": {"amount": "1234.0"}}``)."""
+    if bag is None:
+        return None
+    if not isinstance(bag, dict) or not isinstance(bag.get("shopMoney"), dict):
+        raise TypeError(f"not a MoneyBag: {bag!r}")
+    return bag["shopMoney"].get("amount")
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _consent(node: Any) -> dict[str, Any] | None:
+    if not node:
+        return None
+    return {
+        "state": _lower(node.get("marketingState")),
+        "opt_in_level": _lower(node.get("marketingOptInLevel")),
+        "consent_updated_at": node.get("consentUpdatedAt"),
+    }
+
+
+_FULFILLMENT = {"UNFULFILLED": None, "PARTIALLY_FULFILLED": "partial"}
+
+
+def _customer_record(n: dict[str, Any]) -> dict[str, Any]:
+    tags = n.get("tags")
+    return {
+        **n,  # keys the registry's `fields` names (furigana, birthday) ride along as they are
+        "id": _gid_tail(n["id"]),
+        "first_name": n.get("firstName"),
+        "last_name": n.get("lastName"),
+        "created_at": n.get("createdAt"),
+        "updated_at": n.get("updatedAt"),
+        "state": _lower(n.get("state")),
+        "tags": ", ".join(tags) if isinstance(tags, list) else tags,
+        "verified_email": n.get("verifiedEmail"),
+        "email_marketing_consent": _consent(n.get("emailMarketingConsent")),
+        "sms_marketing_consent": _consent(n.get("smsMarketingConsent")),
+        "default_address": n.get("defaultAddress"),
+    }
+
+
+def _order_record(n: dict[str, Any]) -> dict[str, Any]:
+    customer = n.get("customer")
+    status = n.get("displayFulfillmentStatus")
+    return {
+        "id": _gid_tail(n["id"]),
+        "name": n.get("name"),
+        "email": n.get("email"),
+        "created_at": n.get("createdAt"),
+        "processed_at": n.get("processedAt"),
+        "updated_at": n.get("updatedAt"),
+        "cancelled_at": n.get("cancelledAt"),
+        "cancel_reason": _lower(n.get("cancelReason")),
+        "financial_status": _lower(n.get("displayFinancialStatus")),
+        "fulfillment_status": _FULFILLMENT.get(status, _lower(status)),
+        "source_name": n.get("sourceName"),
+        "currency": n.get("currencyCode"),
+        "subtotal_price": _amount(n.get("subtotalPriceSet")),
+        "total_discounts": _amount(n.get("totalDiscountsSet")),
+        "total_shipping_price_set": {"shop_money": {"amount": _amount(n.get("totalShippingPriceSet"))}},
+        "total_price": _amount(n.get("totalPriceSet")),
+        "points_used": n.get("points_used"),
+        "points_earned": n.get("points_earned"),
+        "customer": {"id": _gid_tail(customer["id"])} if customer else None,
+        "line_items": [],
+    }
+
+
+def _line_item_record(n: dict[str, Any]) -> dict[str, Any]:
+    variant, product = n.get("variant") or {}, n.get("product") or {}
+    return {
+        "id": _gid_tail(n["id"]),
+        "product_id": _gid_tail(product.get("id")),
+        "sku": n.get("sku"),
+        "title": n.get("title"),
+        "quantity": n.get("quantity"),
+        "price": _amount(n.get("originalUnitPriceSet")),
+        "compare_at_price": variant.get("compareAtPrice"),
+    }
+
+
+def _product_record(n: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _gid_tail(n["id"]),
+        "title": n.get("title"),
+        "vendor": n.get("vendor"),
+        "product_type": n.get("productType"),
+        "created_at": n.get("createdAt"),
+        "updated_at": n.get("updatedAt"),
+        "variants": [],
+    }
+
+
+def _variant_record(n: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _gid_tail(n["id"]),
+        "title": n.get("title"),
+        "sku": n.get("sku"),
+        "price": n.get("price"),
+        "compare_at_price": n.get("compareAtPrice"),
+    }
+
+
+_RECORD_OF: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], Any]] = {
+    "customers": (_customer_record, None),
+    "orders": (_order_record, _line_item_record),
+    "products": (_product_record, _variant_record),
+}
+_NODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+
+Chunk = tuple[str, list[dict[str, Any]], list[int], str]
+"""What a read yields for landing: (registry table, REST-shaped records, the line of each
+record in the read, where it was read for the reasons)."""
+
+
+def read_bulk_result(
+    lines: Iterator[bytes], resource: str, parent: str, child: str | None, findings: dict[str, Findings], *, size: int
+) -> Iterator[Chunk]:
+    """Chunks of REST records from a bulk result's JSONL ``lines``, ``size`` records at most.
+
+    A line that is not a JSON object, or whose node lacks what its record needs (an id, a
+    MoneyBag), is rejected to its table (the child's when it names a ``__parentId``) with its
+    line number; the read goes on. Order lines come as records ``{"id": <order>, "line_items":
+    [line]}``, flattened on their own; a product's variants are folded into the product, which
+    Shopify writes before them (a variant whose product is not in the chunk being read is
+    rejected, never dropped silently).
+    """
+    to_root, to_child = _RECORD_OF[resource]
+    nested = resource in _NESTED
+    roots: list[dict[str, Any]] = []
+    root_lines: list[int] = []
+    kids: list[dict[str, Any]] = []
+    kid_lines: list[int] = []
+    owners: dict[str, dict[str, Any]] = {}
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        table, node = parent, None
+        try:
+            node = json.loads(raw)
+            if not isinstance(node, dict):
+                raise TypeError(f"a line must hold a JSON object, not {type(node).__name__}")
+            parent_gid = node.pop("__parentId", None)
+            if parent_gid is None:
+                if roots and len(roots) >= size:  # cut between roots: a product's variants follow it
+                    yield parent, roots, root_lines, "bulk result"
+                    roots, root_lines, owners = [], [], {}
+                record = to_root(node)
+                roots.append(record)
+                root_lines.append(number)
+                if nested:
+                    owners[str(node["id"])] = record
+                continue
+            table = child or parent
+            if to_child is None:
+                raise ValueError(f"{resource} has no nested connection, yet the line names a parent")
+            if nested:
+                owner = owners.get(str(parent_gid))
+                if owner is None:
+                    raise ValueError(f"its parent {parent_gid} is not among the records just before it")
+                owner[_CHILD_KEY[resource]].append(to_child(node))
+                continue
+            kids.append({"id": _gid_tail(parent_gid), _CHILD_KEY[resource]: [to_child(node)]})
+            kid_lines.append(number)
+            if len(kids) >= size:
+                yield table, kids, kid_lines, "bulk result"
+                kids, kid_lines = [], []
+        except json.JSONDecodeError as exc:
+            findings[table].reject(number, f"line {number} of the bulk result: not JSON: {exc}", {"jsonl": _text(raw)})
+        except _NODE_ERRORS as exc:
+            shown = node if isinstance(node, dict) else {"jsonl": _text(raw)}
+            findings[table].reject(number, f"line {number} of the bulk result: {type(exc).__name__}: {exc}", shown)
+    if roots:
+        yield parent, roots, root_lines, "bulk result"
+    if kids and child:
+        yield child, kids, kid_lines, "bulk result"
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\n")[:2000]
+
+
+def _search(mark_column: str | None, since: str | None, until: datetime | None) -> str:
+    """The bulk query's search string: the same window as the REST walk's ``*_min`` / ``*_max``."""
+    terms = []
+    if mark_column and since is not None:
+        terms.append(f"{mark_column}:>='{_iso(since)}'")
+    if mark_column and until is not None:
+        terms.append(f"{mark_column}:<='{_iso(until)}'")
+    return " AND ".join(terms)
+
+
+def read_records(
+    client: ShopClient,
+    parent: Table,
+    children: list[Table],
+    findings: dict[str, Findings],
+    *,
+    bulk: bool,
+    since: str | None,
+    until: datetime | None,
+    page_limit: int = 250,
+    chunk_records: int = 5_000,
+    workdir: Path | None = None,
+) -> Iterator[Chunk]:
+    """Read an endpoint's records changed in [``since``, ``until``] (either bound may be None),
+    by the paged REST walk or by one bulk operation, as :data:`Chunk` s for the same landing.
+
+    REST: one chunk per page, order lines inside their orders. Bulk: the operation's JSONL is
+    downloaded to a temporary file in ``workdir`` (deleted after the read), then read in chunks
+    of ``chunk_records`` (:func:`read_bulk_result`); lines that cannot be read go to ``findings``.
+    """
+    resource = str(parent.options["endpoint"]).removesuffix(".json")
+    mark_column = parent.watermark
+    if not bulk:
+        params: dict[str, Any] = {"limit": page_limit, **_EXTRA_PARAMS.get(resource, {})}
+        if mark_column and until is not None:
+            params[f"{mark_column}_max"] = _iso(until)
+        if mark_column and since is not None:
+            params[f"{mark_column}_min"] = _iso(since)
+        records = 0
+        for number, page in enumerate(client.pages(resource, params), start=1):
+            yield parent.name, page, list(range(records + 1, records + 1 + len(page))), f"page {number}"
+            records += len(page)
+        return
+    query = bulk_query(resource, _search(mark_column, since, until), parent.options.get("fields"))
+    operation = client.run_bulk(query)
+    if not operation.get("url"):  # nothing matched: Shopify gives no file
+        return
+    child = children[0].name if children else None
+    with tempfile.NamedTemporaryFile(prefix=f"bulk-{resource}-", suffix=".jsonl", dir=workdir) as sink:
+        size = client.download(operation["url"], sink)
+        log.info("bulk result of %s: %d byte(s) downloaded", resource, size)
+        sink.seek(0)
+        yield from read_bulk_result(iter(sink), resource, parent.name, child, findings, size=chunk_records)
 
 
 # --------------------------------------------------------------------------------------------
@@ -875,6 +1365,20 @@ def _plan(source: Source, tables: list[str] | None) -> list[tuple[Table, list[Ta
     return [(p, children[p.name]) for p in parents if p.name in wanted]
 
 
+READS = ("auto", "rest", "bulk")
+"""How a shop table is read: ``auto`` (a bulk operation for a first load, when the table has no
+watermark yet, and the paged REST walk for increments), or always ``rest`` / ``bulk``."""
+
+
+def read_mode(source: Source, read: str | None) -> str:
+    """The read mode: ``read`` (a CLI's or a caller's choice) or else the source's ``read:`` in
+    the registry, ``auto`` by default."""
+    mode = str(read or source.options.get("read") or "auto")
+    if mode not in READS:
+        raise RegistryError(f"sources.{source.name}.read: expected one of {list(READS)}, got {mode!r}")
+    return mode
+
+
 def _ingest_endpoint(
     warehouse: Warehouse,
     parent: Table,
@@ -886,9 +1390,11 @@ def _ingest_endpoint(
     page_limit: int,
     rows_per_part: int,
     until: datetime,
+    read: str,
+    workdir: Path | None,
 ) -> dict[str, LandResult]:
     resource = str(parent.options["endpoint"]).removesuffix(".json")
-    flatten = FLATTENERS[resource]
+    flatten = partial(FLATTENERS[resource], money_scale=parent.money_scale, fields=parent.options.get("fields"))
     if resource == "customers":
         customer_field_specs(parent.options.get("fields"))  # a bad `fields` stops here, not per record
     mark_column = parent.watermark
@@ -902,16 +1408,11 @@ def _ingest_endpoint(
             next_step("flags"),
         )
         mark = _iso(until)
-    params: dict[str, Any] = {"limit": page_limit, **_EXTRA_PARAMS.get(resource, {})}
-    if mark_column:
-        params[f"{mark_column}_max"] = _iso(until)
-        if mark is not None:
-            # inclusive: the API truncates to the second, so the boundary second is read again;
-            # the upsert by primary key makes that overlap harmless (never a gap)
-            params[f"{mark_column}_min"] = _iso(mark)
-    log.info("reading %s from %s (watermark %s, until %s)", resource, client.base_url, mark, until)
+    bulk = read == "bulk" or (read == "auto" and mark is None)
+    how = "a bulk operation" if bulk else "the REST walk"
+    log.info("reading %s from %s by %s (watermark %s, until %s)", resource, client.base_url, how, mark, until)
     started = time.perf_counter()
-    pages = records = 0
+    chunks = records = 0
     writers: dict[str, BatchWriter] = {}
     findings: dict[str, Findings] = {}
     lines: dict[str, int] = {}
@@ -925,29 +1426,17 @@ def _ingest_endpoint(
             )
             findings[table.name], lines[table.name] = Findings(table, batch_id), 1
         parts = {name: _Parts(writer, rows_per_part) for name, writer in writers.items()}
-        for page in client.pages(resource, params):
-            pages += 1
-            where = f"page {pages}"
-            flat_tables, kept = flatten_page(
-                partial(flatten, money_scale=parent.money_scale, fields=parent.options.get("fields")),
-                page,
-                findings[parent.name],
-                first_line=records + 1,
-                where=where,
-            )
-            for name, flat in flat_tables.items():
-                if name in parts:
-                    good = screen(
-                        flat,
-                        findings[name],
-                        first_line=lines[name],
-                        lines=[records + 1 + i for i in kept] if name == parent.name else None,
-                        where=where,
-                        watermark=writers[name].watermark,
-                        ceiling=until,
-                    )
-                    lines[name] += flat.num_rows
-                    parts[name].add(good)
+        # the inclusive lower bound re-reads the boundary second (the API truncates to the
+        # second); the upsert by primary key makes that overlap harmless (never a gap)
+        read_chunks = read_records(
+            client, parent, children, findings, bulk=bulk, since=mark, until=until, page_limit=page_limit,
+            workdir=workdir,
+        )  # fmt: skip
+        for name, page, numbers, where in read_chunks:
+            chunks += 1
+            land_chunk(flatten, name, page, numbers, where, parent=parent.name, findings=findings,
+                       add=lambda table, rows: parts[table].add(rows), lines=lines,
+                       watermarks={t: w.watermark for t, w in writers.items()}, ceiling=until)  # fmt: skip
             records += len(page)
         for part in parts.values():
             part.flush()
@@ -955,14 +1444,51 @@ def _ingest_endpoint(
         found.store(warehouse)
     elapsed = time.perf_counter() - started
     log.info(
-        "%s: %d record(s) in %d page(s) in %.1f s (%.0f records/s)",
+        "%s: %d record(s) in %d chunk(s) by %s in %.1f s (%.0f records/s)",
         resource,
         records,
-        pages,
+        chunks,
+        how,
         elapsed,
         records / elapsed if elapsed else 0.0,
     )
     return {name: writer.result for name, writer in writers.items() if writer.result is not None}
+
+
+def land_chunk(
+    flatten: Callable[..., dict[str, pa.Table]],
+    name: str,
+    page: list[dict[str, Any]],
+    numbers: list[int],
+    where: str,
+    *,
+    parent: str,
+    findings: dict[str, Findings],
+    add: Callable[[str, pa.Table], None],
+    lines: dict[str, int],
+    watermarks: Mapping[str, str | None],
+    ceiling: datetime | None,
+) -> None:
+    """Flatten one chunk of records of table ``name`` (the endpoint's ``parent`` table, whose
+    records carry their children, or a child table read on its own), screen every table it gives
+    and pass the rows to land to ``add(table, rows)``. ``lines`` counts each table's rows
+    for the line of a child row read inside its parent."""
+    flat_tables, kept = flatten_page(flatten, page, findings[name], lines=numbers, where=where)
+    for table, flat in flat_tables.items():
+        if table not in findings or (name != parent and table != name):
+            continue  # a table the registry leaves out, or the parent's empty part of a child chunk
+        row_lines = [numbers[i] for i in kept] if table == name else None
+        good = screen(
+            flat,
+            findings[table],
+            first_line=lines[table],
+            lines=row_lines,
+            where=where,
+            watermark=watermarks.get(table),
+            ceiling=ceiling,
+        )
+        lines[table] += flat.num_rows
+        add(table, good)
 
 
 def ingest_ecommerce(
@@ -976,6 +1502,8 @@ def ingest_ecommerce(
     page_limit: int = 250,
     rows_per_part: int = 50_000,
     until: datetime | None = None,
+    read: str | None = None,
+    workdir: Path | None = None,
 ) -> dict[str, LandResult]:
     """Pull the e-commerce tables changed since their watermarks into ``raw.ecommerce__<table>``.
 
@@ -986,7 +1514,10 @@ def ingest_ecommerce(
     ``load_date`` the lake partition; ``tables`` a subset of table names (None: all; naming
     ``order_lines`` reads ``orders``); ``page_limit`` records per request (1..250);
     ``rows_per_part`` rows per Parquet part (memory stays at about one part per table);
-    ``until`` the upper bound ``updated_at_max`` of this run (default: now, UTC).
+    ``until`` the upper bound ``updated_at_max`` of this run (default: now, UTC); ``read`` how
+    to read (:data:`READS`; default: the registry's ``read``, else ``auto``: a table without a
+    watermark is read by one bulk operation, the others by the REST walk); ``workdir`` where a
+    bulk result is downloaded (default: the system's temporary folder).
 
     Each table's request is ``updated_at_min`` = its watermark (inclusive) and ``updated_at_max`` =
     ``until``. The upper bound closes a gap: the API walks by id, so a record updated during the
@@ -1000,6 +1531,7 @@ def ingest_ecommerce(
         raise ValueError(f"page_limit must be between 1 and 250, got {page_limit}")
     if rows_per_part < 1:
         raise ValueError(f"rows_per_part must be positive, got {rows_per_part}")
+    mode = read_mode(source, read)
     bound = datetime.fromisoformat(_iso(until or datetime.now(UTC).replace(microsecond=0)))
     results: dict[str, LandResult] = {}
     for parent, children in _plan(source, tables):
@@ -1014,6 +1546,8 @@ def ingest_ecommerce(
                 page_limit=page_limit,
                 rows_per_part=rows_per_part,
                 until=bound,
+                read=mode,
+                workdir=workdir,
             )
         )
     return results

@@ -90,6 +90,10 @@ class _Scratch:
             ceiling=ceiling,
         )  # fmt: skip
         self.line += part.num_rows
+        self.write(good)
+
+    def write(self, good: pa.Table) -> None:
+        """Keep rows already screened."""
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, good.schema, compression="zstd")
         if good.num_rows:
@@ -208,35 +212,36 @@ def reconcile_ecommerce(
     page_limit: int = 250,
     until: datetime | None = None,
     workdir: Path | None = None,
+    read: str | None = None,
 ) -> dict[str, Reconciled]:
-    """Walk every shop endpoint in full and land what raw is missing; rows stamped after `until`
-    (default now) land flagged."""
-    from .ecommerce import _EXTRA_PARAMS, FLATTENERS, _iso, _plan, flatten_page
+    """Read every shop endpoint in full and land what raw is missing; rows stamped after `until`
+    (default now) land flagged. ``read``: ``bulk`` or ``rest`` (default: the registry's ``read``;
+    ``auto`` reads by one bulk operation per endpoint, the way a full read is meant to be done)."""
+    from .ecommerce import FLATTENERS, _iso, _plan, land_chunk, read_mode, read_records
 
+    bulk = read_mode(source, read) != "rest"
     bound = datetime.fromisoformat(_iso(until or datetime.now(UTC).replace(microsecond=0)))
     results: dict[str, Reconciled] = {}
     with tempfile.TemporaryDirectory(prefix="reconcile-", dir=workdir) as tmp:
         for parent, children in _plan(source, tables):
             started = time.monotonic()
             resource = str(parent.options["endpoint"]).removesuffix(".json")
+            flatten = partial(FLATTENERS[resource], money_scale=parent.money_scale, fields=parent.options.get("fields"))
+            scratches = {t.name: _Scratch(t, Path(tmp), f"{run_id}:{t.name}:reconcile") for t in [parent, *children]}
+            findings = {name: scratch.findings for name, scratch in scratches.items()}
+            lines = dict.fromkeys(scratches, 1)
             # No upper bound: a row stamped in the future, which bounded incremental reads never
             # see, lands here (flagged in raw._flags).
-            params: dict[str, Any] = {"limit": page_limit, **_EXTRA_PARAMS.get(resource, {})}
-            scratches = {t.name: _Scratch(t, Path(tmp), f"{run_id}:{t.name}:reconcile") for t in [parent, *children]}
-            records = 0
-            for number, page in enumerate(client.pages(resource, params), start=1):
-                where = f"page {number}"
-                flatten = partial(
-                    FLATTENERS[resource], money_scale=parent.money_scale, fields=parent.options.get("fields")
-                )
-                flat, kept = flatten_page(
-                    flatten, page, scratches[parent.name].findings, first_line=records + 1, where=where
-                )
-                for name, part in flat.items():
-                    if name in scratches:
-                        lines = [records + 1 + i for i in kept] if name == parent.name else None
-                        scratches[name].add(part, lines=lines, where=where, ceiling=bound)
-                records += len(page)
+            chunks = read_records(
+                client, parent, children, findings, bulk=bulk, since=None, until=None, page_limit=page_limit,
+                workdir=Path(tmp),
+            )  # fmt: skip
+            for name, page, numbers, where in chunks:
+                land_chunk(
+                    flatten, name, page, numbers, where, parent=parent.name, findings=findings,
+                    add=lambda table, rows, into=scratches: into[table].write(rows), lines=lines,
+                    watermarks={t.name: t.watermark for t in [parent, *children]}, ceiling=bound,
+                )  # fmt: skip
             for scratch in scratches.values():  # children first: the parent's rows last, as in ingestion
                 scratch.close()
             for scratch in [*list(scratches.values())[1:], scratches[parent.name]]:
