@@ -91,6 +91,10 @@ def ingest_command(
         ),
     ],
     source: Annotated[str | None, typer.Option(help="the registry source to read it as [default: by kind]")] = None,
+    read: Annotated[
+        str | None,
+        typer.Option(help="a shop: auto (bulk for a first load, REST after), rest or bulk [default: the registry's]"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print what landed as JSON")] = False,
 ) -> None:
     """Load a brand's own exports into the embedded warehouse without Airflow, through the same
@@ -99,7 +103,7 @@ def ingest_command(
 
     from .local import ingest_from
 
-    result = ingest_from(source_from, source_name=source)
+    result = ingest_from(source_from, source_name=source, read=read)
     if as_json:
         console.print_json(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
     else:

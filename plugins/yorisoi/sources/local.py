@@ -204,10 +204,12 @@ def ingest_from(
     warehouse=None,
     run_id: str | None = None,
     load_date: date | None = None,
+    read: str | None = None,
 ) -> LocalIngest:
     """Load `location` (a folder, a database URL or an http(s) shop URL; see the module doc) into
     the warehouse (default: the embedded one) with the registry's extractors. `source_name`: the
-    registry source to read it as (default: the only enabled source of the matching kind)."""
+    registry source to read it as (default: the only enabled source of the matching kind);
+    `read`: how a shop is read (auto, rest or bulk; default: the registry's)."""
     from .. import paths
     from .catalog import init_raw_tables
     from .landing import Lake, Warehouse
@@ -221,7 +223,7 @@ def ingest_from(
     if folder.is_dir():
         out = _ingest_folder(folder.resolve(), _only(registry, "files", source_name), warehouse, run_id, load_date)
     elif location.startswith(("http://", "https://")):
-        out = _ingest_shop(location, _only(registry, "api", source_name), warehouse, run_id, load_date)
+        out = _ingest_shop(location, _only(registry, "api", source_name), warehouse, run_id, load_date, read)
     elif "://" in location:
         out = _ingest_database(location, _only(registry, "database", source_name), warehouse, run_id, load_date)
     else:
@@ -265,14 +267,14 @@ def _ingest_folder(folder: Path, source: Source, warehouse, run_id: str, load_da
     return out
 
 
-def _ingest_shop(url: str, source: Source, warehouse, run_id: str, load_date: date) -> LocalIngest:
+def _ingest_shop(url: str, source: Source, warehouse, run_id: str, load_date: date, read: str | None) -> LocalIngest:
     from .ecommerce import ShopClient, ingest_ecommerce
 
     token = os.environ.get(SHOP_TOKEN_ENV)
     if not token:
         raise RegistryError(f"set {SHOP_TOKEN_ENV} to the shop's Admin API access token")
     with ShopClient(url, token) as client:
-        results = ingest_ecommerce(warehouse, source, client, run_id=run_id, load_date=load_date)
+        results = ingest_ecommerce(warehouse, source, client, run_id=run_id, load_date=load_date, read=read)
     return LocalIngest(source.name, source.kind, url, tables={n: r.rows for n, r in results.items()})
 
 

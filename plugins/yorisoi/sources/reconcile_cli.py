@@ -23,6 +23,9 @@ def reconcile_command(
             help="the shop API's root (default: the Airflow connection); the token comes from env YORISOI_SHOP_TOKEN"
         ),
     ] = None,
+    read: Annotated[
+        str | None, typer.Option(help="the shop read in full by: bulk or rest [default: the registry's, else bulk]")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the counts per table as JSON")] = False,
 ) -> None:
     """Read each OMS / shop table in full, compare it with raw by key and row hash, and land what
@@ -66,7 +69,7 @@ def reconcile_command(
                 client = ingest._shop_client(src)
             with client:
                 results |= reconcile.reconcile_ecommerce(
-                    wh, src, client, run_id=run_id, load_date=load_date, tables=mine
+                    wh, src, client, run_id=run_id, load_date=load_date, tables=mine, read=read
                 )
         else:
             raise typer.BadParameter(f"{name} is a {src.kind} source: only database and api sources are reconciled")
