@@ -73,12 +73,13 @@ def graphql_calls(server: RunningServer) -> int:
 
 
 def test_a_bulk_first_load_lands_the_same_rows_as_the_rest_walk(
-    server: RunningServer, source: Source, tmp_path: Path
+    server: RunningServer, source: Source, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     by_bulk, by_rest = make_warehouse(tmp_path / "bulk"), make_warehouse(tmp_path / "rest")
     with client_of(server) as client:
         bulk = ingest_ecommerce(by_bulk, source, client, run_id="r", load_date=LOAD_DATE, until=UNTIL, read="bulk")
         assert graphql_calls(server) >= 6  # three operations started and polled
+        assert "line by line" not in caplog.text  # the orders were read by DuckDB
         server.app.state.calls.clear()
         rest = ingest_ecommerce(by_rest, source, client, run_id="r", load_date=LOAD_DATE, until=UNTIL, read="rest")
         assert graphql_calls(server) == 0
@@ -148,7 +149,7 @@ def test_an_expired_result_url_is_a_clear_error_and_moves_nothing(
 
 
 def test_bad_jsonl_lines_go_to_the_rejects_with_their_line(
-    server: RunningServer, source: Source, synth_xs: Path, tmp_path: Path
+    server: RunningServer, source: Source, synth_xs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     wh = make_warehouse(tmp_path)
     n_lines: list[int] = []
@@ -166,6 +167,7 @@ def test_bad_jsonl_lines_go_to_the_rejects_with_their_line(
     server.app.state.bulk.edit_next = spoil
     with client_of(server) as client:
         results = ingest_ecommerce(wh, source, client, run_id="r", load_date=LOAD_DATE, tables=["orders"], until=UNTIL)
+    assert "reading it line by line" in caplog.text  # DuckDB gave up on the file, the line reader did not
     n = n_lines[0]
     rejects = query(wh, "select table_name, line, reason from raw._rejects order by line")
     assert [(table, line) for table, line, _ in rejects] == [

@@ -1172,9 +1172,9 @@ _RECORD_OF: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], Any]] = 
 }
 _NODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
 
-Chunk = tuple[str, list[dict[str, Any]], list[int], str]
-"""What a read yields for landing: (registry table, REST-shaped records, the line of each
-record in the read, where it was read for the reasons)."""
+Chunk = tuple[str, list[dict[str, Any]] | pa.Table, list[int], str]
+"""What a read yields for landing: (registry table, REST-shaped records or rows already
+flattened, the line of each in the read, where it was read for the reasons)."""
 
 
 def read_bulk_result(
@@ -1244,6 +1244,98 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace").rstrip("\n")[:2000]
 
 
+# A bulk result of orders read by DuckDB (its JSON reader and the SQL below run in C++; the
+# columns are typed by the same Arrow casts as the flatteners'). Any line DuckDB cannot read, or a
+# value that does not cast, sends the whole file to the line-by-line reader instead, which rejects
+# exactly the lines at fault.
+_BAG = "STRUCT(shopMoney STRUCT(amount VARCHAR))"
+_ORDER_LINE_COLUMNS = {
+    "id": "VARCHAR", "__parentId": "VARCHAR", "name": "VARCHAR", "email": "VARCHAR", "createdAt": "VARCHAR",
+    "processedAt": "VARCHAR", "updatedAt": "VARCHAR", "cancelledAt": "VARCHAR", "cancelReason": "VARCHAR",
+    "displayFinancialStatus": "VARCHAR", "displayFulfillmentStatus": "VARCHAR", "sourceName": "VARCHAR",
+    "currencyCode": "VARCHAR", "subtotalPriceSet": _BAG, "totalDiscountsSet": _BAG, "totalShippingPriceSet": _BAG,
+    "totalPriceSet": _BAG, "customer": "STRUCT(id VARCHAR)", "points_used": "VARCHAR", "points_earned": "VARCHAR",
+    "sku": "VARCHAR", "title": "VARCHAR", "quantity": "VARCHAR", "originalUnitPriceSet": _BAG,
+    "variant": "STRUCT(compareAtPrice VARCHAR)", "product": "STRUCT(id VARCHAR)",
+}  # fmt: skip
+_GID_SQL = "CASE WHEN starts_with({0}, 'gid://') THEN regexp_extract({0}, '[^/]*$') ELSE {0} END"
+_ORDERS_SQL = f"""
+    SELECT _line, {_GID_SQL.format("id")} AS id, name, {_GID_SQL.format("customer.id")} AS customer_id, email,
+        createdAt AS created_at, processedAt AS processed_at, updatedAt AS updated_at, cancelledAt AS cancelled_at,
+        lower(cancelReason) AS cancel_reason, lower(displayFinancialStatus) AS financial_status,
+        CASE displayFulfillmentStatus WHEN 'UNFULFILLED' THEN NULL WHEN 'PARTIALLY_FULFILLED' THEN 'partial'
+            ELSE lower(displayFulfillmentStatus) END AS fulfillment_status,
+        sourceName AS source_name, subtotalPriceSet.shopMoney.amount AS subtotal_price,
+        totalDiscountsSet.shopMoney.amount AS total_discounts,
+        totalShippingPriceSet.shopMoney.amount AS shipping_price, points_used, points_earned,
+        totalPriceSet.shopMoney.amount AS total_price, currencyCode AS currency
+    FROM nodes WHERE __parentId IS NULL"""  # noqa: S608 (fixed SQL)
+_ORDER_LINES_SQL = f"""
+    SELECT _line, {_GID_SQL.format("id")} AS id, {_GID_SQL.format("__parentId")} AS order_id,
+        {_GID_SQL.format("product.id")} AS product_id, sku, title, quantity,
+        originalUnitPriceSet.shopMoney.amount AS price, variant.compareAtPrice AS compare_at_price
+    FROM nodes WHERE __parentId IS NOT NULL"""  # noqa: S608 (fixed SQL)
+
+
+def _typed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """A batch of text columns in ``schema``'s types, cast as the flatteners cast them."""
+    columns: dict[str, pa.Array] = {}
+    for f in schema:
+        column = batch.column(f.name)
+        if f.type == TS:
+            column = column.cast(TS)  # as _ts: ISO 8601 with an offset → UTC
+        elif f.name in MONEY_COLUMNS:
+            column = column.cast(_EXACT)  # as _money; _table refuses an amount that would lose a digit
+        columns[f.name] = column
+    return _table(schema, columns)
+
+
+def _orders_by_duckdb(
+    path: Path, parent: Table, child: str | None, folder: Path, size: int
+) -> list[tuple[str, Path]] | None:
+    """The orders and lines of a bulk result, typed, in Parquet files under ``folder`` (each row
+    with its line in the file); None when a line or a value needs the line-by-line reader."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    schemas = raw_schemas(parent.money_scale)
+    wanted = [(parent.name, _ORDERS_SQL, schemas["orders"])]
+    if child:
+        wanted.append((child, _ORDER_LINES_SQL, schemas["order_lines"]))
+    columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _ORDER_LINE_COLUMNS.items()) + "}"
+    con = duckdb.connect()
+    out: list[tuple[str, Path]] = []
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        quoted = "'" + str(path).replace("'", "''") + "'"
+        con.execute(
+            f"CREATE VIEW nodes AS SELECT row_number() OVER () AS _line, * FROM read_json({quoted}, "  # noqa: S608
+            f"format = 'newline_delimited', columns = {columns}, maximum_object_size = 16777216)"
+        )
+        for name, sql, schema in wanted:
+            target = folder / f"{name}.parquet"
+            with pq.ParquetWriter(target, schema.append(pa.field("_line", pa.int64()))) as writer:
+                for batch in con.sql(sql).to_arrow_reader(size):
+                    typed = _typed(batch, schema)
+                    writer.write_table(typed.append_column("_line", batch.column("_line").cast(pa.int64())))
+            out.append((name, target))
+    except (duckdb.Error, OSError, *_FLATTEN_ERRORS) as exc:  # OSError: DuckDB's error through the Arrow reader
+        log.warning("bulk result %s: not read by DuckDB (%s); reading it line by line", path.name, str(exc)[:300])
+        return None
+    finally:
+        con.close()
+    return out
+
+
+def _chunks_of(files: list[tuple[str, Path]], size: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    for name, path in files:
+        for batch in pq.ParquetFile(path).iter_batches(size):
+            table = pa.Table.from_batches([batch])
+            yield name, table.drop_columns(["_line"]), table.column("_line").to_pylist(), "bulk result"
+
+
 def _search(mark_column: str | None, since: str | None, until: datetime | None) -> str:
     """The bulk query's search string: the same window as the REST walk's ``*_min`` / ``*_max``."""
     terms = []
@@ -1292,9 +1384,19 @@ def read_records(
     if not operation.get("url"):  # nothing matched: Shopify gives no file
         return
     child = children[0].name if children else None
-    with tempfile.NamedTemporaryFile(prefix=f"bulk-{resource}-", suffix=".jsonl", dir=workdir) as sink:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bulk-{resource}-", dir=workdir) as folder,
+        open(Path(folder) / "result.jsonl", "w+b") as sink,
+    ):
         size = client.download(operation["url"], sink)
+        sink.flush()
         log.info("bulk result of %s: %d byte(s) downloaded", resource, size)
+        files = (
+            _orders_by_duckdb(Path(sink.name), parent, child, Path(folder), 50_000) if resource == "orders" else None
+        )
+        if files is not None:
+            yield from _chunks_of(files, 50_000)
+            return
         sink.seek(0)
         yield from read_bulk_result(iter(sink), resource, parent.name, child, findings, size=chunk_records)
 
@@ -1458,7 +1560,7 @@ def _ingest_endpoint(
 def land_chunk(
     flatten: Callable[..., dict[str, pa.Table]],
     name: str,
-    page: list[dict[str, Any]],
+    page: list[dict[str, Any]] | pa.Table,
     numbers: list[int],
     where: str,
     *,
@@ -1473,7 +1575,10 @@ def land_chunk(
     records carry their children, or a child table read on its own), screen every table it gives
     and pass the rows to land to ``add(table, rows)``. ``lines`` counts each table's rows
     for the line of a child row read inside its parent."""
-    flat_tables, kept = flatten_page(flatten, page, findings[name], lines=numbers, where=where)
+    if isinstance(page, pa.Table):  # already flattened (a bulk result read by DuckDB)
+        flat_tables, kept = {name: page}, list(range(page.num_rows))
+    else:
+        flat_tables, kept = flatten_page(flatten, page, findings[name], lines=numbers, where=where)
     for table, flat in flat_tables.items():
         if table not in findings or (name != parent and table != name):
             continue  # a table the registry leaves out, or the parent's empty part of a child chunk
