@@ -193,3 +193,9 @@ with
         {%- do default__apply_grants(relation, grant_config, should_revoke) -%}
     {%- endif -%}
 {% endmacro %}
+
+{# The value of query parameter `name` in a URL column (empty when absent): a tracked link's
+   utm_campaign. regexp_extract has the same signature and no-match result on DuckDB and Spark. #}
+{% macro url_parameter(column, name) -%}
+    regexp_extract({{ column }}, '[?&]{{ name }}=([^&#]*)', 1)
+{%- endmacro %}

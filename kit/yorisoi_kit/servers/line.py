@@ -12,6 +12,9 @@ Endpoints (``Authorization: Bearer <channel access token>`` on every call, else 
     GET    /v2/bot/audienceGroup/{audienceGroupId} → {"audienceGroup": {...}, "jobs": [...]}
     DELETE /v2/bot/audienceGroup/{audienceGroupId} → 202 {}
     PUT    /v2/bot/audienceGroup/{audienceGroupId}/updateDescription  {"description"} → 200 {}
+    GET    /v2/bot/message/aggregation/list        units used → {"customAggregationUnits", "next"}
+    GET    /v2/bot/insight/message/event/aggregation   ?customAggregationUnit=&from=yyyyMMdd&to=yyyyMMdd
+                                                   → {"overview", "messages", "clicks"} (statistics per unit)
 
 Semantics, as LINE documents them:
 
@@ -30,6 +33,12 @@ Semantics, as LINE documents them:
   ``to[i]``; the request is not carried out for anybody (so the client can drop the named rows and
   resend the rest). Audience uploads with a malformed ID answer ``400``
   ``{"message": "UPLOAD_AUDIENCE_GROUP_INVALID_AUDIENCE_ID_FORMAT"}`` naming no row.
+- **Statistics per unit**: a multicast naming ``customAggregationUnits`` counts towards them. The
+  insight is aggregate only (LINE gives no per-user opens or clicks): unique impressions and
+  clicks over the messages sent from ``from`` to ``to`` (JST days, at most 30 days apart), and
+  per message (``seq``) impressions and per URL clicks. Like LINE, a count over fewer than 20
+  users is ``null``. Tests and the demo say who viewed and clicked with
+  :meth:`LineState.view` and :meth:`LineState.click`.
 - Every response carries ``x-line-request-id``.
 
 State on ``app.state``: ``line`` (:class:`LineState`: deliveries per user, accepted retry keys,
@@ -51,6 +60,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from http import HTTPStatus
 from typing import Any
 
@@ -59,6 +69,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ._loopback import ApiCall, ApiFaults, CallLog, RunningApi, limiter_for, serve_app_in_thread
 
+UNIT_RE = re.compile(r"^[a-zA-Z0-9_]{1,30}$")
 USER_ID_RE = re.compile(r"^U[0-9a-f]{32}$")
 RETRY_KEY_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 RETRY_KEY_TTL = 24 * 3600.0
@@ -66,6 +77,9 @@ MAX_MULTICAST = 500
 MAX_MESSAGES = 5
 MAX_AUDIENCE_UPLOAD = 10_000
 MAX_TEXT = 5000
+PRIVACY_THRESHOLD = 20  # LINE's statistics are null below this many users
+MAX_INSIGHT_DAYS = 30
+JST = timezone(timedelta(hours=9))
 
 RATE_LIMITED = "The API rate limit has been exceeded. Try again later."
 MONTHLY_LIMIT = "You have reached your monthly limit."
@@ -91,6 +105,8 @@ class Delivery:
     retry_key: str | None
     request_id: str
     at: float
+    units: tuple[str, ...] = ()
+    day: date | None = None
 
 
 @dataclass
@@ -128,8 +144,53 @@ class LineState:
         self.accepted_keys: dict[str, tuple[str, float]] = {}
         self.audience_groups: dict[int, AudienceGroup] = {}
         self.sent_this_month = 0
+        self.views: set[tuple[str, str]] = set()
+        self.clicks: list[tuple[str, str, str]] = []
         self._ids = itertools.count(4_000_000_000_001)
         self.lock = threading.Lock()
+
+    def view(self, unit: str, user_id: str) -> None:
+        """``user_id`` opened the message of aggregation unit ``unit``."""
+        with self.lock:
+            self.views.add((unit, user_id))
+
+    def click(self, unit: str, user_id: str, url: str) -> None:
+        """``user_id`` tapped ``url`` in the message of ``unit`` (a click implies a view)."""
+        with self.lock:
+            self.views.add((unit, user_id))
+            self.clicks.append((unit, user_id, url))
+
+    def units(self) -> list[str]:
+        """The aggregation units messages were sent with, in first-use order."""
+        with self.lock:
+            return list(dict.fromkeys(unit for delivery in self.deliveries for unit in delivery.units))
+
+    def insight(self, unit: str, first: date, last: date) -> dict[str, Any]:
+        """LINE's statistics of ``unit`` over the messages sent on days ``first`` .. ``last``."""
+        with self.lock:
+            reached = {d.user_id for d in self.deliveries if unit in d.units and d.day and first <= d.day <= last}
+            viewers = {user for u, user in self.views if u == unit and user in reached}
+            clicks = [(user, url) for u, user, url in self.clicks if u == unit and user in reached]
+        by_url: dict[str, list[str]] = {}
+        for user, url in clicks:
+            by_url.setdefault(url, []).append(user)
+        overview = {
+            "uniqueImpression": _private(len(viewers)),
+            "uniqueClick": _private(len({user for user, _ in clicks})),
+            "uniqueMediaPlayed": None,
+            "uniqueMediaPlayed100Percent": None,
+        }
+        messages = [{"seq": 1, "impression": _private(len(viewers)), "uniqueImpression": _private(len(viewers)),
+                     "mediaPlayed": None, "mediaPlayed25Percent": None, "mediaPlayed50Percent": None,
+                     "mediaPlayed75Percent": None, "mediaPlayed100Percent": None, "uniqueMediaPlayed": None,
+                     "uniqueMediaPlayed25Percent": None, "uniqueMediaPlayed50Percent": None,
+                     "uniqueMediaPlayed75Percent": None, "uniqueMediaPlayed100Percent": None}]  # fmt: skip
+        link_clicks = [
+            {"seq": 1, "url": url, "click": _private(len(users)), "uniqueClick": _private(len(set(users))),
+             "uniqueClickOfRequest": _private(len(set(users)))}
+            for url, users in by_url.items()
+        ]  # fmt: skip
+        return {"overview": overview, "messages": messages, "clicks": link_clicks}
 
     def accepted_request(self, retry_key: str) -> str | None:
         """The request ID that was accepted with ``retry_key`` in the last 24 h, or None."""
@@ -165,6 +226,13 @@ class LineState:
             self.accepted_keys.clear()
             self.audience_groups.clear()
             self.sent_this_month = 0
+            self.views.clear()
+            self.clicks.clear()
+
+
+def _private(count: int) -> int | None:
+    """LINE withholds a statistic over fewer than 20 users."""
+    return count if count >= PRIVACY_THRESHOLD else None
 
 
 def _error(status: int, message: str, details: list[dict[str, str]] | None = None, **headers: str) -> JSONResponse:
@@ -222,6 +290,7 @@ def create_app(
     burst: int | None = None,
     monthly_limit: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    today: Callable[[], date] = lambda: datetime.now(JST).date(),
 ) -> FastAPI:
     """Build the fake LINE Messaging API.
 
@@ -230,7 +299,8 @@ def create_app(
     most, lower for some sending endpoints) and
     ``burst`` its bucket size (default one second's worth); ``monthly_limit`` messages (one per
     recipient) allowed this month (None: unlimited); ``clock`` a monotonic clock (rate limit,
-    retry-key expiry; inject a fake one in tests).
+    retry-key expiry; inject a fake one in tests); ``today`` the JST day a message is sent on
+    (statistics per unit and day).
     """
     if not channel_access_token:
         raise ValueError("channel_access_token must not be empty")
@@ -291,7 +361,9 @@ def create_app(
             return _error(409, RETRY_KEY_ACCEPTED, **{"x-line-accepted-request-id": accepted})
         return None
 
-    def _accept(request: Request, endpoint: str, to: list[str], messages: list[dict[str, Any]]) -> JSONResponse | None:
+    def _accept(
+        request: Request, endpoint: str, to: list[str], messages: list[dict[str, Any]], units: tuple[str, ...] = ()
+    ) -> JSONResponse | None:
         """Carry out a send: record one delivery per recipient and remember the retry key.
         Returns an error response instead when the monthly limit would be exceeded."""
         key = request.headers.get("x-line-retry-key")
@@ -301,8 +373,11 @@ def create_app(
                 return _error(429, MONTHLY_LIMIT)
             now = clock()
             frozen = tuple(messages)
+            day = today()
             for user_id in to:
-                state.deliveries.append(Delivery(user_id, frozen, endpoint, key, request.state.request_id, now))
+                state.deliveries.append(
+                    Delivery(user_id, frozen, endpoint, key, request.state.request_id, now, units, day)
+                )
             state.sent_this_month += len(to)
             if key:
                 state.accepted_keys[key.lower()] = (request.state.request_id, now)
@@ -335,7 +410,15 @@ def create_app(
         details += _check_messages(body.get("messages"))
         if details:
             return _request_error(details)
-        refused = _accept(request, "multicast", list(dict.fromkeys(to)), body["messages"])
+        units = body.get("customAggregationUnits") or []
+        if (
+            not isinstance(units, list)
+            or len(units) > 1
+            or not all(isinstance(u, str) and UNIT_RE.match(u) for u in units)
+        ):
+            bad_unit = {"message": "Invalid custom aggregation unit", "property": "customAggregationUnits"}
+            return _request_error([bad_unit])
+        refused = _accept(request, "multicast", list(dict.fromkeys(to)), body["messages"], tuple(units))
         if refused is not None:
             return refused
         return await _after_accept(JSONResponse({}))
@@ -465,6 +548,23 @@ def create_app(
             group.description = body["description"]
         request.state.note = "accepted"
         return await _after_accept(JSONResponse({}))
+
+    @app.get("/v2/bot/message/aggregation/list")
+    def list_units() -> JSONResponse:
+        return JSONResponse({"customAggregationUnits": state.units(), "next": None})
+
+    @app.get("/v2/bot/insight/message/event/aggregation")
+    def unit_insight(request: Request) -> JSONResponse:
+        params = request.query_params
+        unit = params.get("customAggregationUnit") or ""
+        try:
+            first = datetime.strptime(params.get("from") or "", "%Y%m%d").date()
+            last = datetime.strptime(params.get("to") or "", "%Y%m%d").date()
+        except ValueError:
+            return _error(400, "The request parameters are invalid")
+        if not UNIT_RE.match(unit) or not timedelta(0) <= last - first < timedelta(days=MAX_INSIGHT_DAYS):
+            return _error(400, "The request parameters are invalid")
+        return JSONResponse(state.insight(unit, first, last))
 
     @app.delete("/v2/bot/audienceGroup/{audience_group_id}")
     def delete_audience(audience_group_id: int) -> JSONResponse:

@@ -4,7 +4,8 @@ authentication, its error codes and its rate limiting, enough for Yorisoi's SMS 
 Endpoints (HTTP basic auth ``AccountSid:AuthToken``, else 401 with code 20003)::
 
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json   form-encoded To, From, Body → 201 Message
-    GET  /2010-04-01/Accounts/{AccountSid}/Messages.json   ?To=... → {"messages": [...]}
+    GET  /2010-04-01/Accounts/{AccountSid}/Messages.json   ?To=&DateSent>=&PageSize=&Page= → a page
+                                                           {"messages": [...], "next_page_uri", ...}
 
 A created message (``status`` ``queued``)::
 
@@ -29,6 +30,12 @@ code          HTTP   when
 20429         429    over the rate limit; ``Retry-After`` in whole seconds
 ============  =====  =========================================================================
 
+Delivery receipts: a created message settles at once, as the carrier's receipt would later:
+``delivered`` (``date_sent`` set), or ``undelivered`` with error 30003 (unreachable handset)
+for numbers in ``app.state.sms.unreachable``. The list is newest first, filtered by ``To`` and
+``DateSent>`` (Twilio's "on or after", a ``YYYY-MM-DD`` date, UTC), paged by ``PageSize`` (at
+most 1,000) and ``Page`` with ``next_page_uri`` (null on the last page), as Twilio pages.
+
 Idempotency: a request carrying ``I-Twilio-Idempotency-Token`` (or ``Idempotency-Key``) that
 was already carried out gets the same message back (201, same ``sid``, header
 ``Idempotent-Replayed: true``) and nothing is sent again.
@@ -51,10 +58,10 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import phonenumbers
 from fastapi import FastAPI, Request
@@ -77,6 +84,7 @@ _MESSAGES = {
     21604: "A 'To' phone number is required.",
     21610: "Attempt to send to unsubscribed recipient",
     21614: "'To' number {to} is not a valid mobile number",
+    20001: "Invalid paging or date parameter",
     21617: "The concatenated message body exceeds the 1600 character limit.",
 }
 
@@ -97,11 +105,13 @@ def twilio_error(status: int, code: int, *, retry_after: float | None = None, **
 
 class SmsState:
     """What the fake has sent (``messages``, in order), who replied STOP (``stopped``, E.164
-    numbers) and the answers kept per idempotency token; thread-safe through ``lock``."""
+    numbers), whose handset the carrier cannot reach (``unreachable``: their messages settle
+    ``undelivered``) and the answers kept per idempotency token; thread-safe through ``lock``."""
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.stopped: set[str] = set()
+        self.unreachable: set[str] = set()
         self.replies: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
 
@@ -113,6 +123,15 @@ class SmsState:
     def sent_to(self, number: str) -> list[dict[str, Any]]:
         with self.lock:
             return [message for message in self.messages if message["to"] == number]
+
+
+def _receipt(message: dict[str, Any], unreachable: bool) -> dict[str, Any]:
+    """``message`` as the carrier's receipt leaves it: delivered, or undelivered (30003)."""
+    settled = {**message, "date_sent": message["date_created"], "date_updated": message["date_created"]}
+    if unreachable:
+        unreached = {"status": "undelivered", "error_code": 30003, "error_message": "Unreachable destination handset"}
+        return {**settled, **unreached}
+    return {**settled, "status": "delivered"}
 
 
 def _number_error(to: str) -> int | None:
@@ -256,6 +275,8 @@ def create_app(
             state.messages.append(message)
             if token:
                 state.replies[token] = message
+            receipt = _receipt(message, to in state.unreachable)
+            state.messages[-1] = receipt
         request.state.note = "accepted"
         if await faults.after_accept():
             return twilio_error(500, 20500)
@@ -263,10 +284,33 @@ def create_app(
 
     @app.get(messages_path)
     def list_messages(request: Request) -> Response:
-        wanted = request.query_params.get("To")
+        params = request.query_params
+        wanted, since = params.get("To"), params.get("DateSent>")
+        try:
+            size = min(1000, max(1, int(params.get("PageSize", "50"))))
+            page = max(0, int(params.get("Page", "0")))
+            day = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC) if since else None
+        except ValueError:
+            return twilio_error(400, 20001)
         with state.lock:
-            found = [m for m in state.messages if wanted is None or m["to"] == wanted]
-        return JSONResponse({"messages": list(reversed(found)), "page": 0, "page_size": len(found)})
+            found = [
+                m
+                for m in reversed(state.messages)
+                if (wanted is None or m["to"] == wanted)
+                and (day is None or (m["date_sent"] and parsedate_to_datetime(m["date_sent"]) >= day))
+            ]
+        chosen = found[page * size : (page + 1) * size]
+        query = {k: v for k, v in params.items() if k not in ("Page", "PageSize")}
+        following = urlencode({**query, "PageSize": size, "Page": page + 1})
+        return JSONResponse(
+            {
+                "messages": chosen,
+                "page": page,
+                "page_size": size,
+                "uri": str(request.url.path) + "?" + str(request.url.query),
+                "next_page_uri": f"{messages_path}?{following}" if (page + 1) * size < len(found) else None,
+            }
+        )
 
     @app.exception_handler(404)
     async def _not_found(_request: Request, _exc: Exception) -> Response:

@@ -448,6 +448,8 @@ def destination_config(audience: Audience, cfg: DestinationConfig) -> dict[str, 
             config["templates"] = {k: t.model_dump(exclude_none=True) for k, t in use.templates.items()}
         else:  # LINE and SMS: the text
             config["templates"] = {k: t.body for k, t in use.templates.items()}
+    if cfg.kind == "line_multicast":  # LINE's statistics per audience (docs/campaign-measurement.md)
+        config.setdefault("aggregation_unit", audience.name[:30])
     config.update(use.options)
     return config
 

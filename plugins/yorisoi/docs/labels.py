@@ -67,6 +67,7 @@ LABELS: dict[str, dict[str, str]] = {
     "kind_database": {"ja": "データベース", "en": "Database"},
     "kind_files": {"ja": "ファイル (SFTP)", "en": "Files (SFTP)"},
     "kind_store": {"ja": "アクティベーション・ストア", "en": "Activation store"},
+    "kind_messaging": {"ja": "配信チャネルの報告 (API)", "en": "Messaging channel reports (API)"},
     "arrival": {"ja": "データ到着の目安（dbt ソース定義）", "en": "Expected arrival (dbt source meta)"},
     "watermark": {"ja": "差分キー", "en": "Watermark"},
     # databases

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from ..sources.registry import Table, load_registry
+from ..sources.registry import OUTCOME_KINDS, Table, load_registry
 
 SCHEME = "duckdb://yorisoi"
 
@@ -32,7 +32,7 @@ def mart_asset(name: str) -> Asset:
 
 def registry_raw_assets() -> list[Asset]:
     """Every enabled raw table of the registry (`$YORISOI_REGISTRY` when set), in registry order,
-    but the activation store's (kind `store`): they feed the campaign facts, not the customer
-    model, and a trigger would loop (customer build -> segments -> activation -> its landing ->
-    customer build)."""
-    return [raw_asset(t) for t in load_registry().tables(enabled_only=True) if t.kind != "store"]
+    but the activation store's and the messaging channels' reports (kinds `store`, `messaging`):
+    they feed the campaign facts, not the customer model, and a trigger would loop (customer
+    build -> segments -> activation -> its landing -> customer build)."""
+    return [raw_asset(t) for t in load_registry().tables(enabled_only=True) if t.kind not in OUTCOME_KINDS]

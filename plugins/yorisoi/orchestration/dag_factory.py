@@ -65,12 +65,14 @@ def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG 
                 outlets=outlets,
                 execution_timeout=source.duration("execution_timeout", "2 hours"),
             )
-            def land(table_name: str, kind: str, run_id: str | None = None, data_interval_end=None) -> dict:
-                from yorisoi.orchestration.ingest import TASKS  # DuckDB and Arrow load when the task runs, not at parse
+            def land(
+                table_name: str, kind: str, source_name: str, run_id: str | None = None, data_interval_end=None
+            ) -> dict:
+                from yorisoi.orchestration.ingest import land_table  # DuckDB and Arrow load when the task runs
 
-                return TASKS[kind](table_name, run_id or "manual", data_interval_end)
+                return land_table(kind, source_name, table_name, run_id or "manual", data_interval_end)
 
-            land(table.name, source.kind)
+            land(table.name, source.kind, source.name)
     return dag
 
 

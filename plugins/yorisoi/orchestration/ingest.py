@@ -213,9 +213,44 @@ def ingest_activation_table(table: str, run_id: str, run_end: datetime | None = 
     return _summary(results)
 
 
+def ingest_messaging_table(source_name: str, table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    """SMS receipts or LINE statistics (yorisoi.sources.messaging), through the connection the
+    destination sends with: its host is the API's base URL (the provider's own when empty), its
+    login the Twilio account SID, its password the auth token or the channel access token. A
+    child table (LINE's clicks per URL) is landed by its parent's task."""
+    import httpx
+    from airflow.sdk import BaseHook
+
+    from ..sources.messaging import ingest_messaging
+
+    source = load_registry().source(source_name)
+    conn = BaseHook.get_connection(source.conn_id)
+    twilio = source.options.get("api") == "twilio"
+    base = (conn.host or "").rstrip("/") or ("https://api.twilio.com" if twilio else "https://api.line.me")
+    if "://" not in base:
+        base = f"{conn.schema or 'https'}://{base}" + (f":{conn.port}" if conn.port else "")
+    auth: dict[str, Any] = (
+        {"auth": (conn.login or "", conn.password or "")}
+        if twilio
+        else {"headers": {"Authorization": f"Bearer {conn.password or ''}"}}
+    )
+    with httpx.Client(base_url=base, timeout=60.0, **auth) as client:
+        results = ingest_messaging(
+            warehouse(), source, client, run_id=run_id, load_date=load_date_of(run_end), account_sid=conn.login
+        )
+    return _summary(results)
+
+
 TASKS = {
     "api": ingest_ecommerce_table,
     "database": ingest_oms_table,
     "files": ingest_sftp_table,
     "store": ingest_activation_table,
 }
+
+
+def land_table(kind: str, source_name: str, table: str, run_id: str, run_end: datetime | None = None) -> dict:
+    """What an ingest DAG's task runs for `table` of `source_name` (a source of `kind`)."""
+    if kind == "messaging":  # several sources share the kind: the task names its source
+        return ingest_messaging_table(source_name, table, run_id, run_end)
+    return TASKS[kind](table, run_id, run_end)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..sources.registry import PROJECT_ROOT, Registry, load_registry
+from ..sources.registry import OUTCOME_KINDS, PROJECT_ROOT, Registry, load_registry
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -444,12 +444,13 @@ def load_suites(
 def expected_tables(layer: str) -> list[str]:
     """Tables that must have a suite: every raw table of the source registry, and CONSUMED_MARTS.
     Not the activation store's (kind `store`): Yorisoi writes them itself under its own keys and
-    constraints, and they exist only after the first send."""
+    constraints, and they exist only after the first send; nor the messaging channels' reports
+    (kind `messaging`), which, like the store, feed only the campaign facts."""
     if layer == "raw":
         return sorted(
             f"raw.{t.raw_name}"
             for s in load_registry().sources.values()
-            if s.kind != "store"
+            if s.kind not in OUTCOME_KINDS
             for t in s.tables.values()
         )
     if layer == "marts":

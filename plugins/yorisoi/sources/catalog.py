@@ -10,6 +10,7 @@ Where a raw table's columns come from, per source kind:
 
 - ``files``: the registry's `columns` (name and type);
 - ``store``: the same (the activation store's tables, as yorisoi.outcomes.store_source lands them);
+- ``messaging``: the same (SMS receipts and LINE statistics, as yorisoi.sources.messaging lands them);
 - ``api``: the e-commerce flatteners' schemas (`yorisoi.sources.ecommerce.raw_schemas`);
 - ``database``: the canonical entity (`yorisoi.sources.oms.entity_schema`): every canonical
   column is present; the ones the mapping does not name stay null (not *mapped*).
@@ -41,7 +42,7 @@ LOADER_COLUMNS = ("_loaded_at", "_source_file", "_batch_id")
 def raw_schema(table: Table) -> pa.Schema | None:
     """The columns of `table`'s raw table as its extractor writes them (without the loader's
     columns); None when the registry cannot tell (an API table no flattener produces)."""
-    if table.kind in ("files", "store"):
+    if table.kind in ("files", "store", "messaging"):
         return pa.schema([(c.name, FILE_TYPES[c.type]) for c in table.columns]) if table.columns else None
     if table.kind == "api":
         from .ecommerce import raw_schemas

@@ -20,8 +20,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_REGISTRY = PROJECT_ROOT / "include" / "sources" / "registry.yml"
 TYPES = {"string", "integer", "boolean", "date", "timestamp", "timestamptz"}
 METHODS = {"automatic", "manual"}
-# store: Yorisoi's own activation store, landed for the campaign-outcome facts
-KINDS = {"api", "database", "files", "store"}
+# store: Yorisoi's own activation store, landed for the campaign-outcome facts;
+# messaging: what the SMS and LINE providers report back (yorisoi.sources.messaging)
+KINDS = {"api", "database", "files", "store", "messaging"}
+# Kinds that feed only the campaign-outcome facts: they trigger no customer build (that would loop:
+# customer build -> segments -> activation -> what it sent lands -> customer build) and have no raw suite.
+OUTCOME_KINDS = frozenset({"store", "messaging"})
 
 
 class RegistryError(ValueError):

@@ -36,7 +36,8 @@ engaged as (
 
     select
         send_key,
-        max(case when event_type = 'delivery' then 1 else 0 end) as esp_delivered,
+        max(case when event_type in ('delivery', 'bounce') then 1 else 0 end) as has_receipt,
+        max(case when event_type = 'delivery' then 1 else 0 end) as reported_delivered,
         max(case when event_type = 'bounce' then 1 else 0 end) as bounced,
         max(case when event_type = 'open' and counts_as_engagement then 1 else 0 end) as opened,
         max(case when is_machine_open then 1 else 0 end) as machine_opened,
@@ -76,8 +77,11 @@ per_send as (
         outcomes.is_window_complete,
         case when sends.assigned_group = 'control' then 'control' else coalesce(sends.variant, 'treatment') end
             as arm,
+        -- Delivered as the channel reported it (the email log, the SMS receipt); sent is
+        -- delivered where the channel reports nothing (LINE, paper), and email without a log is not.
         case
-            when sends.channel = 'email' then coalesce(engaged.esp_delivered, 0)
+            when engaged.has_receipt = 1 then engaged.reported_delivered
+            when sends.channel = 'email' then 0
             when sends.delivery_status = 'sent' then 1
             else 0
         end as delivered,

@@ -1,7 +1,16 @@
-{#- One row per campaign send and engagement event (delivery, bounce, open, click, unsubscribe)
-    from the email provider's log. An ESP send is matched to Yorisoi's send by person and time
-    (within `esp_match_hours` after the ledger's claim). Opens and clicks sooner after sending than
-    a person could (mail-privacy prefetch, link scanners) are flagged and do not count. -#}
+{#- One row per campaign send and engagement event, from each channel's own report:
+    - email: the provider's log (delivery, bounce, open, click, unsubscribe), an ESP send matched
+      to Yorisoi's send by person and time (within `esp_match_hours` after the ledger's claim);
+    - SMS: the provider's delivery receipt (delivery, or bounce: undelivered / failed), matched by
+      the send ledger's recipient key (hashed) and time;
+    - LINE: a click on the campaign's tracked link (a web page view whose URL carries
+      utm_source=line and utm_campaign=<audience>) by a signed-in shop account, credited to the
+      person's latest LINE send of that audience within `tracked_click_days` before it. A
+      multicast is one message for everyone, so only the shop session names the recipient; LINE
+      itself gives no per-person opens or clicks (its aggregate statistics:
+      fct_campaign_line_insights).
+    Opens and clicks sooner after sending than a person could (mail-privacy prefetch, link
+    scanners) are flagged and do not count. -#}
 {%- set cfg = var('campaigns') %}
 
 with
@@ -9,7 +18,7 @@ with
 sends as (
 
     select * from {{ ref('fct_campaign_sends') }}
-    where channel = 'email' and delivery_status = 'sent'
+    where channel in ('email', 'sms', 'line') and delivery_status = 'sent'
 
 ),
 
@@ -19,9 +28,31 @@ esp_sends as (
 
 ),
 
+sms_receipts as (
+
+    select * from {{ ref('stg_sms__messages') }}
+    where is_delivered or is_undelivered
+
+),
+
+ledger as (
+
+    select * from {{ ref('stg_activation__ledger_entries') }}
+    where channel = 'sms' and ledger_status = 'sent' and not is_test_send
+
+),
+
+web_events as (
+
+    select * from {{ ref('stg_web__events') }}
+    where url like '%utm_source=line%' and ec_customer_id is not null
+
+),
+
 identities as (
 
     select * from {{ ref('bridge_customer_identities') }}
+    where source = 'ecommerce'
 
 ),
 
@@ -32,20 +63,19 @@ esp_people as (
         identities.person_id
     from esp_sends
     inner join identities
-        on identities.source = 'ecommerce'
-        and esp_sends.ec_customer_id = identities.source_id
+        on esp_sends.ec_customer_id = identities.source_id
 
 ),
 
-matched as (
+email_matched as (
 
     select
         sends.send_key,
         sends.campaign_key,
         sends.person_id,
         sends.channel,
-        esp_people.send_id as esp_send_id,
-        esp_people.sent_at as esp_sent_at,
+        esp_people.send_id as report_id,
+        esp_people.sent_at as reported_sent_at,
         esp_people.is_delivered,
         esp_people.opened_at,
         esp_people.clicked_at,
@@ -58,14 +88,100 @@ matched as (
         on sends.person_id = esp_people.person_id
         and sends.claimed_at <= esp_people.sent_at
         and {{ dbt.dateadd('hour', cfg['esp_match_hours'], 'sends.claimed_at') }} > esp_people.sent_at
+    where sends.channel = 'email'
+
+),
+
+-- The ledger row of each SMS send carries the number it went to (hashed), as the receipt does.
+sms_matched as (
+
+    select
+        sends.send_key,
+        sends.campaign_key,
+        sends.person_id,
+        sends.channel,
+        sms_receipts.message_sid as report_id,
+        sms_receipts.created_at as reported_sent_at,
+        sms_receipts.is_delivered,
+        row_number() over (
+            partition by sends.send_key order by sms_receipts.created_at, sms_receipts.message_sid
+        ) as nth_match
+    from sends
+    inner join ledger
+        on sends.audience = ledger.audience
+        and sends.destination = ledger.destination
+        and sends.person_id = ledger.person_id
+        and sends.claimed_at = ledger.claimed_at
+    inner join sms_receipts
+        on ledger.recipient_key_hash = sms_receipts.to_phone_hash
+        and sms_receipts.created_at >= sends.claimed_at
+        and sms_receipts.created_at < {{ dbt.dateadd('hour', cfg['esp_match_hours'], 'sends.claimed_at') }}
+    where sends.channel = 'sms'
+
+),
+
+line_clicks as (
+
+    select
+        identities.person_id,
+        web_events.event_id,
+        web_events.event_at,
+        {{ url_parameter('web_events.url', 'utm_campaign') }} as audience
+    from web_events
+    inner join identities
+        on web_events.ec_customer_id = identities.source_id
+
+),
+
+line_matched as (
+
+    select
+        sends.send_key,
+        sends.campaign_key,
+        sends.person_id,
+        sends.channel,
+        sends.sent_at,
+        line_clicks.event_id as report_id,
+        line_clicks.event_at as clicked_at,
+        row_number() over (
+            partition by line_clicks.event_id order by sends.sent_at desc, sends.send_key
+        ) as nth_send
+    from line_clicks
+    inner join sends
+        on line_clicks.person_id = sends.person_id
+        and line_clicks.audience = sends.audience
+        and line_clicks.event_at >= sends.sent_at
+        and line_clicks.event_at < {{ dbt.dateadd('day', cfg['tracked_click_days'], 'sends.sent_at') }}
+    where sends.channel = 'line'
+
+),
+
+line_first_clicks as (
+
+    select
+        *,
+        -- a person's click first, a link scanner's only when there is none
+        row_number() over (
+            partition by send_key
+            order by
+                case
+                    when {{ dbt.datediff('sent_at', 'clicked_at', 'second') }}
+                        < {{ cfg['bot_click_within_seconds'] }} then 1
+                    else 0
+                end,
+                clicked_at,
+                report_id
+        ) as nth_click
+    from line_matched
+    where nth_send = 1
 
 ),
 
 events as (
 
     {% for event_type, at, condition in [
-        ('delivery', 'esp_sent_at', 'is_delivered'),
-        ('bounce', 'esp_sent_at', 'not is_delivered'),
+        ('delivery', 'reported_sent_at', 'is_delivered'),
+        ('bounce', 'reported_sent_at', 'not is_delivered'),
         ('open', 'opened_at', 'opened_at is not null'),
         ('click', 'clicked_at', 'clicked_at is not null'),
         ('unsubscribe', 'unsubscribed_at', 'unsubscribed_at is not null'),
@@ -75,15 +191,41 @@ events as (
         campaign_key,
         person_id,
         channel,
-        esp_send_id,
+        report_id,
         '{{ event_type }}' as event_type,
         {{ at }} as event_at,
-        {{ dbt.datediff('esp_sent_at', at, 'second') }}
+        {{ dbt.datediff('reported_sent_at', at, 'second') }}
             as seconds_after_send
-    from matched
+    from email_matched
     where nth_match = 1 and {{ condition }}
-    {% if not loop.last %}union all{% endif %}
+    union all
     {% endfor %}
+
+    select
+        send_key,
+        campaign_key,
+        person_id,
+        channel,
+        report_id,
+        case when is_delivered then 'delivery' else 'bounce' end as event_type,
+        reported_sent_at as event_at,
+        0 as seconds_after_send
+    from sms_matched
+    where nth_match = 1
+
+    union all
+
+    select
+        send_key,
+        campaign_key,
+        person_id,
+        channel,
+        report_id,
+        'click' as event_type,
+        clicked_at as event_at,
+        {{ dbt.datediff('sent_at', 'clicked_at', 'second') }} as seconds_after_send
+    from line_first_clicks
+    where nth_click = 1
 
 ),
 
@@ -95,7 +237,7 @@ final as (
         campaign_key,
         person_id,
         channel,
-        esp_send_id,
+        report_id,
         event_type,
         event_at,
         coalesce(

@@ -14,6 +14,7 @@ renamed as (
         interval as send_interval,
         channel,
         person_id,
+        {{ dbt.hash('key') }} as recipient_key_hash,
         status as ledger_status,
         claimed_at,
         done_at,
