@@ -114,7 +114,7 @@ sms_matched as (
         and sends.claimed_at = ledger.claimed_at
     inner join sms_receipts
         on ledger.recipient_key_hash = sms_receipts.to_phone_hash
-        and sms_receipts.created_at >= sends.claimed_at
+        and sends.claimed_at <= sms_receipts.created_at
         and sms_receipts.created_at < {{ dbt.dateadd('hour', cfg['esp_match_hours'], 'sends.claimed_at') }}
     where sends.channel = 'sms'
 
@@ -144,7 +144,7 @@ line_matched as (
         line_clicks.event_id as report_id,
         line_clicks.event_at as clicked_at,
         row_number() over (
-            partition by line_clicks.event_id order by sends.sent_at desc, sends.send_key
+            partition by line_clicks.event_id order by sends.sent_at desc, sends.send_key asc
         ) as nth_send
     from line_clicks
     inner join sends
@@ -223,7 +223,8 @@ events as (
         report_id,
         'click' as event_type,
         clicked_at as event_at,
-        {{ dbt.datediff('sent_at', 'clicked_at', 'second') }} as seconds_after_send
+        {{ dbt.datediff('sent_at', 'clicked_at', 'second') }}
+            as seconds_after_send
     from line_first_clicks
     where nth_click = 1
 
