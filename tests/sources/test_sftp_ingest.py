@@ -17,15 +17,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 import duckdb
 import paramiko
 import pytest
+import yaml
 
 from yorisoi.sources.landing import Lake, Warehouse
-from yorisoi.sources.registry import Source, load_registry
+from yorisoi.sources.registry import DEFAULT_REGISTRY, Source, load_registry
 from yorisoi.sources.sftp_files import (
     DecodeError,
     DropReport,
@@ -598,3 +600,74 @@ def test_a_field_over_the_csv_limit_quarantines_its_file_and_the_feed_goes_on(
     assert _query(warehouse, 'select request_no from raw."sftp__callcenter_requests" order by 1') == [("Q1",), ("Q8",)]
     [(line, reason)] = _query(warehouse, "select line, reason from raw._rejects")
     assert line == 2 and "maximum line size" in reason.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Money in the source's currency
+# --------------------------------------------------------------------------------------------
+
+
+def _money_source(tmp_path: Path, money: dict | None) -> Source:
+    """The default registry's SFTP source with the POS amounts typed `money`, in `money`'s currency."""
+    doc = yaml.safe_load(DEFAULT_REGISTRY.read_text("utf-8"))
+    sftp = doc["sources"]["sftp"]
+    if money is not None:
+        sftp["money"] = money
+    for name in ("unit_price", "list_price", "amount"):
+        sftp["tables"]["pos_sales"]["columns"][name]["type"] = "money"
+    path = tmp_path / "registry.yml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
+    return load_registry(path).source("sftp")
+
+
+def _priced_row(receipt: str, amount: str) -> str:
+    return (
+        f'"{receipt}",1,"S003","横浜店","2026/10/01 10:00:00","売上","","","YS-00001",1,{amount},{amount},{amount},0,10'
+    )
+
+
+def test_money_columns_land_in_the_minor_unit_and_more_decimals_are_rejected_not_rounded(
+    root: Path, tmp_path: Path, connect, warehouse: Warehouse
+) -> None:
+    source = _money_source(tmp_path, {"currency": "USD", "minor_unit": 2})
+    sales = "\r\n".join(
+        [
+            SALES_HEADER,
+            _priced_row("R1", "12.50"),
+            _priced_row("R2", "12.345"),  # line 3: a tenth of a cent
+            _priced_row("R3", "abc"),  # line 4: not an amount
+            _priced_row("R4", "1000"),
+            "",
+        ]
+    ).encode("cp932")
+    _drop(root, "pos", "sales_202611.csv", sales)
+    with connect(root) as sftp:
+        report = _ingest(warehouse, source, sftp, tmp_path, tables=["pos_sales"])
+
+    assert report.tables["pos_sales"].rows_loaded == 2
+    landed = _query(warehouse, 'select receipt_no, unit_price, amount from raw."sftp__pos_sales" order by 1')
+    assert landed == [("R1", Decimal("12.50"), Decimal("12.50")), ("R4", Decimal("1000.00"), Decimal("1000.00"))]
+    types = dict(
+        _query(
+            warehouse,
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'raw' and table_name = 'sftp__pos_sales'",
+        )
+    )
+    assert types["amount"] == "DECIMAL(18,2)" and types["quantity"] == "BIGINT"
+    reasons = dict(_query(warehouse, "select line, reason from raw._rejects order by line"))
+    assert set(reasons) == {3, 4}
+    assert "金額 (amount): 12.345 has more than 2 decimal places" in reasons[3]
+    assert "'abc' is not an amount with at most 2 decimal places" in reasons[4]
+
+
+def test_money_in_whole_yen_rejects_a_fraction(root: Path, tmp_path: Path, connect, warehouse: Warehouse) -> None:
+    source = _money_source(tmp_path, None)  # JPY, minor unit 0: the default
+    sales = "\r\n".join([SALES_HEADER, _priced_row("R1", "1280"), _priced_row("R2", "1280.5"), ""]).encode("cp932")
+    _drop(root, "pos", "sales_202611.csv", sales)
+    with connect(root) as sftp:
+        _ingest(warehouse, source, sftp, tmp_path, tables=["pos_sales"])
+
+    assert _query(warehouse, 'select receipt_no, amount from raw."sftp__pos_sales"') == [("R1", 1280)]
+    [(line, reason)] = _query(warehouse, "select line, reason from raw._rejects")
+    assert line == 3 and "1280.5 has more than 0 decimal places" in reason

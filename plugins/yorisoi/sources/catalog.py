@@ -35,6 +35,16 @@ FILE_TYPES = {
     "timestamp": pa.timestamp("us"),
     "timestamptz": pa.timestamp("us", tz="UTC"),
 }
+
+
+def file_type(type_name: str, money_scale: int = 0) -> pa.DataType:
+    """The Arrow type of a file column of registry type `type_name`: `money` lands as whole units
+    (int64) when the source's minor unit is 0, as DECIMAL(18, minor unit) otherwise."""
+    if type_name == "money":
+        return pa.int64() if money_scale == 0 else pa.decimal128(18, money_scale)
+    return FILE_TYPES[type_name]
+
+
 LOADER_COLUMNS = ("_loaded_at", "_source_file", "_batch_id")
 """Columns landing adds to every raw table."""
 
@@ -43,7 +53,9 @@ def raw_schema(table: Table) -> pa.Schema | None:
     """The columns of `table`'s raw table as its extractor writes them (without the loader's
     columns); None when the registry cannot tell (an API table no flattener produces)."""
     if table.kind in ("files", "store", "messaging"):
-        return pa.schema([(c.name, FILE_TYPES[c.type]) for c in table.columns]) if table.columns else None
+        if not table.columns:
+            return None
+        return pa.schema([(c.name, file_type(c.type, table.money_scale)) for c in table.columns])
     if table.kind == "api":
         from .ecommerce import raw_schemas
 

@@ -18,7 +18,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_REGISTRY = PROJECT_ROOT / "include" / "sources" / "registry.yml"
-TYPES = {"string", "integer", "boolean", "date", "timestamp", "timestamptz"}
+TYPES = {"string", "integer", "money", "boolean", "date", "timestamp", "timestamptz"}
 METHODS = {"automatic", "manual"}
 # store: Yorisoi's own activation store, landed for the campaign-outcome facts;
 # messaging: what the SMS and LINE providers report back (yorisoi.sources.messaging)

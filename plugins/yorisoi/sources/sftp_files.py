@@ -89,6 +89,7 @@ _DUCKDB_TYPES = {
     "timestamp": "TIMESTAMP",
     "timestamptz": "TIMESTAMPTZ",
 }
+_MONEY_READ_TYPE = "DECIMAL(38, 12)"
 _UTF8_BOM = codecs.BOM_UTF8
 _CHUNK = 8 << 20  # bytes read at a time when downloading and decoding
 _ROWS_PER_PART = 1_000_000  # rows per Parquet part handed to the warehouse
@@ -405,6 +406,7 @@ class _Spec:
             "date": f"a date in the format {self.date_format or '%Y-%m-%d'}",
             "timestamp": f"a timestamp in the format {self.timestamp_format or 'YYYY-MM-DD HH:MM:SS'}",
             "timestamptz": "an ISO 8601 timestamp with a UTC offset",
+            "money": f"an amount with at most {self.table.money_scale} decimal places",
         }.get(col.type, col.type)
 
 
@@ -521,12 +523,18 @@ def _cast_reason(spec: _Spec, column_name: str | None, message: str) -> str:
     return f"{spec.label(column_name)}: {m.group(1)!r} is not {spec.expects(col)}"
 
 
+def _read_type(col: Column) -> str:
+    """The type DuckDB reads a column as. Money is read with room for any decimals, so an amount
+    with more decimals than the currency's minor unit is rejected by name instead of rounded."""
+    return _MONEY_READ_TYPE if col.type == "money" else _DUCKDB_TYPES[col.type]
+
+
 def _parse(decoded: Path, spec: _Spec, tmp: Path) -> _Parsed:
     """Read the decoded file with DuckDB into table `parsed` (registry column names and types);
     collect rejects with physical line numbers. Raises duckdb.Error if the CSV cannot be read."""
     con = duckdb.connect(config={"temp_directory": str(tmp / "duckdb-tmp")})
     con.execute("set TimeZone = 'UTC'")
-    columns = "{" + ", ".join(f"{_lit(c.name)}: {_lit(_DUCKDB_TYPES[c.type])}" for c in spec.table.columns) + "}"
+    columns = "{" + ", ".join(f"{_lit(c.name)}: {_lit(_read_type(c))}" for c in spec.table.columns) + "}"
     options = [
         "header = true",
         "auto_detect = false",
@@ -579,12 +587,26 @@ def _parse(decoded: Path, spec: _Spec, tmp: Path) -> _Parsed:
     )
     kana = [c.name for c in spec.table.columns if c.name.endswith("_kana") and c.type == "string"]
     not_kana = " or ".join(f"not regexp_full_match({_ident(c)}, {_lit(KANA)})" for c in kana)
+    scale = spec.table.money_scale
+    money = [c for c in spec.table.columns if c.type == "money"]
+    too_precise = (
+        "concat_ws('; ', "
+        + ", ".join(
+            f"case when {_ident(c.name)} <> round({_ident(c.name)}, {scale}) then "
+            f"{_lit(spec.label(c.name) + ': ')} || rtrim(rtrim({_ident(c.name)}::varchar, '0'), '.') "
+            f"|| {_lit(f' has more than {scale} decimal places (the source money minor_unit)')} end"
+            for c in money
+        )
+        + ")"
+        if money
+        else "''"
+    )
     key_list = ", ".join(_ident(c) for c in pk)
     found = con.execute(
         f"""
         with checked as (
             select rowid as id, {key_list}, ({empty}) as empty_key, coalesce({control or "false"}, false) as control,
-                ({not_kana or "false"}) as not_kana
+                ({not_kana or "false"}) as not_kana, nullif({too_precise}, '') as too_precise
             from parsed
         ), ranked as (
             select *, case when not (empty_key or control)
@@ -592,8 +614,9 @@ def _parse(decoded: Path, spec: _Spec, tmp: Path) -> _Parsed:
             from checked
         )
         select id, {key_list}, empty_key, control, coalesce(winner <> id, false) as duplicate, winner,
-            coalesce(not_kana, false) as not_kana
-        from ranked where empty_key or control or winner <> id or coalesce(not_kana, false) order by id
+            coalesce(not_kana, false) as not_kana, too_precise
+        from ranked where empty_key or control or winner <> id or coalesce(not_kana, false) or too_precise is not null
+        order by id
         """  # noqa: S608 (identifiers quoted)
     ).fetchall()
     flags: list[_Flag] = []
@@ -604,7 +627,11 @@ def _parse(decoded: Path, spec: _Spec, tmp: Path) -> _Parsed:
         )
         bad_ids = []
         for row in found:
-            rid, values, (is_empty, has_control, duplicate, winner, odd_kana) = row[0], row[1 : n + 1], row[n + 1 :]
+            rid, values, (is_empty, has_control, duplicate, winner, odd_kana, precise) = (
+                row[0],
+                row[1 : n + 1],
+                row[n + 1 :],
+            )
             start, raw = lines_of[rid]
             key_text = ", ".join(f"{spec.label(c)}={v!r}" for c, v in zip(pk, values, strict=True))
             if is_empty:
@@ -620,13 +647,18 @@ def _parse(decoded: Path, spec: _Spec, tmp: Path) -> _Parsed:
                         start, f"duplicate key {key_text}: line {lines_of[winner][0]} has the same key and is kept", raw
                     )
                 )
-            if is_empty or has_control or duplicate:
+            elif precise:
+                rejects.append(_Reject(start, precise, raw))
+            if is_empty or has_control or duplicate or precise:
                 bad_ids.append(rid)
             elif odd_kana:
                 flags.append(_Flag(start, key_text, raw))
         if bad_ids:
             con.execute("delete from parsed where rowid in (select unnest(?))", [bad_ids])
         rejects.sort(key=lambda r: r.line)
+    landed_type = "BIGINT" if scale == 0 else f"DECIMAL(18, {scale})"
+    for c in money:
+        con.execute(f"alter table parsed alter {_ident(c.name)} type {landed_type}")
     return _Parsed(con, records, rejects, flags)
 
 
