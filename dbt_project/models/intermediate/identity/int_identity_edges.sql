@@ -101,11 +101,15 @@ checked as (
             when a.kana_key <> b.kana_key
                 and a.kana_key <> coalesce(b.kana_swapped_key, b.kana_key)
                 and coalesce(a.kana_swapped_key, a.kana_key) <> b.kana_key then 'kana_differs'
-            {#- One side has kana, the other only a kanji name: the kana must be one of its readings. #}
+            {#- One side has kana, the other only a kanji name: the kana must be one of its readings,
+                unless both records carry that kanji name (then the kana is a reading of it that the
+                dictionary does not list, as 幹 read ミキ). #}
             when a.kana_key is null and b.kana_key is not null and a.reading_key_1 is not null
+                and coalesce(a.name_key <> b.name_key, true)
                 and b.kana_key not in ({{ reading_keys('a') }})
                 and coalesce(b.kana_swapped_key, b.kana_key) not in ({{ reading_keys('a') }}) then 'reading_differs'
             when b.kana_key is null and a.kana_key is not null and b.reading_key_1 is not null
+                and coalesce(a.name_key <> b.name_key, true)
                 and a.kana_key not in ({{ reading_keys('b') }})
                 and coalesce(a.kana_swapped_key, a.kana_key) not in ({{ reading_keys('b') }}) then 'reading_differs'
             when a.birth_key <> b.birth_key then 'birthday_differs'
