@@ -66,6 +66,21 @@ def using_var(work: Path) -> Iterator[None]:
             os.environ["YORISOI_VAR"] = old
 
 
+@contextlib.contextmanager
+def _as_of(day: str | None) -> Iterator[None]:
+    """YORISOI_AS_OF set to `day` (when given) for the duration, then as it was."""
+    old = os.environ.get("YORISOI_AS_OF")
+    if day:
+        os.environ["YORISOI_AS_OF"] = day
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("YORISOI_AS_OF", None)
+        else:
+            os.environ["YORISOI_AS_OF"] = old
+
+
 def ingest_shop(brand: Path, wh, run_id: str, tables: list[str] | None = None) -> IngestTiming:
     """The e-commerce API (served from the brand's files on loopback, no rate limit)."""
     from yorisoi.sources.ecommerce import ShopClient, ingest_ecommerce
@@ -187,14 +202,18 @@ def build(
     exclude: str | None = None,
     full_refresh: bool = False,
     quiet: bool = False,
+    as_of: str | None = None,
 ) -> dict:
     """`dbt build` in the run's folder, by default of every mart (customer layer and segments);
-    wall time and per-node times."""
+    wall time and per-node times. The segment marts describe `as_of` (YYYY-MM-DD), by default the
+    day the brand's data ends on, whatever YORISOI_AS_OF the calling process holds: the same
+    brand builds the same marts in any order of tests."""
     from yorisoi.transform import CUSTOMER_LAYER, brand_as_of, run_dbt
 
     select = select or CUSTOMER_LAYER
-    os.environ.setdefault("YORISOI_AS_OF", brand_as_of(run.work / "sources"))
-    with using_var(run.work):
+    manifest = run.work / "sources" / "manifest.json"
+    day = as_of or (brand_as_of(run.work / "sources") if manifest.is_file() else os.environ.get("YORISOI_AS_OF"))
+    with using_var(run.work), _as_of(day):
         t0 = time.perf_counter()
         args = [*(["--quiet"] if quiet else []), "build", "--select", select, "--indirect-selection", "cautious"]
         if full_refresh:

@@ -22,6 +22,7 @@ from yorisoi.privacy.tombstones import KINDS, Tombstones, erased_hash
 from yorisoi.privacy.verify import verify
 from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.sources.registry import load_registry
+from yorisoi.transform import brand_as_of
 
 SECRET = b"erasure-tests-match-key-0123456789"  # a test secret, not a credential
 
@@ -94,6 +95,7 @@ def brand(xs, tmp_path: Path, monkeypatch) -> Path:
     for name in ("lake", "sources", "keys"):
         shutil.copytree(xs.work / name, work / name)
     monkeypatch.setenv("YORISOI_MATCH_KEY_FILE", str(work / "keys" / "match_key"))
+    monkeypatch.setenv("YORISOI_AS_OF", brand_as_of(work / "sources"))  # the day the marts describe
     monkeypatch.setenv("YORISOI_AUDIT_DIR", str(tmp_path / "audit"))
     monkeypatch.setenv("YORISOI_ACTIVATION_URL", f"sqlite:///{tmp_path / 'activation.sqlite'}")
     return work

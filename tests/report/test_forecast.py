@@ -12,12 +12,6 @@ from yorisoi.report.data import Warehouse
 from yorisoi.report.forecast import forecast, p_alive
 from yorisoi_kit.scale_run import ScaleRun
 
-# Known defect, see the stop note: marked, not hidden; remove the marks once fixed.
-KNOWN_DEFECT = (
-    "known defect (stop note): Gamma-Gamma does not fit on the XS brand since this stop's marts "
-    "changes (q <= 1), so the 顧客BS forecast is empty"
-)
-
 
 @pytest.fixture(scope="module")
 def customers(xs: ScaleRun) -> pd.DataFrame:
@@ -30,7 +24,6 @@ def result(customers: pd.DataFrame):
     return forecast(customers, simulations=200, seed=1)
 
 
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_year_one_is_the_marts_365_day_expectation(xs: ScaleRun, result) -> None:
     """Year 1's expected purchases are Σ customer_clv.expected_purchases_365d (the same BG/NBD
     conditional expectation the mart stores per person)."""
@@ -39,7 +32,6 @@ def test_year_one_is_the_marts_365_day_expectation(xs: ScaleRun, result) -> None
     assert result.years["expected_purchases"].iloc[0] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_the_simulation_reproduces_the_expectations(result) -> None:
     """The simulated customers' mean revenue is the closed-form expectation (within 3 %), and the
     90 % interval contains it: the simulation draws from the fitted model, not something else."""
@@ -49,7 +41,6 @@ def test_the_simulation_reproduces_the_expectations(result) -> None:
     assert ((y["purchases_low"] <= y["expected_purchases"]) & (y["expected_purchases"] <= y["purchases_high"])).all()
 
 
-@pytest.mark.xfail(reason=KNOWN_DEFECT, strict=False)
 def test_without_new_customers_the_base_only_shrinks(result, customers: pd.DataFrame) -> None:
     y = result.years
     assert (np.diff(y["expected_purchases"]) < 0).all()

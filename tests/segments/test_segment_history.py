@@ -8,12 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
-from yorisoi.transform import run_dbt
+from yorisoi.transform import brand_as_of, run_dbt
 from yorisoi_kit.scale_run import ScaleRun, using_var
 
 
-def test_history_reruns_retention_and_erasure(xs: ScaleRun, tmp_path: Path) -> None:
+def test_history_reruns_retention_and_erasure(xs: ScaleRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YORISOI_AS_OF", brand_as_of(xs.work / "sources"))  # the day the marts describe
     for name in ("warehouse.duckdb", "analytics.duckdb"):
         shutil.copyfile(xs.work / name, tmp_path / name)
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
