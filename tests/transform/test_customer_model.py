@@ -163,7 +163,7 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
                timestamp '2026-10-01 10:00:00' as updated_at
     """
     con.execute(insert, ["C-SPLIT-A", "090-4821-7365", None, "2310062"])
-    con.execute(insert, ["C-SPLIT-B", None, "shiori.morikawa@example.jp", "1500001"])
+    con.execute(insert, ["C-SPLIT-B", None, "s.morikawa1988@gmail.com", "1500001"])
     con.close()
     build(run, select="+bridge_customer_identities identity_merges")
     before = _bridge(run.warehouse)
@@ -171,7 +171,7 @@ def test_person_ids_survive_a_rebuild_merge_and_split(copy_of_xs: ScaleRun) -> N
     assert a != b
     # ... until a new record carries the first one's mobile number and the second one's email.
     con = duckdb.connect(str(run.warehouse))
-    con.execute(insert, ["C-BRIDGE", "090-4821-7365", "shiori.morikawa@example.jp", "2310062"])
+    con.execute(insert, ["C-BRIDGE", "090-4821-7365", "s.morikawa1988@gmail.com", "2310062"])
     con.close()
     build(run, select="+bridge_customer_identities identity_merges")
     merged = _bridge(run.warehouse)
