@@ -81,6 +81,27 @@ def synth(
         console.print_json(json.dumps(summarize(out), ensure_ascii=False))
 
 
+@kit_app_command
+def daily_change(
+    out: Annotated[Path | None, typer.Option(help="a generated brand [default: var/sources]")] = None,
+    seed: Annotated[int, typer.Option(help="same seed and brand, same change")] = 42,
+    days: Annotated[int, typer.Option(help="days of change to apply, one after the other")] = 1,
+    new_orders: Annotated[float, typer.Option(help="share of new orders and store receipts")] = 0.005,
+    changed_customers: Annotated[float, typer.Option(help="share of accounts with a new email or address")] = 0.01,
+    opt_outs: Annotated[float, typer.Option(help="share of accounts withdrawing email consent")] = 0.002,
+) -> None:
+    """Apply a day of change to a generated brand in place (new orders, late order updates,
+    changed customers, opt-outs, web events, email sends) and move its as-of day on by one: what
+    the daily run ingests and builds incrementally (docs/synthetic-brand.md)."""
+    from .synth.daily import DailyShares, apply_daily_change
+
+    brand = out or paths.sources_dir()
+    shares = DailyShares(new_orders=new_orders, changed_customers=changed_customers, opt_outs=opt_outs)
+    for _ in range(days):
+        change = apply_daily_change(brand, seed=seed, shares=shares)
+        console.print(f"{change['day']}: " + ", ".join(f"{k} {v:,}" for k, v in change["rows"].items()))
+
+
 def _secret(env: str, default: str) -> str:
     return os.environ.get(env, default)
 
