@@ -6,6 +6,7 @@ download that stalls."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from yorisoi.sources.ecommerce import BulkOperationError, ShopApiError, ShopClient, ingest_ecommerce
 from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.sources.reconcile import reconcile_ecommerce
-from yorisoi.sources.registry import Source, load_registry
+from yorisoi.sources.registry import RegistryError, Source, load_registry
 from yorisoi_kit.servers.ecommerce import RunningServer, serve_in_thread
 
 API_KEY = "shpat_bulk_test_key"
@@ -224,3 +225,23 @@ def test_reconciliation_by_bulk_finds_a_rest_load_complete(
     for table in TABLES:
         assert results[table].source_rows == results[table].raw_rows > 0, table
         assert (results[table].missing, results[table].changed, results[table].landed) == (0, 0, 0), table
+
+
+def test_auto_reads_customers_by_rest_when_their_furigana_are_metafields(
+    server: RunningServer, source: Source, tmp_path: Path
+) -> None:
+    customers = source.tables["customers"]
+    fields = {"last_name_kana": {"metafield": "custom.sei_kana"}}
+    shop = dataclasses.replace(
+        source,
+        tables={
+            **source.tables,
+            "customers": dataclasses.replace(customers, options={**customers.options, "fields": fields}),
+        },
+    )
+    wh = make_warehouse(tmp_path)
+    with client_of(server) as client:
+        results = ingest_ecommerce(wh, shop, client, run_id="r", load_date=LOAD_DATE, tables=["customers"], until=UNTIL)
+        assert graphql_calls(server) == 0 and results["customers"].rows > 0
+        with pytest.raises(RegistryError, match="metafields"):
+            ingest_ecommerce(wh, shop, client, run_id="b", load_date=LOAD_DATE, tables=["customers"], read="bulk")

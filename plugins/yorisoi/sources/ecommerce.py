@@ -1277,6 +1277,39 @@ _ORDER_LINES_SQL = f"""
     FROM nodes WHERE __parentId IS NOT NULL"""  # noqa: S608 (fixed SQL)
 
 
+_CUSTOMER_COLUMNS = {
+    "id": "VARCHAR", "__parentId": "VARCHAR", "email": "VARCHAR", "firstName": "VARCHAR", "lastName": "VARCHAR",
+    "phone": "VARCHAR", "createdAt": "VARCHAR", "updatedAt": "VARCHAR", "state": "VARCHAR", "tags": "VARCHAR[]",
+    "verifiedEmail": "BOOLEAN",
+    "defaultAddress": "STRUCT(zip VARCHAR, province VARCHAR, city VARCHAR, address1 VARCHAR)",
+    "emailMarketingConsent": "STRUCT(marketingState VARCHAR, marketingOptInLevel VARCHAR, consentUpdatedAt VARCHAR)",
+    "smsMarketingConsent": "STRUCT(marketingState VARCHAR, consentUpdatedAt VARCHAR)",
+}  # fmt: skip
+
+
+def _customers_sql(fields: Any) -> tuple[str, dict[str, str]] | None:
+    """The customers' SQL and JSON columns, or None when ``fields`` reads a nested key, a
+    metafield or the note (the line reader's job)."""
+    specs = customer_field_specs(fields)
+    if any(kind != "field" or "." in name for kind, name in specs.values()):
+        return None
+    columns = {**_CUSTOMER_COLUMNS, **{name: "VARCHAR" for _, name in specs.values()}}
+    extra = ", ".join(f'"{name}" AS {column}' for column, (_, name) in specs.items())
+    sql = f"""
+        SELECT _line, {_GID_SQL.format("id")} AS id, email, firstName AS first_name, lastName AS last_name,
+            phone, createdAt AS created_at, updatedAt AS updated_at, lower(state) AS state,
+            array_to_string(tags, ', ') AS tags,
+            lower(emailMarketingConsent.marketingState) AS email_marketing_state,
+            lower(emailMarketingConsent.marketingOptInLevel) AS email_marketing_opt_in_level,
+            emailMarketingConsent.consentUpdatedAt AS email_marketing_updated_at,
+            lower(smsMarketingConsent.marketingState) AS sms_marketing_state,
+            smsMarketingConsent.consentUpdatedAt AS sms_marketing_updated_at,
+            defaultAddress.zip AS zip, defaultAddress.province AS province, defaultAddress.city AS city,
+            defaultAddress.address1 AS address1, verifiedEmail AS verified_email, {extra}
+        FROM nodes WHERE __parentId IS NULL"""  # noqa: S608 (fixed SQL, names checked by customer_field_specs)
+    return sql, columns
+
+
 def _typed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
     """A batch of text columns in ``schema``'s types, cast as the flatteners cast them."""
     columns: dict[str, pa.Array] = {}
@@ -1286,23 +1319,32 @@ def _typed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
             column = column.cast(TS)  # as _ts: ISO 8601 with an offset → UTC
         elif f.name in MONEY_COLUMNS:
             column = column.cast(_EXACT)  # as _money; _table refuses an amount that would lose a digit
+        elif f.name == "birth_date":
+            column = _birth_dates(column.to_pylist())  # the OMS's date rule, as flatten_customers
         columns[f.name] = column
     return _table(schema, columns)
 
 
-def _orders_by_duckdb(
-    path: Path, parent: Table, child: str | None, folder: Path, size: int
+def _by_duckdb(
+    path: Path, resource: str, parent: Table, child: str | None, folder: Path, size: int
 ) -> list[tuple[str, Path]] | None:
-    """The orders and lines of a bulk result, typed, in Parquet files under ``folder`` (each row
-    with its line in the file); None when a line or a value needs the line-by-line reader."""
+    """The rows of a bulk result of orders (and their lines) or customers, typed, in Parquet
+    files under ``folder`` (each row with its line in the file); None when a line or a value
+    needs the line-by-line reader, or for another resource."""
     import duckdb
     import pyarrow.parquet as pq
 
     schemas = raw_schemas(parent.money_scale)
-    wanted = [(parent.name, _ORDERS_SQL, schemas["orders"])]
-    if child:
-        wanted.append((child, _ORDER_LINES_SQL, schemas["order_lines"]))
-    columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in _ORDER_LINE_COLUMNS.items()) + "}"
+    if resource == "orders":
+        wanted = [(parent.name, _ORDERS_SQL, schemas["orders"])]
+        if child:
+            wanted.append((child, _ORDER_LINES_SQL, schemas["order_lines"]))
+        json_columns = _ORDER_LINE_COLUMNS
+    elif resource == "customers" and (found := _customers_sql(parent.options.get("fields"))) is not None:
+        wanted, json_columns = [(parent.name, found[0], schemas["customers"])], found[1]
+    else:
+        return None
+    columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in json_columns.items()) + "}"
     con = duckdb.connect()
     out: list[tuple[str, Path]] = []
     try:
@@ -1391,9 +1433,7 @@ def read_records(
         size = client.download(operation["url"], sink)
         sink.flush()
         log.info("bulk result of %s: %d byte(s) downloaded", resource, size)
-        files = (
-            _orders_by_duckdb(Path(sink.name), parent, child, Path(folder), 50_000) if resource == "orders" else None
-        )
+        files = _by_duckdb(Path(sink.name), resource, parent, child, Path(folder), 50_000)
         if files is not None:
             yield from _chunks_of(files, 50_000)
             return
@@ -1472,6 +1512,14 @@ READS = ("auto", "rest", "bulk")
 watermark yet, and the paged REST walk for increments), or always ``rest`` / ``bulk``."""
 
 
+def bulk_can_read(table: Table) -> bool:
+    """Whether a bulk query selects what the table needs (not metafields: see :func:`bulk_query`);
+    ``auto`` reads such a table by REST."""
+    if str(table.options.get("endpoint", "")).removesuffix(".json") != "customers":
+        return True
+    return all(kind != "metafield" for kind, _ in customer_field_specs(table.options.get("fields")).values())
+
+
 def read_mode(source: Source, read: str | None) -> str:
     """The read mode: ``read`` (a CLI's or a caller's choice) or else the source's ``read:`` in
     the registry, ``auto`` by default."""
@@ -1510,7 +1558,7 @@ def _ingest_endpoint(
             next_step("flags"),
         )
         mark = _iso(until)
-    bulk = read == "bulk" or (read == "auto" and mark is None)
+    bulk = read == "bulk" or (read == "auto" and mark is None and bulk_can_read(parent))
     how = "a bulk operation" if bulk else "the REST walk"
     log.info("reading %s from %s by %s (watermark %s, until %s)", resource, client.base_url, how, mark, until)
     started = time.perf_counter()

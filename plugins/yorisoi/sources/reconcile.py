@@ -217,9 +217,9 @@ def reconcile_ecommerce(
     """Read every shop endpoint in full and land what raw is missing; rows stamped after `until`
     (default now) land flagged. ``read``: ``bulk`` or ``rest`` (default: the registry's ``read``;
     ``auto`` reads by one bulk operation per endpoint, the way a full read is meant to be done)."""
-    from .ecommerce import FLATTENERS, _iso, _plan, land_chunk, read_mode, read_records
+    from .ecommerce import FLATTENERS, _iso, _plan, bulk_can_read, land_chunk, read_mode, read_records
 
-    bulk = read_mode(source, read) != "rest"
+    mode = read_mode(source, read)
     bound = datetime.fromisoformat(_iso(until or datetime.now(UTC).replace(microsecond=0)))
     results: dict[str, Reconciled] = {}
     with tempfile.TemporaryDirectory(prefix="reconcile-", dir=workdir) as tmp:
@@ -232,6 +232,7 @@ def reconcile_ecommerce(
             lines = dict.fromkeys(scratches, 1)
             # No upper bound: a row stamped in the future, which bounded incremental reads never
             # see, lands here (flagged in raw._flags).
+            bulk = mode == "bulk" or (mode == "auto" and bulk_can_read(parent))
             chunks = read_records(
                 client, parent, children, findings, bulk=bulk, since=None, until=None, page_limit=page_limit,
                 workdir=Path(tmp),
