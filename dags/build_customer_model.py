@@ -44,6 +44,9 @@ and the Data Docs (`var/out/docs/quality/index.html`) show the failing values.
 - **Rerun:** safe: models are rebuilt; person IDs stay stable (the identity model reads its last result).
   After a gate failure, fix or replace the bad batch at the source (a re-ingest replaces rows by key),
   then clear `validate_raw`.
+- **First load:** until the customer layer has been built once, a build triggered while some
+  raw table has not landed yet is skipped (the reason names the tables); the build after the
+  last table lands runs.
 """,
 )
 def build_customer_model():
@@ -51,7 +54,9 @@ def build_customer_model():
     @task(pool=POOL)
     def validate_raw(dag_run=None) -> dict:
         from yorisoi.quality.gate import validate_layer  # GX is imported when the task runs, not at parse
+        from yorisoi.transform import require_first_load
 
+        require_first_load()  # a new deployment's sources land one by one: wait for all of them
         return validate_layer("raw", run_name=f"{dag_run.dag_id}.{dag_run.run_id}")
 
     @task(

@@ -55,6 +55,8 @@ F-retention and lead times, cohorts and revenue retention, the daily trigger aud
   Data Docs: `var/out/docs/quality/index.html`.
 - **Outputs:** assets `marts.customer_traits`, `marts.trigger_audiences`, `marts.segment_4r`, ...
   emitted by `validate_marts` (activation listens to them).
+- **First tick:** on a warehouse without a customer layer (a new deployment, switched on before
+  its first customer build) the build is skipped, not failed; the first customer build triggers it.
 - **Rerun:** safe: every model is rebuilt for its as-of day.
 """,
 )
@@ -62,8 +64,9 @@ def build_segments():
     @task(pool=POOL)
     def dbt_build_segments(dag_run=None) -> dict:
         from yorisoi.quality.gate import pin_as_of
-        from yorisoi.transform import SEGMENT_LAYER, build_task  # loaded when the task runs, not at parse
+        from yorisoi.transform import SEGMENT_LAYER, build_task, require_customer_layer  # loaded at run, not parse
 
+        require_customer_layer()  # a new deployment's first tick comes before any customer build
         return {"as_of": pin_as_of(dag_run.run_after), **build_task(SEGMENT_LAYER, results_name="segments")}
 
     # The segment assets are emitted here, after the marts passed, so activation only ever starts

@@ -127,6 +127,65 @@ def build_results_path(name: str) -> Path:
     return paths.var_dir() / "dbt" / "builds" / f"{name}.json"
 
 
+def require_customer_layer(warehouse: Path | None = None) -> None:
+    """Skip (AirflowSkipException) a segment build on a warehouse that has no customer layer yet.
+    On a new deployment, build_segments' daily schedule fires as soon as the DAG is switched on,
+    before the first customer build: a failure there (retried, alerted) would cry wolf, and the
+    first customer build triggers the segment build anyway. Run inside the writer pool, so no
+    build is writing while it looks."""
+    import duckdb
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    path = warehouse or paths.warehouse_path()
+    built = False
+    if path.exists():
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            built = bool(
+                con.execute(
+                    "select count(*) from information_schema.tables "
+                    "where table_schema = 'marts' and table_name = 'dim_customers'"
+                ).fetchone()[0]
+            )
+        finally:
+            con.close()
+    if not built:
+        raise AirflowSkipException(f"no customer layer in {path} yet: the first customer build triggers this build")
+
+
+def require_first_load(warehouse: Path | None = None) -> None:
+    """Skip (AirflowSkipException) a customer build while a new deployment's first load is still
+    landing: no customer layer yet, and some raw table the build waits on is missing or empty.
+    Each landed table triggers the build (its Asset), but the sources land one after another and
+    the raw gate fails every empty table ("the table has landed"): without this, the first day
+    would fail and alert once per table. Once a customer layer exists, an empty table fails the
+    gate loudly as before. Runs inside the writer pool, so nothing lands while it looks."""
+    import duckdb
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from .orchestration.assets import registry_raw_assets
+
+    path = warehouse or paths.warehouse_path()
+    waited = [asset.name for asset in registry_raw_assets()]  # raw.<table>
+    if not path.exists():
+        raise AirflowSkipException(f"first load: nothing landed in {path} yet")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = {
+            f"{schema}.{name}"
+            for schema, name in con.execute(
+                "select table_schema, table_name from information_schema.tables where table_schema in ('raw', 'marts')"
+            ).fetchall()
+        }
+        if "marts.dim_customers" in tables:
+            return
+        empty = [t for t in waited if t not in tables or not con.execute(f"select 1 from {t} limit 1").fetchone()]  # noqa: S608 - registry names
+    finally:
+        con.close()
+    if empty:
+        raise AirflowSkipException(f"first load: {len(empty)} raw table(s) not landed yet: {', '.join(empty)}")
+
+
 def build_task(select: str, *, exclude: str | None = None, results_name: str | None = None) -> dict:
     """Airflow task body: `dbt build --select <select> [--exclude <exclude>]`. A failing dbt test
     fails the task without retries (rerunning does not fix data); other errors (a busy warehouse

@@ -11,6 +11,11 @@ from ..sources.registry import Source, load_registry
 from .assets import raw_asset
 from .dag_defaults import DEFAULT_ARGS, POOL
 
+# Landing goes ahead of building in the writer pool: when several tables wait for the one slot,
+# a build triggered by the first of them (validate_raw, weight 2) would otherwise slip in between
+# landings and rebuild on half the day's data, then again for the rest.
+LANDING_PRIORITY = 10
+
 
 def _doc(source: Source) -> str:
     rows = "\n".join(
@@ -62,6 +67,7 @@ def ingest_dag(source_name: str, *, catchup: bool, max_active_runs: int) -> DAG 
             @task(
                 task_id=f"land_{table.name}",
                 pool=POOL,
+                priority_weight=LANDING_PRIORITY,
                 outlets=outlets,
                 execution_timeout=source.duration("execution_timeout", "2 hours"),
             )
