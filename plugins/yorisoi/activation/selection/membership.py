@@ -455,7 +455,9 @@ def build_records(
     """
     con.register("wanted", wanted)
     try:
-        con.execute(f"create or replace temp table _export_rows as {base_sql}", [*params, channel])
+        # the selection's parameters only when its CTE is in the query (a column comes from it)
+        selection_params = params if from_selection else []
+        con.execute(f"create or replace temp table _export_rows as {base_sql}", [*selection_params, channel])
         con.execute(f"create or replace temp table _held_keys as {held_sql}")
         if withdrawn[1]:
             con.register("late_keys", pa.table({"contact_key": pa.array(sorted(withdrawn[1]), pa.string())}))
