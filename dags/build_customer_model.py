@@ -8,7 +8,7 @@ from datetime import datetime
 from airflow.sdk import AssetAny, dag, task
 
 from yorisoi.orchestration.assets import mart_asset, registry_raw_assets
-from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, FINISH_BUILD_PRIORITY, POOL
 
 MARTS = ("dim_customers", "bridge_customer_identities", "fct_orders", "consent_ledger", "deliverable_customers")
 
@@ -61,6 +61,7 @@ def build_customer_model():
 
     @task(
         pool=POOL,
+        priority_weight=FINISH_BUILD_PRIORITY,  # right after the gate: no landing in between
         outlets=[mart_asset(m) for m in MARTS],
     )
     def dbt_build_customer_layer() -> dict:

@@ -11,7 +11,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from yorisoi.orchestration.assets import mart_asset
-from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, FINISH_BUILD_PRIORITY, POOL
 
 LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's; dbt's var local_time_zone says the same
 CUSTOMER_MARTS = ("dim_customers", "fct_orders", "deliverable_customers")
@@ -73,6 +73,7 @@ def build_segments():
     # on validated marts.
     @task(
         pool=POOL,
+        priority_weight=FINISH_BUILD_PRIORITY,  # right after dbt: no reader sees unvalidated marts
         outlets=[mart_asset(m) for m in OUTPUTS],
     )
     def validate_marts(dag_run=None) -> dict:

@@ -14,6 +14,16 @@ log = logging.getLogger("yorisoi.dags")
 
 OWNER = "data-engineering"
 POOL = "duckdb_writer"  # one slot: DuckDB has a single writer, so warehouse writers queue here
+# The order in which tasks waiting for the writer pool get its slot (weight_rule "absolute" for
+# every task, so these numbers are the whole story; found running the DAGs under a real scheduler,
+# tests/orchestration/test_scheduled_pipeline.py):
+FINISH_BUILD_PRIORITY = 100
+"""A build's second step (dbt after the raw gate; the marts gate after dbt) goes first: nothing may
+slip in between, or dbt would build rows the gate never saw, or activation would read marts that
+are built but not yet validated (its circuit breaker then refuses to send, and alerts)."""
+LANDING_PRIORITY = 10
+"""Landing goes ahead of starting a build: when several tables wait for the slot, a build triggered
+by the first of them would otherwise rebuild on half of the run's data, then again for the rest."""
 TASK_TIMEOUT = timedelta(hours=3)
 """Every task's `execution_timeout` unless it sets a shorter one: a task that hangs (a source that
 trickles a byte at a time, a lock never released) must not hold the writer pool's one slot for
@@ -53,5 +63,6 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
     "execution_timeout": TASK_TIMEOUT,
+    "weight_rule": "absolute",  # priorities above: 1 unless a task sets one
     "on_failure_callback": [log_failure, alert_failure],
 }

@@ -9,12 +9,7 @@ from airflow.sdk import DAG, task
 
 from ..sources.registry import Source, load_registry
 from .assets import raw_asset
-from .dag_defaults import DEFAULT_ARGS, POOL
-
-# Landing goes ahead of building in the writer pool: when several tables wait for the one slot,
-# a build triggered by the first of them (validate_raw, weight 2) would otherwise slip in between
-# landings and rebuild on half the day's data, then again for the rest.
-LANDING_PRIORITY = 10
+from .dag_defaults import DEFAULT_ARGS, LANDING_PRIORITY, POOL
 
 
 def _doc(source: Source) -> str:
