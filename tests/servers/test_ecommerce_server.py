@@ -13,7 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from yorisoi_kit.servers.ecommerce import API_VERSION, CALL_LIMIT_HEADER, RunningServer, serve_in_thread
+from yorisoi_kit.servers.ecommerce import (
+    API_VERSION,
+    CALL_LIMIT_HEADER,
+    RunningServer,
+    serve_in_process,
+    serve_in_thread,
+)
 
 API_KEY = "shpat_test_0123456789"
 HEADERS = {"X-Shopify-Access-Token": API_KEY}
@@ -520,3 +526,14 @@ def test_delay_makes_a_client_time_out_once(api: RunningServer, client: httpx.Cl
     with pytest.raises(httpx.ReadTimeout):
         client.get("/products/count.json", timeout=0.1)
     assert client.get("/products/count.json", timeout=2).status_code == 200
+
+
+def test_in_its_own_process_it_answers_and_stops_on_exit(brand: Path) -> None:
+    import psutil
+
+    with serve_in_process(brand, API_KEY, bucket_size=100_000, leak_per_second=1_000.0) as server:
+        url = f"{server.base_url}/admin/api/{API_VERSION}/orders/count.json"
+        count = httpx.get(url, headers=HEADERS, timeout=30).json()["count"]
+        assert count == pq.read_metadata(brand / "ecommerce" / "orders.parquet").num_rows
+        assert server.pid != psutil.Process().pid and server.cpu_seconds() > 0
+    assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE

@@ -1129,6 +1129,76 @@ def serve_in_thread(
         app.state.store.close()
 
 
+@dataclass
+class ProcessServer:
+    """A server started by :func:`serve_in_process`: ``base_url``, ``port`` and the server's
+    process ``pid`` (no ``app``: its state lives in the other process)."""
+
+    base_url: str
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server's process has used so far (user + system)."""
+        import psutil
+
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+
+def _serve_process(data_dir: str, api_key: str, host: str, port: int, app_kwargs: dict[str, Any]) -> None:
+    import signal
+    import sys
+
+    # uvicorn re-raises the SIGTERM it caught once it has shut down: exit through `finally`
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = create_app(Path(data_dir), api_key, **app_kwargs)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    finally:
+        app.state.bulk.close()
+        app.state.store.close()
+
+
+@contextlib.contextmanager
+def serve_in_process(
+    data_dir: Path, api_key: str, *, host: str = "127.0.0.1", startup_timeout: float = 300.0, **app_kwargs: Any
+) -> Iterator[ProcessServer]:
+    """Run the API in a process of its own for the duration of a ``with`` block, so a bench of a
+    client in this process times the client (and can read the server's CPU apart).
+
+    Parameters as :func:`serve_in_thread` (``app_kwargs``: ``bucket_size``, ``leak_per_second``).
+    The process is stopped (SIGTERM, then SIGKILL after 10 s) on exit.
+    """
+    import multiprocessing
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_process, args=(str(data_dir), api_key, host, port, app_kwargs), name=f"ecommerce-api-{port}"
+    )
+    process.start()
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if not process.is_alive():
+                raise RuntimeError(f"the ecommerce API process exited with {process.exitcode} before serving")
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the ecommerce API process did not serve within {startup_timeout} s")
+            time.sleep(0.1)
+        yield ProcessServer(base_url=f"http://{host}:{port}", port=port, pid=process.pid or 0)
+    finally:
+        process.terminate()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def serve(
     data_dir: Path,
     host: str,
