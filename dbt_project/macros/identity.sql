@@ -50,3 +50,45 @@
 {% macro placeholder_address(column) -%}
     coalesce({{ column }} like '%テスト%' or lower({{ column }}) like '%test%' or {{ column }} like '%ダミー%', false)
 {%- endmacro %}
+
+{# Why two records (aliases `a` and `b` of int_identity_records) cannot be one person, or null:
+   they disagree on something a person does not change (docs/identity.md, step 4). Used by the
+   rules (int_identity_edges) and the probabilistic layer (int_identity_match_scores) alike. #}
+{% macro identity_veto_reason(a, b) -%}
+    case
+        {#- Names agree in either order (a shop form's given-name-first habit). #}
+        when {{ a }}.name_key <> {{ b }}.name_key
+            and {{ a }}.name_key <> coalesce({{ b }}.name_swapped_key, {{ b }}.name_key)
+            and coalesce({{ a }}.name_swapped_key, {{ a }}.name_key) <> {{ b }}.name_key then 'name_differs'
+        when {{ a }}.kana_key <> {{ b }}.kana_key
+            and {{ a }}.kana_key <> coalesce({{ b }}.kana_swapped_key, {{ b }}.kana_key)
+            and coalesce({{ a }}.kana_swapped_key, {{ a }}.kana_key) <> {{ b }}.kana_key then 'kana_differs'
+        {#- One side has kana, the other only a kanji name: the kana must be one of its readings,
+            unless both records carry that kanji name (then the kana is a reading of it that the
+            dictionary does not list, as 幹 read ミキ). #}
+        when {{ a }}.kana_key is null and {{ b }}.kana_key is not null and {{ a }}.reading_key_1 is not null
+            and coalesce({{ a }}.name_key <> {{ b }}.name_key, true)
+            and {{ b }}.kana_key not in ({{ reading_keys('a') }})
+            and coalesce({{ b }}.kana_swapped_key, {{ b }}.kana_key) not in ({{ reading_keys('a') }}) then 'reading_differs'
+        when {{ b }}.kana_key is null and {{ a }}.kana_key is not null and {{ b }}.reading_key_1 is not null
+            and coalesce({{ a }}.name_key <> {{ b }}.name_key, true)
+            and {{ a }}.kana_key not in ({{ reading_keys('b') }})
+            and coalesce({{ a }}.kana_swapped_key, {{ a }}.kana_key) not in ({{ reading_keys('b') }}) then 'reading_differs'
+        when {{ a }}.birth_key <> {{ b }}.birth_key then 'birthday_differs'
+    end
+{%- endmacro %}
+
+{# The comparisons of the probabilistic layer (int_identity_candidate_pairs) and the label of
+   each of their levels, weakest first: level 0 is "disagrees", the last level the closest
+   agreement. A comparison that one record cannot make (a field it lacks) is null and counts
+   for nothing. #}
+{% macro identity_comparisons() -%}
+    {{ return({
+        'name': ['differs', 'reading', 'kana', 'kanji'],
+        'birth': ['differs', 'agrees'],
+        'postal': ['differs', 'area', 'exact'],
+        'address': ['differs', 'agrees'],
+        'phone': ['differs', 'landline', 'mobile'],
+        'email': ['differs', 'agrees'],
+    }) }}
+{%- endmacro %}

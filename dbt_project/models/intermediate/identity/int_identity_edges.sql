@@ -2,7 +2,9 @@
    dbt_project.yml (vars.identity.rules). A link is vetoed when the two records disagree on
    something a person does not change: name, name in kana, the readings of a kanji name against
    a name in kana, or birthday (a family member who gave the household's email, phone or
-   address), or when a data steward listed the pair in the identity_do_not_merge seed. Key
+   address), or when a data steward listed the pair in the identity_do_not_merge seed. Pairs
+   the Fellegi–Sunter layer scores at or above vars.identity.probabilistic.min_match_weight
+   (int_identity_match_scores) are links of the rule `fellegi_sunter`, vetoed alike. Key
    values shared by more than max_group_size records link nothing and are listed in
    int_identity_shared_keys instead. #}
 
@@ -19,6 +21,12 @@ records as (
 do_not_merge as (
 
     select * from {{ ref('identity_do_not_merge') }}
+
+),
+
+match_scores as (
+
+    select * from {{ ref('int_identity_match_scores') }}
 
 ),
 
@@ -80,8 +88,16 @@ pairs as (
 
     {% for rule in identity.rules %}
     select * from {{ rule.name }}_pairs
-    {% if not loop.last %}union all{% endif %}
+    union all
     {% endfor %}
+    {#- Where the rules run out: pairs the probabilistic layer scores high enough. #}
+    select
+        record_a,
+        record_b,
+        'fellegi_sunter' as rule,
+        {{ identity.probabilistic.priority }} as priority
+    from match_scores
+    where match_weight >= {{ identity.probabilistic.min_match_weight }}
 
 ),
 
@@ -94,25 +110,7 @@ checked as (
         pairs.priority,
         case
             when do_not_merge.record_a is not null then 'do_not_merge'
-            {#- Names agree in either order (a shop form's given-name-first habit). #}
-            when a.name_key <> b.name_key
-                and a.name_key <> coalesce(b.name_swapped_key, b.name_key)
-                and coalesce(a.name_swapped_key, a.name_key) <> b.name_key then 'name_differs'
-            when a.kana_key <> b.kana_key
-                and a.kana_key <> coalesce(b.kana_swapped_key, b.kana_key)
-                and coalesce(a.kana_swapped_key, a.kana_key) <> b.kana_key then 'kana_differs'
-            {#- One side has kana, the other only a kanji name: the kana must be one of its readings,
-                unless both records carry that kanji name (then the kana is a reading of it that the
-                dictionary does not list, as 幹 read ミキ). #}
-            when a.kana_key is null and b.kana_key is not null and a.reading_key_1 is not null
-                and coalesce(a.name_key <> b.name_key, true)
-                and b.kana_key not in ({{ reading_keys('a') }})
-                and coalesce(b.kana_swapped_key, b.kana_key) not in ({{ reading_keys('a') }}) then 'reading_differs'
-            when b.kana_key is null and a.kana_key is not null and b.reading_key_1 is not null
-                and coalesce(a.name_key <> b.name_key, true)
-                and a.kana_key not in ({{ reading_keys('b') }})
-                and coalesce(a.kana_swapped_key, a.kana_key) not in ({{ reading_keys('b') }}) then 'reading_differs'
-            when a.birth_key <> b.birth_key then 'birthday_differs'
+            else {{ identity_veto_reason('a', 'b') }}
         end as veto_reason
     from pairs
     inner join records as a

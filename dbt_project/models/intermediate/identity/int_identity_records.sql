@@ -249,6 +249,11 @@ keyed as (
             when not {{ placeholder_postal('unioned.postal_code') }}
                 then {{ match_key('postal', 'unioned.postal_code') }}
         end as postal_key,
+        {#- The postal area (first three digits): a typo in the last four still compares close. #}
+        case
+            when not {{ placeholder_postal('unioned.postal_code') }}
+                then {{ match_key('postal', 'substring(unioned.postal_code, 1, 3)') }}
+        end as postal_area_key,
         case
             when not {{ placeholder_address('unioned.address') }}
                 then {{ match_key('address', norm_address('unioned.address')) }}
@@ -308,6 +313,7 @@ final as (
         {%- endfor %}
         named.birth_key,
         named.postal_key,
+        named.postal_area_key,
         named.address_key,
         named.ec_account_key,
         named.member_card_key,
