@@ -371,7 +371,7 @@ def evaluate_set(folder: Path, work: Path, *, peer: bool = True, quiet: bool = T
     manifest = json.loads((folder / "manifest.json").read_text("utf-8")) if (folder / "manifest.json").is_file() else {}
     run = ingest_set(folder, work)
     os.environ.setdefault("YORISOI_AS_OF", str(manifest.get("as_of") or "2026-10-31")[:10])
-    built = build(run, select="+bridge_customer_identities +customer_households", quiet=quiet)
+    built = build(run, select="+bridge_customer_identities +customer_households +identity_review_queue", quiet=quiet)
     result = evaluate(run.warehouse, folder / "truth")
     result["set"] = {"folder": str(folder), **{k: manifest.get(k) for k in ("generator", "seed", "people")}}
     result["build_seconds"] = round(built["seconds"], 2)

@@ -222,3 +222,124 @@ def test_customer_why_shows_the_rules_that_joined_a_person(messy_result: dict, m
     assert json.loads(out.stdout)["households"]
     out = CliRunner().invoke(app, ["customer", "why", "Pnobody", "--role", "admin"])
     assert out.exit_code == 1 and "no person Pnobody" in out.stderr
+
+
+def test_match_weights_learned_by_em_favour_agreement_and_rare_names(messy_result: dict) -> None:
+    import duckdb
+
+    con = duckdb.connect(messy_result["warehouse"], read_only=True)
+    try:
+        weights = {
+            (c, level): (m, u, w)
+            for c, level, m, u, w in con.execute(
+                "SELECT comparison, comparison_level, m, u, match_weight FROM intermediate.int_identity_match_weights"
+            ).fetchall()
+        }
+        records = con.execute("SELECT count(*) FROM intermediate.int_identity_records").fetchone()[0]
+        # The name's term-frequency adjustment, against how many records carry that kana.
+        by_frequency = con.execute(
+            """
+            SELECT n.records, min(p.name_tf_adjustment), max(p.name_tf_adjustment)
+            FROM intermediate.int_identity_candidate_pairs p
+            JOIN intermediate.int_identity_records a ON a.record_key = p.record_a
+            JOIN (SELECT kana_any_key, count(*) AS records FROM intermediate.int_identity_records
+                  GROUP BY 1) n ON n.kana_any_key = a.kana_any_key
+            WHERE p.name_level = 2
+            GROUP BY 1 ORDER BY 1
+            """
+        ).fetchall()
+    finally:
+        con.close()
+    # Agreeing is evidence for a match and disagreeing against, on every comparison.
+    for comparison, top in (("name", 2), ("birth", 1), ("postal", 2), ("phone", 2), ("email", 1), ("address", 1)):
+        assert weights[(comparison, top)][2] > 3, (comparison, weights[(comparison, top)])
+        assert weights[(comparison, 0)][2] < 0, (comparison, weights[(comparison, 0)])
+        assert all(0 < p < 1 for p in weights[(comparison, top)][:2])
+    # The prior: one other record of the same person among all the records.
+    assert weights[("prior", 0)][0] == pytest.approx(1 / (records - 1))
+    # A rarer name counts for more: one adjustment per frequency, falling as names get commoner.
+    assert len(by_frequency) >= 3
+    assert all(lo == pytest.approx(hi) for _, lo, hi in by_frequency)
+    adjustments = [lo for _, lo, _ in by_frequency]
+    assert adjustments == sorted(adjustments, reverse=True) and adjustments[0] > 0 > adjustments[-1]
+
+
+@pytest.fixture(scope="module")
+def scored_warehouse(messy_result: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of messy_result's warehouse with identity rebuilt at a lower match-weight threshold
+    (4): with 300 people the prior (one match among about 570 records) leaves a same-kana,
+    same-birthday pair near 5, under the default of 7, so the default merges nothing here."""
+    import json
+    import shutil
+
+    import yaml
+
+    from yorisoi.transform import DBT_PROJECT_DIR, run_dbt
+    from yorisoi_kit.scale_run import using_var
+
+    work = tmp_path_factory.mktemp("messy_scored") / "work"
+    shutil.copytree(Path(messy_result["warehouse"]).parent, work)
+    identity = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text("utf-8"))["vars"]["identity"]
+    identity["probabilistic"]["min_match_weight"] = 4
+    select = "int_identity_edges+,+identity_review_queue int_identity_edges+,+bridge_customer_identities"
+    with using_var(work):
+        run_dbt(
+            [
+                "--quiet",
+                "build",
+                "--select",
+                select,
+                "--indirect-selection",
+                "cautious",
+                "--vars",
+                json.dumps({"identity": identity}),
+            ],
+            demo_key=True,
+        )
+    return work / "warehouse.duckdb"
+
+
+def test_probabilistic_merges_are_explained_and_queued_for_review(
+    scored_warehouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import duckdb
+
+    con = duckdb.connect(str(scored_warehouse), read_only=True)
+    try:
+        queue = con.execute(
+            "SELECT review_rank, person_id, record_a, record_b, match_weight, evidence "
+            "FROM marts.identity_review_queue ORDER BY review_rank"
+        ).fetchall()
+        merged_across_names = con.execute(
+            """
+            SELECT count(*) FROM marts.identity_review_queue q
+            JOIN intermediate.int_identity_match_scores s USING (pair_id)
+            WHERE s.veto_reason IS NOT NULL
+            """
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert queue, "the probabilistic layer merged nothing on the messy set"
+    weights = [w for _, _, _, _, w, _ in queue]
+    assert weights == sorted(weights) and [r for r, *_ in queue] == list(range(1, len(queue) + 1))
+    assert all(e and "name:" in e for *_, e in queue)
+    # Households never merge on a score: a vetoed pair is never in the queue of merges.
+    assert merged_across_names == 0
+    monkeypatch.setenv("YORISOI_VAR", str(scored_warehouse.parent))
+    out = CliRunner().invoke(app, ["customer", "review", "--limit", "3", "--role", "admin", "--json"])
+    assert out.exit_code == 0, out.output
+    review = json.loads(out.stdout)
+    assert review["total"] == len(queue)
+    assert [m["record_a"] for m in review["merges"]] == [q[2] for q in queue[:3]]
+    _, person, record_a, record_b, weight, evidence = queue[0]
+    out = CliRunner().invoke(app, ["customer", "why", person, "--role", "admin", "--json"])
+    assert out.exit_code == 0, out.output
+    link = next(
+        x
+        for x in json.loads(out.stdout)["links"]
+        if x["rule"] == "fellegi_sunter" and (x["record_a"], x["record_b"]) == (record_a, record_b)
+    )
+    assert link["accepted"] and link["evidence"] == evidence
+    assert link["match_weight"] == pytest.approx(weight, abs=0.01)

@@ -362,8 +362,9 @@ def customer_why(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Why these records are one person: every link between the person's source records with the
-    rule that made it, the links a veto refused (and why), and the household links to other
-    people (docs/identity.md). Keys and rule names only: no personal data."""
+    rule that made it (for a probabilistic link, its match weight and how each comparison came
+    out), the links a veto refused (and why), and the household links to other people
+    (docs/identity.md). Keys and rule names only: no personal data."""
     import duckdb
 
     from .. import paths
@@ -383,10 +384,13 @@ def customer_why(
         )
         links = _rows(
             con,
-            "select e.record_a, e.record_b, e.rule, e.priority, e.accepted, e.veto_reason "
+            "select e.record_a, e.record_b, e.rule, e.priority, e.accepted, e.veto_reason, "
+            "round(s.match_weight, 2) as match_weight, s.evidence "
             "from intermediate.int_identity_edges e "
             "join marts.bridge_customer_identities a on a.record_key = e.record_a "
             "join marts.bridge_customer_identities b on b.record_key = e.record_b "
+            "left join intermediate.int_identity_match_scores s "
+            "on e.rule = 'fellegi_sunter' and s.record_a = e.record_a and s.record_b = e.record_b "
             "where a.person_id = ? and b.person_id = ? order by e.accepted desc, e.priority, e.record_a, e.record_b",
             [person_id, person_id],
         )
@@ -408,10 +412,19 @@ def customer_why(
     for r in records:
         table.add_row(r["record_key"], r["resolution"])
     console.print(table)
-    joined = Table("record", "record", "rule", "priority", "accepted", "veto", title="links between them")
+    joined = Table(
+        "record", "record", "rule", "priority", "accepted", "veto", "score", "evidence", title="links between them"
+    )
     for r in links:
         joined.add_row(
-            r["record_a"], r["record_b"], r["rule"], str(r["priority"]), str(r["accepted"]), r["veto_reason"] or ""
+            r["record_a"],
+            r["record_b"],
+            r["rule"],
+            str(r["priority"]),
+            str(r["accepted"]),
+            r["veto_reason"] or "",
+            "" if r["match_weight"] is None else str(r["match_weight"]),
+            r["evidence"] or "",
         )
     console.print(joined)
     if households:
@@ -419,3 +432,63 @@ def customer_why(
         for r in households:
             other.add_row(r["other_person"], r["first_link"])
         console.print(other)
+
+
+# --- yorisoi customer review --------------------------------------------------------------------
+
+
+@customer_app.command("review")
+def customer_review(
+    limit: Annotated[int, typer.Option("--limit", help="how many merges to list")] = 20,
+    role: RoleOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The data steward's review queue: the merges only the probabilistic layer made, least
+    certain first (marts.identity_review_queue), with each one's match weight and evidence. A
+    wrong one is undone by listing the pair in the identity_do_not_merge seed (docs/identity.md).
+    Keys only: no personal data."""
+    import duckdb
+
+    from .. import paths
+
+    roles.check(_acting_role(role, "yorisoi customer review"), "read_audit_log")
+    warehouse = paths.warehouse_path()
+    if not warehouse.is_file():
+        typer.echo(f"yorisoi customer review: no warehouse at {warehouse}", err=True)
+        raise typer.Exit(2)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        total = con.execute("select count(*) from marts.identity_review_queue").fetchone()[0]
+        queue = _rows(
+            con,
+            "select review_rank, person_id, record_a, source_a, record_b, source_b, "
+            "round(match_weight, 2) as match_weight, round(match_probability, 4) as match_probability, evidence "
+            "from marts.identity_review_queue order by review_rank limit ?",
+            [limit],
+        )
+    finally:
+        con.close()
+    if json_out:
+        typer.echo(json.dumps({"total": total, "merges": queue}, ensure_ascii=False, default=str))
+        return
+    table = Table(
+        "#",
+        "person",
+        "record",
+        "record",
+        "score",
+        "probability",
+        "evidence",
+        title=f"probabilistic merges, least certain first ({len(queue)} of {total})",
+    )
+    for r in queue:
+        table.add_row(
+            str(r["review_rank"]),
+            r["person_id"],
+            f"{r['record_a']} ({r['source_a']})",
+            f"{r['record_b']} ({r['source_b']})",
+            str(r["match_weight"]),
+            str(r["match_probability"]),
+            r["evidence"],
+        )
+    console.print(table)
