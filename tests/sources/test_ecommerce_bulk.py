@@ -138,6 +138,21 @@ def test_an_operation_that_does_not_complete_moves_nothing(
     assert not list((tmp_path / "lake").rglob("*.parquet"))  # nothing left in the lake either
 
 
+def test_a_failed_bulk_read_leaves_an_existing_watermark_and_rows_as_they_were(
+    server: RunningServer, source: Source, tmp_path: Path
+) -> None:
+    wh = make_warehouse(tmp_path)
+    with client_of(server) as client:
+        ingest_ecommerce(wh, source, client, run_id="r1", load_date=LOAD_DATE, tables=["orders"], read="rest")
+        mark = wh.get_watermark(source.tables["orders"])
+        before = query(wh, "select count(*), max(_batch_id) from raw.ecommerce__orders")
+        server.app.state.bulk.end_next_as("FAILED", "TIMEOUT")
+        with pytest.raises(BulkOperationError, match=r"ended FAILED \(TIMEOUT\)"):
+            ingest_ecommerce(wh, source, client, run_id="r2", load_date=LOAD_DATE, tables=["orders"], read="bulk")
+    assert wh.get_watermark(source.tables["orders"]) == mark
+    assert query(wh, "select count(*), max(_batch_id) from raw.ecommerce__orders") == before
+
+
 def test_an_expired_result_url_is_a_clear_error_and_moves_nothing(
     server: RunningServer, source: Source, tmp_path: Path
 ) -> None:
@@ -221,10 +236,21 @@ def test_reconciliation_by_bulk_finds_a_rest_load_complete(
         ingest_ecommerce(wh, source, client, run_id="r", load_date=LOAD_DATE, until=UNTIL, read="rest")
         server.app.state.calls.clear()
         results = reconcile_ecommerce(wh, source, client, run_id="w", load_date=LOAD_DATE, workdir=tmp_path)
-    assert graphql_calls(server) > 0
-    for table in TABLES:
-        assert results[table].source_rows == results[table].raw_rows > 0, table
-        assert (results[table].missing, results[table].changed, results[table].landed) == (0, 0, 0), table
+        assert graphql_calls(server) > 0
+        for table in TABLES:
+            assert results[table].source_rows == results[table].raw_rows > 0, table
+            assert (results[table].missing, results[table].changed, results[table].landed) == (0, 0, 0), table
+
+        con = wh.connect()  # an order and its lines lost from raw: the bulk reconciliation lands them again
+        (order,) = con.execute("select min(id) from raw.ecommerce__orders").fetchone()
+        lines = con.execute("select count(*) from raw.ecommerce__order_lines where order_id = ?", [order]).fetchone()[0]
+        con.execute("delete from raw.ecommerce__orders where id = ?", [order])
+        con.execute("delete from raw.ecommerce__order_lines where order_id = ?", [order])
+        con.close()
+        again = reconcile_ecommerce(wh, source, client, run_id="w2", load_date=LOAD_DATE, workdir=tmp_path)
+    assert (again["orders"].missing, again["orders"].landed) == (1, 1)
+    assert (again["order_lines"].missing, again["order_lines"].landed) == (lines, lines) and lines > 0
+    assert query(wh, f"select count(*) from raw.ecommerce__orders where id = '{order}'") == [(1,)]
 
 
 def test_auto_reads_customers_by_rest_when_their_furigana_are_metafields(
