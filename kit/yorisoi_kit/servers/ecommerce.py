@@ -1216,4 +1216,8 @@ def serve(
     ``leak_per_second`` the rate limit; ``log_level`` uvicorn's log level.
     """
     app = create_app(data_dir, api_key, bucket_size=bucket_size, leak_per_second=leak_per_second)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="off")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="off")
+    finally:  # the bulk results written while serving
+        app.state.bulk.close()
+        app.state.store.close()
