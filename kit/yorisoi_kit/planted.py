@@ -10,6 +10,7 @@ writes what the systems would have recorded had the campaigns run:
   and a sends file): B's click rate is 20 % above A's;
 * the OMS: the extra orders the DM caused, 3 points of 90-day conversion among those mailed,
   added to the back office with an update time inside the ingest's overlap, as a late entry;
+  most of them quote the DM's coupon code (seed campaign_coupon_codes), the rest do not;
 * ``truth/planted_campaigns.json``: each campaign's design and true effects.
 
 The four campaigns: an email A/B test (B lifts CTR 20 % relative, no effect on orders), a DM
@@ -39,6 +40,7 @@ PLANTED_RUN = "planted"
 ESP_CAMPAIGN_BASE = 900
 ESP_SEND_BASE = 900_000_000
 BASE_CTR = 0.04  # clicks per delivered email in variant A
+QUOTES_COUPON = 0.7  # share of the orders a DM caused that quote its coupon code
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Plant:
     conversion_points: float = 0.0  # added to treatment's conversion within `window_days`
     window_days: int = 90
     control_kept: float = 1.0  # < 1: the broken randomisation (control rows dropped)
+    coupon_code: str | None = None  # printed on the piece: dbt_project/seeds/campaign_coupon_codes.csv
 
     def expected_shares(self) -> dict[str, float]:
         shares = {"control": self.holdout}
@@ -64,7 +67,17 @@ class Plant:
 
 PLANTS = (
     Plant("planted_email_ab", "esp_list", "email", 130, 0.10, {"A": 0.5, "B": 0.5}, "ecommerce", ctr_lift_b=0.20),
-    Plant("planted_dm", "dm_file", "dm", 150, 0.50, population="oms", reach=0.9, conversion_points=0.03),
+    Plant(
+        "planted_dm",
+        "dm_file",
+        "dm",
+        150,
+        0.50,
+        population="oms",
+        reach=0.9,
+        conversion_points=0.03,
+        coupon_code="PLANTEDDM",
+    ),
     Plant("planted_sms_null", "sms_api", "sms", 120, 0.20),
     Plant("planted_line_broken", "line_push", "line", 110, 0.20, control_kept=0.5),
 )
@@ -192,8 +205,11 @@ def _extra_orders(
     return customer_codes[caused], at
 
 
-def _write_oms_orders(oms: Path, codes: np.ndarray, at: np.ndarray, recorded_at: int, rng: np.random.Generator) -> int:
-    """Append orders (one line each) to the OMS database, as phone orders answering the DM."""
+def _write_oms_orders(
+    oms: Path, codes: np.ndarray, at: np.ndarray, coupons: np.ndarray, recorded_at: int, rng: np.random.Generator
+) -> int:
+    """Append orders (one line each) to the OMS database, as phone orders answering the DM, each
+    quoting its coupon code (or None)."""
     con = sqlite3.connect(oms)
     try:
         items = con.execute("select item_code, list_price from items order by item_code").fetchall()
@@ -201,15 +217,15 @@ def _write_oms_orders(oms: Path, codes: np.ndarray, at: np.ndarray, recorded_at:
         jst = lambda s: datetime.fromtimestamp(int(s) + c.JST, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
         updated = jst(recorded_at)
         orders, lines = [], []
-        for i, (code, when) in enumerate(zip(codes, at, strict=True)):
+        for i, (code, when, coupon) in enumerate(zip(codes, at, coupons, strict=True)):
             number = f"PL{i:08d}"
             item, price = items[pick[i]]
             orders.append(
                 (number, code, "phone", None, jst(when), jst(when + 2 * c.DAY), "shipped", price, 0, 0, 0,
-                 price // 100, price, updated)
+                 price // 100, price, updated, coupon)
             )  # fmt: skip
             lines.append((number, 1, item, 1, price, price, price))
-        con.executemany("insert into orders values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
+        con.executemany("insert into orders values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", orders)
         con.executemany("insert into order_lines values (?, ?, ?, ?, ?, ?, ?)", lines)
         con.commit()
     finally:
@@ -224,7 +240,7 @@ def plant(brand: Path, warehouse: Path, store_url: str, *, seed: int = 7) -> lis
     as_of = datetime.fromisoformat(manifest["as_of"]).astimezone(UTC)
     rng = np.random.default_rng(seed)
     truth, esp_tables, esp_campaigns = [], [], []
-    extra_codes, extra_at = [], []
+    extra_codes, extra_at, extra_coupons = [], [], []
     store = ActivationStore(store_url)
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
@@ -251,6 +267,9 @@ def plant(brand: Path, warehouse: Path, store_url: str, *, seed: int = 7) -> lis
                 codes, at = _extra_orders(con, rng, p, people[rows], source_ids[rows], mailed, assigned_at)
                 extra_codes.append(codes)
                 extra_at.append(at)
+                # its own stream: who quotes the code leaves every other draw (and the readout) as it was
+                quoted = np.random.default_rng([seed, k]).random(len(codes)) < QUOTES_COUPON
+                extra_coupons.append(np.where(quoted, p.coupon_code, None).astype(object))
             truth.append(
                 {**asdict(p), "assigned_at": assigned_at.isoformat(), "expected_shares": p.expected_shares(),
                  "members": len(rows)}
@@ -281,7 +300,12 @@ def plant(brand: Path, warehouse: Path, store_url: str, *, seed: int = 7) -> lis
     if extra_codes:
         recorded = int(as_of.timestamp()) - 3600  # a late entry, inside the OMS ingest's overlap
         _write_oms_orders(
-            brand / "oms" / "oms.sqlite", np.concatenate(extra_codes), np.concatenate(extra_at), recorded, rng
+            brand / "oms" / "oms.sqlite",
+            np.concatenate(extra_codes),
+            np.concatenate(extra_at),
+            np.concatenate(extra_coupons),
+            recorded,
+            rng,
         )
     (brand / "truth" / "planted_campaigns.json").write_text(json.dumps(truth, ensure_ascii=False, indent=1), "utf-8")
     return truth

@@ -65,3 +65,28 @@ def test_the_broken_randomisation_is_caught_and_only_it(planted) -> None:
     assert readouts["planted_line_broken"].srm.flagged
     assert "control smaller than assigned" in readouts["planted_line_broken"].srm.cause_en
     assert not any(r.srm.flagged for name, r in readouts.items() if name != "planted_line_broken")
+
+
+def test_orders_quoting_the_dms_coupon_code_are_credited_to_it_by_code(planted) -> None:
+    """The planted DM's caused orders mostly quote its code (seed campaign_coupon_codes); every
+    one of them was placed by a mailed person within the code's validity, so the last-touch view
+    credits each to the DM by code, whatever touched the person later."""
+    run, truth, _ = planted
+    code = truth["planted_dm"]["coupon_code"]
+    con = duckdb.connect(str(run.warehouse), read_only=True)
+    try:
+        quoted = con.execute(
+            "select count(*) from marts.fct_orders where coupon_code = ? and is_counted", [code]
+        ).fetchone()[0]
+        credited = dict(
+            con.execute(
+                "select c.credit_rule, count(*) from marts.fct_campaign_conversions as c "
+                "inner join marts.fct_orders as o using (order_key) where o.coupon_code = ? "
+                "and c.campaign_key like 'planted_dm|%' group by 1",
+                [code],
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert quoted > 0
+    assert credited == {"coupon_code": quoted}

@@ -193,7 +193,7 @@ def test_a_watermark_already_in_the_future_comes_back(engine: sa.Engine, source:
 
 ORDER_COLUMNS = [
     *("order_no", "customer_code", "order_channel", "subscription_id", "ordered_at", "shipped_at", "status"),
-    *("subtotal", "discount", "shipping_fee", "points_used", "points_earned", "total", "updated_at"),
+    *("subtotal", "discount", "shipping_fee", "points_used", "points_earned", "total", "updated_at", "coupon_code"),
 ]
 ORDERS = sa.Table(
     "orders",

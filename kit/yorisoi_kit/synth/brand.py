@@ -37,7 +37,8 @@ from .writers import (
     write_sqlite,
 )
 
-GENERATOR_VERSION = "3"  # 2: household members have distinct first names; 3: shop accounts carry furigana
+GENERATOR_VERSION = "4"  # 2: household members have distinct first names; 3: shop accounts carry furigana;
+# 4: OMS orders have a coupon_code column
 
 
 @dataclass
@@ -286,6 +287,7 @@ def stage_write_oms(b: Brand) -> int:
             "points_earned": o["points_earned"].to_numpy()[rows],
             "total": o["total"].to_numpy()[rows],
             "updated_at": local_text(o["updated_at"].to_numpy()[rows], "%Y-%m-%d %H:%M:%S"),
+            "coupon_code": pa.nulls(len(rows), pa.string()),  # quoted only in answer to a campaign (planted)
         }
     )
     keep, l_order = _lines_of(o.num_rows, lines, rows, ids)

@@ -60,7 +60,8 @@ CREATE TABLE subscriptions (subscription_id TEXT PRIMARY KEY, customer_code TEXT
 CREATE TABLE orders (order_no TEXT PRIMARY KEY, customer_code TEXT NOT NULL, order_channel TEXT NOT NULL,
   subscription_id TEXT, ordered_at TEXT NOT NULL, shipped_at TEXT, status TEXT NOT NULL,
   subtotal INTEGER NOT NULL, discount INTEGER NOT NULL, shipping_fee INTEGER NOT NULL,
-  points_used INTEGER NOT NULL, points_earned INTEGER NOT NULL, total INTEGER NOT NULL, updated_at TEXT NOT NULL);
+  points_used INTEGER NOT NULL, points_earned INTEGER NOT NULL, total INTEGER NOT NULL, updated_at TEXT NOT NULL,
+  coupon_code TEXT);
 CREATE TABLE order_lines (order_no TEXT NOT NULL, line_no INTEGER NOT NULL, item_code TEXT NOT NULL,
   quantity INTEGER NOT NULL, unit_price INTEGER NOT NULL, list_price INTEGER NOT NULL, amount INTEGER NOT NULL,
   PRIMARY KEY (order_no, line_no));

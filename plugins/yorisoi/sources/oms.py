@@ -87,6 +87,7 @@ ENTITIES: dict[str, tuple[str, ...]] = {
         "points_earned",
         "total",
         "updated_at",
+        "coupon_code",
     ),
     "order_lines": (
         "order_id",

@@ -1,7 +1,11 @@
 {#- The causal view: one row per campaign send row (treatment and control alike), with what the
     person did from assignment on, whether or not they opened or clicked anything, and the
-    pre-period covariates CUPED uses. Lift is treatment minus control on these columns. -#}
+    pre-period covariates CUPED uses. Lift is treatment minus control on these columns.
+    定期 retention: a subscriber at assignment had a subscription delivery in the
+    `subscription_cycle_days` before it; they are kept at 90 (180) days when a subscription
+    delivery came in the `subscription_cycle_days` ending there. -#}
 {%- set pre_days = var('campaigns')['pre_period_days'] %}
+{%- set cycle = var('campaigns')['subscription_cycle_days'] %}
 
 with
 
@@ -36,6 +40,7 @@ joined as (
         orders.order_key,
         orders.ordered_at,
         orders.total,
+        orders.is_subscription,
         orders.ordered_at >= windows.assigned_at as is_after
     from windows
     inner join orders
@@ -76,7 +81,20 @@ per_send as (
                 then total
             else 0
         end) as pre_period_revenue,
-        max(case when not is_after then ordered_at end) as last_order_before
+        max(case when not is_after then ordered_at end) as last_order_before,
+        max(case when not is_after and is_subscription
+                and ordered_at >= {{ dbt.dateadd('day', -cycle, 'assigned_at') }}
+                then 1
+            else 0
+        end) as subscribed_before,
+        {%- for days in [90, 180] %}
+        max(case when is_after and is_subscription
+                and ordered_at >= {{ dbt.dateadd('day', days - cycle, 'assigned_at') }}
+                and ordered_at < {{ dbt.dateadd('day', days, 'assigned_at') }}
+                then 1
+            else 0
+        end) as subscription_delivery_{{ days }}d{{ "," if not loop.last }}
+        {%- endfor %}
     from joined
     group by send_key
 
@@ -106,6 +124,11 @@ final as (
             as f2_within_90d,
         case when coalesce(per_send.orders_before, 0) = 1 then per_send.orders_within_180d > 0 end
             as f2_within_180d,
+        coalesce(per_send.subscribed_before, 0) = 1 as is_subscriber_at_assignment,
+        case when coalesce(per_send.subscribed_before, 0) = 1 then per_send.subscription_delivery_90d = 1 end
+            as subscription_kept_90d,
+        case when coalesce(per_send.subscribed_before, 0) = 1 then per_send.subscription_delivery_180d = 1 end
+            as subscription_kept_180d,
         coalesce(per_send.revenue_within_365d, 0) as revenue_within_365d,
         {{ to_local_date(dbt.dateadd('day', 365, 'windows.assigned_at')) }} <= {{ as_of_date() }}
             as is_365d_complete,

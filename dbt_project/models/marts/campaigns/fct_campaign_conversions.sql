@@ -1,8 +1,11 @@
-{#- The last-touch credit view: one row per order credited to a campaign send. A touch is a
-    counted click (email) or a delivery (SMS, LINE, DM, 同梱物); an order placed within the
-    channel's `credit_window_hours` after a touch is credited to the latest such touch, so one
-    order is credited to at most one send. Credit is not lift: the causal view is
-    fct_campaign_causal_outcomes. -#}
+{#- The last-touch credit view: one row per order credited to a campaign send. First, an order
+    quoting the coupon code printed on an audience's DM or 同梱物 (seed campaign_coupon_codes) is
+    credited to the person's latest send of that audience before it, within `coupon_valid_days`,
+    whatever else touched them. Otherwise a touch is a counted click (email, LINE) or a delivery
+    (SMS, LINE, DM, 同梱物); an order placed within the channel's `credit_window_hours` after a
+    touch is credited to the latest such touch. One order is credited to at most one send. Credit
+    is not lift: the causal view is fct_campaign_causal_outcomes. -#}
+{%- set cfg = var('campaigns') %}
 
 with
 
@@ -22,6 +25,12 @@ orders as (
 
     select * from {{ ref('fct_orders') }}
     where is_counted and person_id is not null
+
+),
+
+coupon_codes as (
+
+    select * from {{ ref('campaign_coupon_codes') }}
 
 ),
 
@@ -60,7 +69,46 @@ windowed as (
 
 ),
 
+coupon_sends as (
+
+    select
+        sends.send_key,
+        sends.campaign_key,
+        sends.person_id,
+        sends.channel,
+        sends.sent_at,
+        upper(trim(coupon_codes.coupon_code)) as coupon_code
+    from sends
+    inner join coupon_codes
+        on sends.audience = coupon_codes.audience
+    where sends.delivery_status = 'sent'
+
+),
+
+-- Window candidates rank after every coupon candidate of the same order.
 candidates as (
+
+    select
+        orders.order_key,
+        orders.person_id,
+        orders.ordered_at,
+        orders.total,
+        coupon_sends.send_key,
+        coupon_sends.campaign_key,
+        coupon_sends.channel,
+        'coupon' as touch,
+        coupon_sends.sent_at as touched_at,
+        {{ cfg['coupon_valid_days'] }} * 24 as credit_window_hours,
+        'coupon_code' as credit_rule,
+        0 as rule_rank
+    from orders
+    inner join coupon_sends
+        on orders.person_id = coupon_sends.person_id
+        and orders.coupon_code = coupon_sends.coupon_code
+        and orders.ordered_at >= coupon_sends.sent_at
+        and orders.ordered_at < {{ dbt.dateadd('day', cfg['coupon_valid_days'], 'coupon_sends.sent_at') }}
+
+    union all
 
     select
         orders.order_key,
@@ -73,14 +121,24 @@ candidates as (
         windowed.touch,
         windowed.touched_at,
         windowed.credit_window_hours,
-        row_number() over (
-            partition by orders.order_key order by windowed.touched_at desc, windowed.send_key asc
-        ) as nth_touch
+        'last_touch' as credit_rule,
+        1 as rule_rank
     from orders
     inner join windowed
         on orders.person_id = windowed.person_id
         and orders.ordered_at >= windowed.touched_at
         and orders.ordered_at < {{ dbt.dateadd('hour', 'windowed.credit_window_hours', 'windowed.touched_at') }}
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by order_key order by rule_rank asc, touched_at desc, send_key asc
+        ) as nth_touch
+    from candidates
 
 ),
 
@@ -97,8 +155,8 @@ final as (
         ordered_at,
         total as credited_revenue,
         credit_window_hours,
-        'last_touch' as credit_rule
-    from candidates
+        credit_rule
+    from ranked
     where nth_touch = 1
 
 )

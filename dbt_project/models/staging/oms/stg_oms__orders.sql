@@ -13,6 +13,7 @@ renamed as (
         customer_id,
         channel,
         subscription_id,
+        nullif(upper(trim(coupon_code)), '') as coupon_code,
         status,
         subtotal,
         discount,
