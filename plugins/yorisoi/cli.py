@@ -1,6 +1,6 @@
-"""`yorisoi`: the command line of the product (dbt, quality gates, activation, documents, roles,
-the operation log, erasure). With the kit installed (`pip install yorisoi[kit]`) it also carries the demo's
-commands: the synthetic brand, its servers, the demo, benchmarks and evaluations."""
+"""`yorisoi`: the command line of the product (dbt, quality gates, activation, campaign readouts,
+documents, roles, the operation log, erasure). With the kit installed (`pip install yorisoi[kit]`) it
+also carries the demo's commands: the synthetic brand, its servers, the demo, benchmarks and evaluations."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from .activation.cli import activation_app
 from .audit.cli import audit_app, customer_app
 from .docs.cli import docs_app
+from .outcomes.cli import campaign_app
 from .privacy.cli import privacy_app
 from .quality.cli import quality_app
 from .report.cli import report_app
@@ -30,6 +31,7 @@ app.add_typer(activation_app, name="activation")
 app.add_typer(report_app, name="report")
 app.add_typer(sources_app, name="sources")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(campaign_app, name="campaign")
 app.command("ingest")(ingest_command)
 
 try:

@@ -5,8 +5,9 @@ Per campaign: the sample-ratio check against the design (the audience's holdout 
 weights), then treatment against control on conversion and revenue per recipient (CUPED with
 the pre-period covariates), B against A on CTR when there is an A/B test, Benjamini-Hochberg
 across the campaign's comparisons, and a verdict on each, decided on the always-valid interval.
-Long-horizon lift, where the horizon has passed: F1 -> F2 within 90 / 180 days and revenue within
-365 days, against control.
+Long-horizon lift, where the horizon has passed: F1 -> F2 within 90 / 180 days, 定期 (subscription)
+retention at 90 / 180 days among subscribers at assignment, and revenue within 365 days, against
+control.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import stats
 # The smallest differences worth acting on (a brand sets its own): conversion in points,
 # CTR relative to A's, revenue per recipient relative to control's.
 MDE = {"conversion": 0.01, "ctr_relative": 0.10, "revenue_relative": 0.10}
+RATE_METRICS = ("f1_to_f2", "subscription_retention")  # shares: differences in points
 
 
 @dataclass
@@ -50,9 +52,11 @@ def designs_from_audiences(folder: Path | None = None) -> dict[str, dict[str, fl
     from ..activation.selection.definitions import load_audiences
 
     designs = {}
-    for audience in load_audiences(folder).audiences.values():
-        shares = {"control": audience.holdout_share}
-        shares.update({v.name: (1 - audience.holdout_share) * v.weight / 100 for v in audience.variants})
+    for audience in load_audiences(folder):
+        holdout = audience.holdout_percent / 100
+        total = sum(v.weight for v in audience.variants)
+        shares = {"control": holdout}
+        shares.update({v.name: (1 - holdout) * v.weight / total for v in audience.variants})
         designs[audience.name] = shares
     return designs
 
@@ -91,12 +95,15 @@ def _cuped_revenue(
 
 def _long_horizon(con: duckdb.DuckDBPyConnection, campaign_key: str, arm: str, planned: int) -> list[stats.Estimate]:
     """Lift no campaign tool reports: F1 -> F2 within 90 and 180 days (among people with one
-    order at assignment) and revenue within 365 days, counting only people whose horizon has
-    ended by the newest order in the warehouse (the 365 days: by the as-of day)."""
+    order at assignment), 定期 retention at 90 and 180 days (among subscribers at assignment;
+    none when the brand's orders mark no subscription) and revenue within 365 days, counting only
+    people whose horizon has ended by the newest order in the warehouse (the 365 days: by the
+    as-of day)."""
     rows = (
         con.execute(
             """with people as (
             select assigned_group = 'treatment' as treated, is_f1_at_assignment, f2_within_90d, f2_within_180d,
+                is_subscriber_at_assignment, subscription_kept_90d, subscription_kept_180d,
                 revenue_within_365d, is_365d_complete, assigned_at
             from marts.fct_campaign_causal_outcomes
             where campaign_key = ? and (assigned_group = 'control' or coalesce(variant, 'treatment') = ?)
@@ -105,7 +112,13 @@ def _long_horizon(con: duckdb.DuckDBPyConnection, campaign_key: str, arm: str, p
             count(*) filter (where is_f1_at_assignment and assigned_at + interval 90 day <= newest) as f1_90,
             count(*) filter (where f2_within_90d and assigned_at + interval 90 day <= newest) as f2_90,
             count(*) filter (where is_f1_at_assignment and assigned_at + interval 180 day <= newest) as f1_180,
-            count(*) filter (where f2_within_180d and assigned_at + interval 180 day <= newest) as f2_180
+            count(*) filter (where f2_within_180d and assigned_at + interval 180 day <= newest) as f2_180,
+            count(*) filter (where is_subscriber_at_assignment and assigned_at + interval 90 day <= newest)
+                as sub_90,
+            count(*) filter (where subscription_kept_90d and assigned_at + interval 90 day <= newest) as kept_90,
+            count(*) filter (where is_subscriber_at_assignment and assigned_at + interval 180 day <= newest)
+                as sub_180,
+            count(*) filter (where subscription_kept_180d and assigned_at + interval 180 day <= newest) as kept_180
         from people, horizon group by treated""",
             [campaign_key, arm],
         )
@@ -115,18 +128,19 @@ def _long_horizon(con: duckdb.DuckDBPyConnection, campaign_key: str, arm: str, p
     out = []
     if {True, False} <= set(rows.index):
         t, c = rows.loc[True], rows.loc[False]
-        for days in (90, 180):
-            if min(t[f"f1_{days}"], c[f"f1_{days}"]) > 0:
-                out.append(
-                    stats.two_proportions(
-                        int(t[f"f2_{days}"]),
-                        int(t[f"f1_{days}"]),
-                        int(c[f"f2_{days}"]),
-                        int(c[f"f1_{days}"]),
-                        planned_n=planned,
-                        metric=f"f1_to_f2_{days}d",
+        for base, hit, metric in (("f1", "f2", "f1_to_f2"), ("sub", "kept", "subscription_retention")):
+            for days in (90, 180):
+                if min(t[f"{base}_{days}"], c[f"{base}_{days}"]) > 0:
+                    out.append(
+                        stats.two_proportions(
+                            int(t[f"{hit}_{days}"]),
+                            int(t[f"{base}_{days}"]),
+                            int(c[f"{hit}_{days}"]),
+                            int(c[f"{base}_{days}"]),
+                            planned_n=planned,
+                            metric=f"{metric}_{days}d",
+                        )
                     )
-                )
     revenue = con.execute(
         "select assigned_group = 'treatment' as treated, revenue_within_365d from marts.fct_campaign_causal_outcomes "
         "where campaign_key = ? and (assigned_group = 'control' or coalesce(variant, 'treatment') = ?) "
@@ -190,7 +204,7 @@ def _campaign(
             for est in _long_horizon(con, key, arm, planned):
                 scale = (
                     mde["conversion"]
-                    if est.metric.startswith("f1_to_f2")
+                    if est.metric.startswith(RATE_METRICS)
                     else mde["revenue_relative"] * max(est.mean_control, 1.0)
                 )
                 readout.comparisons.append(_compare(est, arm, "control", scale, srm, label))
@@ -226,22 +240,22 @@ def _compare(
 def summary_lines(
     readouts: list[CampaignReadout],
     lang: str = "ja",
-    metrics: tuple[str, ...] = ("conversion", "ctr", "revenue_per_recipient"),
+    metrics: tuple[str, ...] | None = ("conversion", "ctr", "revenue_per_recipient"),
 ) -> list[str]:
     """A few lines per campaign for a terminal: sizes, each comparison's difference with its
-    interval, and the verdict (only `metrics`)."""
+    interval, and the verdict (only `metrics`; every comparison when None)."""
     lines = []
     for r in readouts:
         lines.append(f"{r.campaign} ({r.channel})")
         if r.srm is not None and r.srm.flagged:
             lines.append(f"  {getattr(r.comparisons[0].verdict, lang) if r.comparisons else r.srm.cause_en}")
             continue
-        for cmp in (c for c in r.comparisons if c.metric in metrics):
+        for cmp in (c for c in r.comparisons if metrics is None or c.metric in metrics):
             e = cmp.estimate
-            scale = 100.0 if cmp.metric in ("conversion", "ctr") or cmp.metric.startswith("f1_to_f2") else 1.0
+            scale = 100.0 if cmp.metric in ("conversion", "ctr") or cmp.metric.startswith(RATE_METRICS) else 1.0
             unit = "pt" if scale == 100.0 else "円"
             lines.append(
-                f"  {cmp.metric:22s} {cmp.treatment} vs {cmp.control}: {e.diff * scale:+.2f}{unit} "
+                f"  {cmp.metric:26s} {cmp.treatment} vs {cmp.control}: {e.diff * scale:+.2f}{unit} "
                 f"(95% {e.ci_low * scale:+.2f}..{e.ci_high * scale:+.2f}; n={e.n_treatment:,}/{e.n_control:,}"
                 + (f"; CUPED -{e.variance_reduction:.0%} var" if e.variance_reduction is not None else "")
                 + f")  {getattr(cmp.verdict, lang)}"
