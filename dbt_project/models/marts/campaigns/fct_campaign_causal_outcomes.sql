@@ -87,14 +87,18 @@ per_send as (
                 then 1
             else 0
         end) as subscribed_before,
-        {%- for days in [90, 180] %}
         max(case when is_after and is_subscription
-                and ordered_at >= {{ dbt.dateadd('day', days - cycle, 'assigned_at') }}
-                and ordered_at < {{ dbt.dateadd('day', days, 'assigned_at') }}
+                and ordered_at >= {{ dbt.dateadd('day', 90 - cycle, 'assigned_at') }}
+                and ordered_at < {{ dbt.dateadd('day', 90, 'assigned_at') }}
                 then 1
             else 0
-        end) as subscription_delivery_{{ days }}d{{ "," if not loop.last }}
-        {%- endfor %}
+        end) as subscription_delivery_90d,
+        max(case when is_after and is_subscription
+                and ordered_at >= {{ dbt.dateadd('day', 180 - cycle, 'assigned_at') }}
+                and ordered_at < {{ dbt.dateadd('day', 180, 'assigned_at') }}
+                then 1
+            else 0
+        end) as subscription_delivery_180d
     from joined
     group by send_key
 

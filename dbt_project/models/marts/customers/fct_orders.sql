@@ -22,9 +22,10 @@
    found by comparing the table with today's person IDs; a re-read order replaces its earlier
    row. tests/transform/test_daily_run.py checks the result equals a full rebuild. A table built
    before is_subscription existed is read in full once, so no old row keeps it null. #}
-{%- set reads_changes = is_incremental() and 'is_subscription' in (
+{#- (`this` is a fixture's name, not a table, in a unit test) #}
+{%- set reads_changes = is_incremental() and (this is string or 'is_subscription' in (
     adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list
-) %}
+)) %}
 
 with
 
