@@ -6,7 +6,6 @@ bench/daily_run_bench.py; docs/scale.md).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -54,21 +53,12 @@ def copy_run(run: ScaleRun, dest: Path, *, sources: bool = True) -> ScaleRun:
 
 def build_day(run: ScaleRun, *, full_refresh: bool = False, tests: bool = True) -> dict:
     """The customer layer's and the segment marts' build (everything `scale_run.build` builds) for
-    the brand's as-of day, incremental unless `full_refresh`; without `tests`, models, snapshot
-    and seeds only (the equality test compares tables, the data tests are another check).
-    Returns `scale_run.build`'s wall seconds and per-node times."""
-    from yorisoi.transform import brand_as_of
-
-    before = os.environ.get("YORISOI_AS_OF")
-    os.environ["YORISOI_AS_OF"] = brand_as_of(run.work / "sources")
+    the brand's as-of day (its manifest's, which a day of change moves on), incremental unless
+    `full_refresh`; without `tests`, models, snapshot and seeds only (the equality test compares
+    tables, the data tests are another check). Returns `scale_run.build`'s wall seconds and
+    per-node times."""
     exclude = None if tests else "resource_type:test resource_type:unit_test"
-    try:
-        return build(run, exclude=exclude, full_refresh=full_refresh, quiet=True)
-    finally:
-        if before is None:
-            os.environ.pop("YORISOI_AS_OF", None)
-        else:
-            os.environ["YORISOI_AS_OF"] = before
+    return build(run, exclude=exclude, full_refresh=full_refresh, quiet=True)
 
 
 def ingest_day(run: ScaleRun, run_id: str) -> list[IngestTiming]:
