@@ -166,6 +166,20 @@ def _shop(folder: Path, rng: np.random.Generator, start: datetime, shares: Daily
 # ---- The OMS database ----------------------------------------------------------------------------
 
 
+def _columns(con: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in con.execute(f"pragma table_info({table})")]
+
+
+def _copy_rows(table: str, alias: str, overrides: dict[str, str], columns: list[str]) -> str:
+    """Insert a copy of the template orders' rows of `table` (through temp table day_map: old_no,
+    new_no, at), with `overrides` (column: SQL expression) and every other column as it was."""
+    select = ", ".join(overrides.get(c, f"{alias}.{c}") for c in columns)
+    return (
+        f"insert into {table} ({', '.join(columns)}) select {select} "  # noqa: S608 - the OMS's own column names
+        f"from day_map m join {table} {alias} on {alias}.order_no = m.old_no"
+    )
+
+
 def _oms(path: Path, rng: np.random.Generator, start: datetime, shares: DailyShares) -> dict[str, int]:
     with sqlite3.connect(path) as con:
         n = con.execute("select count(*) from orders").fetchone()[0]
@@ -193,14 +207,13 @@ def _oms(path: Path, rng: np.random.Generator, start: datetime, shares: DailySha
             "create temp table day_map as select o.order_no as old_no, d.order_no as new_no, d.at "
             "from day_orders d join orders o on o.rowid = d.rowid_old"
         )
-        con.execute(
-            "insert into orders select m.new_no, o.customer_code, o.order_channel, o.subscription_id, m.at, null, "
-            "'pending', o.subtotal, o.discount, o.shipping_fee, o.points_used, o.points_earned, o.total, m.at "
-            "from day_map m join orders o on o.order_no = m.old_no"
-        )
+        # Every column of the template, but the new order's number and times, unshipped, and no
+        # coupon (a coupon answers a campaign the copy did not receive).
+        new_order = {"order_no": "m.new_no", "ordered_at": "m.at", "shipped_at": "null", "status": "'pending'"}
+        new_order |= {"updated_at": "m.at", "coupon_code": "null"}
+        con.execute(_copy_rows("orders", "o", new_order, _columns(con, "orders")))
         new_lines = con.execute(
-            "insert into order_lines select m.new_no, l.line_no, l.item_code, l.quantity, l.unit_price, "
-            "l.list_price, l.amount from day_map m join order_lines l on l.order_no = m.old_no"
+            _copy_rows("order_lines", "o", {"order_no": "m.new_no"}, _columns(con, "order_lines"))
         ).rowcount
 
         m = con.execute("select count(*) from customers").fetchone()[0]
