@@ -139,6 +139,11 @@ def _machine() -> dict:
     }
 
 
+# Sections of bench/RESULTS.md below this line are written by hand (profiles, one-off
+# comparisons) and kept when the generated part above it is rewritten.
+MEASURED_BY_HAND = "<!-- measured by hand: kept by write_results -->"
+
+
 def write_results(results: dict, folder: Path) -> None:
     """`bench/results/<scale>.json` per scale, and `bench/RESULTS.md` rebuilt from all of them."""
     res_dir = folder / "results"
@@ -224,7 +229,10 @@ def write_results(results: dict, folder: Path) -> None:
                 for s in r["stages"]
             ]
         lines.append("")
-    (folder / "RESULTS.md").write_text("\n".join(lines))
+    out = folder / "RESULTS.md"
+    old = out.read_text() if out.is_file() else ""
+    kept = old[old.index(MEASURED_BY_HAND) :] if MEASURED_BY_HAND in old else ""
+    out.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
 
 
 def _notes(stage: dict) -> str:
