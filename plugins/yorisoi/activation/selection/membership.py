@@ -58,7 +58,9 @@ log = logging.getLogger(__name__)
 ASSIGNMENT_DOMAIN = b"yorisoi.activation.assignment.v1"  # separates these hashes from match keys
 CONTROL, TREATMENT = "control", "treatment"
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
-PHONE_RE = re.compile(r"(?:\+\d{9,15}\b|\b0\d{1,4}-?\d{1,4}-?\d{4}\b)")
+# A Japanese number has 10 or 11 digits from its leading 0, written solid or in three hyphenated
+# groups; a postcode (7 digits, one hyphen: 060-0001 in Hokkaido starts with 0) is neither.
+PHONE_RE = re.compile(r"(?:\+\d{9,15}\b|\b0\d{9,10}\b|\b0\d{1,4}-\d{1,4}-\d{3,4}\b)")
 _LOCKED = ("Could not set lock", "Conflicting lock", "database is locked")
 DELIVERABLE = "marts.deliverable_customers"  # 配信可能顧客: who may be contacted, per channel
 SUPPRESSED_KEYS = "marts.suppressed_contact_keys"  # keys held by any suppressed source record
