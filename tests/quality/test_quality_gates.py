@@ -76,3 +76,24 @@ def test_an_audience_size_jump_stops_the_marts_gate(var: Path) -> None:
     (before, now) = accepted["marts.deliverable_customers"]
     assert now < before * 0.8
     assert validate("marts", tables=["deliverable_customers"]).success
+
+
+def test_the_command_line_gate_is_what_the_circuit_breaker_reads(var: Path) -> None:
+    """`yorisoi quality validate` publishes its result like the Airflow gate, so an export after a
+    gate run from the command line is not refused for want of one; a look at another warehouse
+    publishes nothing."""
+    from typer.testing import CliRunner
+
+    from yorisoi.activation.selection.breaker import check_quality
+    from yorisoi.quality.cli import quality_app
+
+    assert not check_quality().passed
+    elsewhere = CliRunner().invoke(
+        quality_app,
+        ["validate", "--layer", "marts", "--table", "dim_customers", "--warehouse", str(var / "warehouse.duckdb")],
+    )
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert not check_quality().passed
+    result = CliRunner().invoke(quality_app, ["validate", "--layer", "marts"])
+    assert result.exit_code == 0, result.output
+    assert check_quality().passed, check_quality().reason

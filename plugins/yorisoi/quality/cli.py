@@ -30,7 +30,10 @@ def validate_command(
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
-    """Validate a layer like the Airflow gate does: a table per suite, exit code 1 if any failed."""
+    """Validate a layer like the Airflow gate does: a table per suite, exit code 1 if any failed.
+    On the runtime's own warehouse the result is published where the activation circuit breaker
+    reads it, as the gate's is; a run with --no-record or on another --warehouse is a look only."""
+    from .gate import publish_latest
     from .suites import SuiteError
     from .validate import validate
 
@@ -39,6 +42,8 @@ def validate_command(
     except (SuiteError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
+    if record and warehouse is None:
+        publish_latest(result.summary())
     if as_json:
         console.print_json(json.dumps(result.summary()))
     else:
