@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock lock-spark demo airflow report browser test test-all test-spark java lint format bench bench-ingest bench-customers bench-segments clean
+.PHONY: install lock lock-spark demo airflow report browser test test-all test-spark test-scheduler java lint format bench bench-ingest bench-customers bench-segments clean
 
 install: $(STAMP)
 
@@ -88,6 +88,12 @@ java:
 
 test-spark: install java $(SPARK_STAMP)
 	YORISOI_DUCKDB_PYTHON=$(CURDIR)/$(BIN)/python $(SPARK_VENV)/bin/python -m pytest tests/spark -p no:cacheprovider
+
+# The pipeline under a real Airflow scheduler (tests/orchestration): api-server, scheduler and
+# dag-processor with the LocalExecutor, metadata in a throwaway database on the PostgreSQL at
+# 127.0.0.1:5432 (YORISOI_TEST_POSTGRES_URL moves it), the XS brand from ingest to one export.
+test-scheduler: install
+	$(BIN)/python -m pytest -m slow tests/orchestration -p no:cacheprovider
 
 lock-spark: $(STAMP)
 	$(BIN)/uv pip compile requirements-spark.in --python-version 3.11 -o requirements-spark.lock
