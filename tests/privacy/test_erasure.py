@@ -81,6 +81,29 @@ def test_landing_drops_erased_rows_before_the_lake_and_unlinks_orders(tmp_path: 
         wh.land(shop.tables["customers"], [pa.table({"id": [9]})], batch_id="b3", load_date=day)
 
 
+def test_an_erased_phone_number_never_lands_in_the_sms_receipts(tmp_path: Path, monkeypatch) -> None:
+    """The SMS provider's receipts name a person only by the number texted: an erased person's
+    receipts are dropped at landing, the number written nationally or in E.164 alike."""
+    from yorisoi.privacy.normalize import norm_phone_arrow
+
+    monkeypatch.setenv("YORISOI_MATCH_KEY", SECRET.decode())
+    wh = Warehouse(tmp_path / "wh.duckdb", Lake(tmp_path / "lake"))
+    messages = load_registry().source("sms").tables["messages"]
+    wh.land(messages, [pa.table({"sid": ["SM0"], "to": ["+819000000000"]})], batch_id="b0", load_date=date(2026, 11, 1))
+    _tombstone(wh, "phone", norm_phone_arrow(pa.array(["090-1234-5678"])).to_pylist())
+
+    landed = wh.land(
+        messages,
+        [pa.table({"sid": ["SM1", "SM2"], "to": ["+819012345678", "+819087654321"], "status": ["delivered"] * 2})],
+        batch_id="b1",
+        load_date=date(2026, 11, 1),
+    )
+    assert (landed.rows, landed.erased) == (1, 1)
+    con = wh.connect(read_only=True)
+    assert con.execute("select sid from raw.sms__messages order by sid").fetchall() == [("SM0",), ("SM2",)]
+    con.close()
+
+
 # ---- the whole path, on the XS brand ------------------------------------------------------------
 
 
