@@ -199,3 +199,18 @@ with
 {% macro url_parameter(column, name) -%}
     regexp_extract({{ column }}, '[?&]{{ name }}=([^&#]*)', 1)
 {%- endmacro %}
+
+{# Session settings for a model written as a long chain of CTEs (the EM rounds of
+   int_identity_match_weights): Spark's analyzer gives up after 100 resolution passes by default,
+   fewer than such a chain needs. DuckDB needs none. #}
+{% macro deep_query_hooks() -%}
+    {{ return(adapter.dispatch('deep_query_hooks', 'yorisoi')()) }}
+{%- endmacro %}
+
+{% macro default__deep_query_hooks() -%}
+    {{ return([]) }}
+{%- endmacro %}
+
+{% macro spark__deep_query_hooks() -%}
+    {{ return(['set spark.sql.analyzer.maxIterations=1000']) }}
+{%- endmacro %}

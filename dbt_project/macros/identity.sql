@@ -92,3 +92,11 @@
         'email': ['differs', 'agrees'],
     }) }}
 {%- endmacro %}
+
+{# The EM training sessions of the probabilistic layer: each is the candidate pairs meeting its
+   condition and learns m of the comparisons other than its own. They select on fields a household
+   does not share: a session on the postal code or the address would take a family (one address,
+   postal code and landline) for one person. #}
+{% macro identity_training_sessions() -%}
+    {{ return({'name': 'name_level >= 2', 'birth': 'birth_level = 1'}) }}
+{%- endmacro %}
