@@ -14,7 +14,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/var/airflow/airflow.db
 
-.PHONY: install lock lock-spark demo airflow report browser test test-all test-spark test-scheduler java lint format bench bench-ingest bench-customers bench-segments clean
+.PHONY: install lock lock-spark demo airflow report browser test test-all test-daily test-spark test-scheduler java lint format bench bench-ingest bench-customers bench-segments clean
 
 install: $(STAMP)
 
@@ -94,6 +94,12 @@ test-spark: install java $(SPARK_STAMP)
 # 127.0.0.1:5432 (YORISOI_TEST_POSTGRES_URL moves it), the XS brand from ingest to one export.
 test-scheduler: install
 	$(BIN)/python -m pytest -m slow tests/orchestration -p no:cacheprovider
+
+# The daily run's equality test (tests/transform/test_daily_run.py, docs/scale.md): the XS brand
+# after a day of change, built incrementally and with --full-refresh, every table compared. Slow
+# (two builds of every model), so outside `make test`; CI runs it.
+test-daily: install
+	$(BIN)/python -m pytest -m slow tests/transform/test_daily_run.py -p no:cacheprovider
 
 lock-spark: $(STAMP)
 	$(BIN)/uv pip compile requirements-spark.in --python-version 3.11 -o requirements-spark.lock
