@@ -158,8 +158,9 @@ RULES: dict[str, TableRule] = {
     "sftp__line_id_links": TableRule("delete", _links(line_user_id="line_user", ec_customer_id="ecommerce_customer")),
     "sftp__web_events": TableRule("delete", _links(ec_customer_id="ecommerce_customer")),
     "sftp__esp_sends": TableRule("delete", _links(ec_customer_id="ecommerce_customer"), {"email": "email"}),
-    # SMS delivery receipts carry only the number they were sent to.
-    "sms__messages": TableRule("delete", _links(to="phone"), {"to": "phone"}),
+    # SMS delivery receipts carry only the number they were sent to ("to" is an SQL keyword: the
+    # `personal` keys are SQL expressions, so it is quoted there).
+    "sms__messages": TableRule("delete", _links(to="phone"), {'"to"': "phone"}),
 }
 
 
