@@ -155,7 +155,9 @@ def test_line_statistics_land_per_unit_and_day_and_counts_under_20_users_stay_nu
             f"'{DAY}' and coalesce(unique_impressions, 0) > 0",
         )
         assert other_days == [(0,)]
-        links = _rows(warehouse, "select unit, url, clicks, unique_clicks from raw.line_insight__unit_link_clicks")
+        links = _rows(
+            warehouse, "select unit, url, clicks, unique_clicks from raw.line_insight__unit_link_clicks order by unit"
+        )
         assert links == [
             ("spring_push", "https://shop.example.jp/spring", 24, 24),
             ("vip_note", "https://shop.example.jp/vip", None, None),
