@@ -175,7 +175,9 @@ def check_page(
     url = Path(page).resolve().as_uri()
     check = PageCheck(url)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="yorisoi-chromium-") as tmp:
+    # Chromium's helper processes can still be writing its profile when the browser has exited:
+    # a profile folder that cannot be removed yet must not fail the check.
+    with tempfile.TemporaryDirectory(prefix="yorisoi-chromium-", ignore_cleanup_errors=True) as tmp:
         proc, ws_url = _start(find_chromium(), Path(tmp))
         try:
             s = _Session(ws_url, check)
