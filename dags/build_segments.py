@@ -45,7 +45,7 @@ OUTPUTS = (
 `dbt build` of the marts marketing reads every day (dbt tags segments, retention, triggers,
 targeting): customer traits, RFM, deciles, ABC, customer status and lifecycle, RFMC / RFMD,
 F-retention and lead times, cohorts and revenue retention, the daily trigger audiences and the
-4R check, with their dbt tests and unit tests.
+4R check, with their dbt data tests (the unit tests run in CI, not here: docs/scale.md).
 
 - **As-of day:** the local date of the run (env `YORISOI_AS_OF` pins another day, as the demo does).
 - **Quality gate (marts → activation):** `validate_marts` runs the Great Expectations suites of

@@ -204,13 +204,14 @@ def build(
     quiet: bool = False,
     as_of: str | None = None,
 ) -> dict:
-    """`dbt build` in the run's folder, by default of every mart (customer layer and segments);
-    wall time, dbt's elapsed time of running the nodes (the rest of the wall time is the invocation:
-    creating the raw tables, starting Python, importing dbt, reading the project) and
-    per-node times. The segment marts describe `as_of` (YYYY-MM-DD), by default the
+    """`dbt build` in the run's folder, by default of every mart (customer layer and segments),
+    without the unit tests, as the scheduled builds run it (transform.SCHEDULED_BUILD_FLAGS:
+    `unit_tests` runs them); wall time, dbt's elapsed time of running the nodes (the rest of the
+    wall time is the invocation: creating the raw tables, starting Python, importing dbt, reading
+    the project) and per-node times. The segment marts describe `as_of` (YYYY-MM-DD), by default the
     day the brand's data ends on, whatever YORISOI_AS_OF the calling process holds: the same
     brand builds the same marts in any order of tests."""
-    from yorisoi.transform import CUSTOMER_LAYER, brand_as_of, run_dbt
+    from yorisoi.transform import CUSTOMER_LAYER, SCHEDULED_BUILD_FLAGS, brand_as_of, run_dbt
 
     select = select or CUSTOMER_LAYER
     manifest = run.work / "sources" / "manifest.json"
@@ -218,6 +219,7 @@ def build(
     with using_var(run.work), _as_of(day):
         t0 = time.perf_counter()
         args = [*(["--quiet"] if quiet else []), "build", "--select", select, "--indirect-selection", "cautious"]
+        args += SCHEDULED_BUILD_FLAGS
         if full_refresh:
             args.append("--full-refresh")
         excluded = [*([exclude] if exclude else []), *([ORDER_MODELS] if run.scope == "customers" else [])]
@@ -228,3 +230,13 @@ def build(
         run_results = paths.var_dir() / "dbt" / "target" / "run_results.json"
         dbt_seconds = json.loads(run_results.read_text())["elapsed_time"] if run_results.is_file() else None
     return {"seconds": seconds, "dbt_seconds": dbt_seconds, "nodes": result.results}
+
+
+def unit_tests(run: ScaleRun) -> list[dict]:
+    """Every dbt unit test of the project (`dbt test --select test_type:unit`) in the run's
+    folder, whose warehouse `build` has built (a unit test reads its model's parents' columns
+    from the warehouse); dbt's result rows, pass or fail."""
+    from yorisoi.transform import brand_as_of, run_dbt
+
+    with using_var(run.work), _as_of(brand_as_of(run.work / "sources")):
+        return run_dbt(["--quiet", "test", "--select", "test_type:unit"], demo_key=True, raise_on_failure=False).results

@@ -28,6 +28,10 @@ CUSTOMER_LAYER = "tag:staging tag:intermediate +tag:marts +tag:analytics custome
 # The marts rebuilt daily for the as-of day (segments, retention, triggers, targeting, campaign
 # outcomes); the customer layer's DAG leaves them to build_segments.
 SEGMENT_LAYER = "tag:segments tag:retention tag:triggers tag:targeting tag:campaigns"
+# The scheduled builds leave dbt's unit tests out: they test the SQL on fixed rows, not the
+# day's data, so they belong to development and CI (tests/transform/test_unit_tests.py), not to
+# every morning's run (docs/scale.md).
+SCHEDULED_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
 
 # dbt commands that read the raw tables: every registry table's raw table is created (typed,
 # empty) before them, so a brand without some source builds empty models instead of failing.
@@ -187,14 +191,14 @@ def require_first_load(warehouse: Path | None = None) -> None:
 
 
 def build_task(select: str, *, exclude: str | None = None, results_name: str | None = None) -> dict:
-    """Airflow task body: `dbt build --select <select> [--exclude <exclude>]`. A failing dbt test
-    fails the task without retries (rerunning does not fix data); other errors (a busy warehouse
-    file) retry. With `results_name`, the build's run_results.json is kept as
-    build_results_path(results_name), pass or fail."""
+    """Airflow task body: `dbt build --select <select> [--exclude <exclude>]`, without the unit
+    tests (SCHEDULED_BUILD_FLAGS). A failing dbt test fails the task without retries (rerunning
+    does not fix data); other errors (a busy warehouse file) retry. With `results_name`, the
+    build's run_results.json is kept as build_results_path(results_name), pass or fail."""
     from airflow.exceptions import AirflowFailException
 
     match_key_from_airflow()
-    args = ["build", "--select", select, *(["--exclude", exclude] if exclude else [])]
+    args = ["build", "--select", select, *(["--exclude", exclude] if exclude else []), *SCHEDULED_BUILD_FLAGS]
     run = run_dbt(args, raise_on_failure=False)
     if results_name:
         kept = build_results_path(results_name)

@@ -1,8 +1,8 @@
 """The circuit breaker before every export (docs/reliability.md #13): nothing leaves unless
 
 1. **dbt**: the last segment build's results, `<var>/dbt/builds/segments.json`
-   (DBT_RUN_RESULTS), ran tests and every test (data tests and unit tests) is `pass` or `warn`,
-   and no model errored;
+   (DBT_RUN_RESULTS), ran tests and every test is `pass` or `warn`, and no model errored (the
+   scheduled build runs the data tests; unit tests are counted too when a build ran them);
 2. **Great Expectations**: the marts quality gate passed. Its summary is read from
    `<var>/quality/latest/marts.json` (QUALITY_RESULTS), a JSON object written by the quality gate
    after every validation of the marts layer::
