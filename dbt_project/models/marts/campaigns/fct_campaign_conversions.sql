@@ -105,8 +105,7 @@ candidates as (
     inner join coupon_sends
         on orders.person_id = coupon_sends.person_id
         and orders.coupon_code = coupon_sends.coupon_code
-        and orders.ordered_at >= coupon_sends.sent_at
-        and orders.ordered_at < {{ dbt.dateadd('day', cfg['coupon_valid_days'], 'coupon_sends.sent_at') }}
+        and {{ within_window('orders.ordered_at', 'coupon_sends.sent_at', cfg['coupon_valid_days'], 'day') }}
 
     union all
 
@@ -126,19 +125,14 @@ candidates as (
     from orders
     inner join windowed
         on orders.person_id = windowed.person_id
-        and orders.ordered_at >= windowed.touched_at
-        and orders.ordered_at < {{ dbt.dateadd('hour', 'windowed.credit_window_hours', 'windowed.touched_at') }}
+        and {{ within_window('orders.ordered_at', 'windowed.touched_at', 'windowed.credit_window_hours', 'hour') }}
 
 ),
 
+-- Each order's credit: a coupon first, then the latest touch.
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by order_key order by rule_rank asc, touched_at desc, send_key asc
-        ) as nth_touch
-    from candidates
+    {{ first_match('candidates', 'order_key', 'rule_rank asc, touched_at desc, send_key asc', 'nth_touch') }}
 
 ),
 
@@ -157,7 +151,6 @@ final as (
         credit_window_hours,
         credit_rule
     from ranked
-    where nth_touch = 1
 
 )
 

@@ -12,6 +12,13 @@
     Opens and clicks sooner after sending than a person could (mail-privacy prefetch, link
     scanners) are flagged and do not count. -#}
 {%- set cfg = var('campaigns') %}
+{#- LINE clicks sooner after the send than a person could click rank last (link scanners). #}
+{%- set scanner_last -%}
+    case
+        when {{ dbt.datediff('sent_at', 'clicked_at', 'second') }} < {{ cfg['bot_click_within_seconds'] }} then 1
+        else 0
+    end
+{%- endset %}
 
 with
 
@@ -67,7 +74,7 @@ esp_people as (
 
 ),
 
-email_matched as (
+email_candidates as (
 
     select
         sends.send_key,
@@ -79,21 +86,24 @@ email_matched as (
         esp_people.is_delivered,
         esp_people.opened_at,
         esp_people.clicked_at,
-        esp_people.unsubscribed_at,
-        row_number() over (
-            partition by sends.send_key order by esp_people.sent_at, esp_people.send_id
-        ) as nth_match
+        esp_people.unsubscribed_at
     from sends
     inner join esp_people
         on sends.person_id = esp_people.person_id
-        and sends.claimed_at <= esp_people.sent_at
-        and {{ dbt.dateadd('hour', cfg['esp_match_hours'], 'sends.claimed_at') }} > esp_people.sent_at
+        and {{ within_window('esp_people.sent_at', 'sends.claimed_at', cfg['esp_match_hours'], 'hour') }}
     where sends.channel = 'email'
 
 ),
 
+-- Each send's first report: the earliest in the window.
+email_matched as (
+
+    {{ first_match('email_candidates', 'send_key', 'reported_sent_at, report_id') }}
+
+),
+
 -- The ledger row of each SMS send carries the number it went to (hashed), as the receipt does.
-sms_matched as (
+sms_candidates as (
 
     select
         sends.send_key,
@@ -102,10 +112,7 @@ sms_matched as (
         sends.channel,
         sms_receipts.message_sid as report_id,
         sms_receipts.created_at as reported_sent_at,
-        sms_receipts.is_delivered,
-        row_number() over (
-            partition by sends.send_key order by sms_receipts.created_at, sms_receipts.message_sid
-        ) as nth_match
+        sms_receipts.is_delivered
     from sends
     inner join ledger
         on sends.audience = ledger.audience
@@ -114,9 +121,14 @@ sms_matched as (
         and sends.claimed_at = ledger.claimed_at
     inner join sms_receipts
         on ledger.recipient_key_hash = sms_receipts.to_phone_hash
-        and sends.claimed_at <= sms_receipts.created_at
-        and sms_receipts.created_at < {{ dbt.dateadd('hour', cfg['esp_match_hours'], 'sends.claimed_at') }}
+        and {{ within_window('sms_receipts.created_at', 'sends.claimed_at', cfg['esp_match_hours'], 'hour') }}
     where sends.channel = 'sms'
+
+),
+
+sms_matched as (
+
+    {{ first_match('sms_candidates', 'send_key', 'reported_sent_at, report_id') }}
 
 ),
 
@@ -133,7 +145,7 @@ line_clicks as (
 
 ),
 
-line_matched as (
+line_candidates as (
 
     select
         sends.send_key,
@@ -142,38 +154,27 @@ line_matched as (
         sends.channel,
         sends.sent_at,
         line_clicks.event_id as report_id,
-        line_clicks.event_at as clicked_at,
-        row_number() over (
-            partition by line_clicks.event_id order by sends.sent_at desc, sends.send_key asc
-        ) as nth_send
+        line_clicks.event_at as clicked_at
     from line_clicks
     inner join sends
         on line_clicks.person_id = sends.person_id
         and line_clicks.audience = sends.audience
-        and line_clicks.event_at >= sends.sent_at
-        and line_clicks.event_at < {{ dbt.dateadd('day', cfg['tracked_click_days'], 'sends.sent_at') }}
+        and {{ within_window('line_clicks.event_at', 'sends.sent_at', cfg['tracked_click_days'], 'day') }}
     where sends.channel = 'line'
 
 ),
 
+-- Each click goes to the person's latest send it can follow.
+line_matched as (
+
+    {{ first_match('line_candidates', 'report_id', 'sent_at desc, send_key asc', 'nth_send') }}
+
+),
+
+-- Each send's first click: a person's first, a link scanner's only when there is none.
 line_first_clicks as (
 
-    select
-        *,
-        -- a person's click first, a link scanner's only when there is none
-        row_number() over (
-            partition by send_key
-            order by
-                case
-                    when {{ dbt.datediff('sent_at', 'clicked_at', 'second') }}
-                        < {{ cfg['bot_click_within_seconds'] }} then 1
-                    else 0
-                end,
-                clicked_at,
-                report_id
-        ) as nth_click
-    from line_matched
-    where nth_send = 1
+    {{ first_match('line_matched', 'send_key', scanner_last ~ ', clicked_at, report_id', 'nth_click') }}
 
 ),
 
@@ -197,7 +198,7 @@ events as (
         {{ dbt.datediff('reported_sent_at', at, 'second') }}
             as seconds_after_send
     from email_matched
-    where nth_match = 1 and {{ condition }}
+    where {{ condition }}
     union all
     {% endfor %}
 
@@ -211,7 +212,6 @@ events as (
         reported_sent_at as event_at,
         0 as seconds_after_send
     from sms_matched
-    where nth_match = 1
 
     union all
 
@@ -226,7 +226,6 @@ events as (
         {{ dbt.datediff('sent_at', 'clicked_at', 'second') }}
             as seconds_after_send
     from line_first_clicks
-    where nth_click = 1
 
 ),
 
