@@ -1,6 +1,7 @@
 """Seconds of the daily run against a full rebuild, at one scale (issue 19, part 1).
 
     nice -n 10 .venv/bin/python bench/daily_run_bench.py [--scale S] [--seed 42] [--work var/eval/<scale>_daily]
+        [--no-rebuild] [--json FILE]
 
 The brand at the scale is generated and ingested once (yorisoi_kit.scale_run.prepare, cached under
 var/eval/<scale>), copied into the work folder and built in full (the first build). Then a day of
@@ -10,17 +11,30 @@ raw tables are built twice: incrementally (the daily run) and with --full-refres
 both with their dbt tests, as the customer build runs. Prints the seconds of each step, the ratio
 of the daily run (ingest of the day + incremental build) to the full rebuild, the slowest nodes of
 each build, and whether both builds hold the same rows (yorisoi_kit.daily_run.compare_builds).
+
+Every step also prints its peak memory (this process and its children: dbt builds in a child
+process), the first build's node seconds summed by part (the customer bench's and the segment
+bench's parts), and, on the first build's warehouse, the analyst's pandas script and the
+lower-bound query the segment layer is measured against (bench suite `segments`). With
+--no-rebuild the separate full rebuild is skipped (at L each build takes many minutes) and the
+first full build stands for it: the same models on one day less of data.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
+import duckdb
+from rich.console import Console
+
 from yorisoi import paths
+from yorisoi.transform import brand_as_of
+from yorisoi_kit.bench import CUSTOMER_STAGES, SEGMENT_STAGES, PeakRss, _segment_baselines
 from yorisoi_kit.daily_run import build_day, compare_builds, copy_run, ingest_day
 from yorisoi_kit.scale_run import prepare, using_var
 from yorisoi_kit.synth.daily import apply_daily_change
@@ -32,10 +46,46 @@ def slowest(nodes: list[dict], n: int = 6) -> str:
 
 
 def where_time_goes(nodes: list[dict]) -> str:
-    """dbt's node seconds summed by kind (they run one after another on one thread)."""
+    """dbt's node seconds summed by kind (two dbt threads: the sum exceeds the wall time)."""
     kinds = {"models": "model.", "unit tests": "unit_test.", "data tests": "test.", "snapshot": "snapshot."}
     sums = {k: sum(r["seconds"] for r in nodes if r["node"].startswith(p)) for k, p in kinds.items()}
     return ", ".join(f"{k} {v:.1f} s" for k, v in sums.items()) + f" ({len(nodes)} nodes)"
+
+
+# The campaign-outcome facts and readouts (issue 16 asks for their time against the segment build's).
+CAMPAIGN_STAGES = {"campaign_outcomes": ("model.yorisoi.fct_campaign_", "model.yorisoi.campaign_")}
+
+
+def by_part(nodes: list[dict]) -> dict[str, float]:
+    """Node seconds by part of the pipeline; a node counts in the first part whose prefix it has."""
+    parts: dict[str, float] = {}
+    taken: tuple[str, ...] = ()
+    for name, prefixes in {**CUSTOMER_STAGES, **SEGMENT_STAGES, **CAMPAIGN_STAGES}.items():
+        if name in ("dbt_tests", "data_tests"):
+            prefixes = ("test.yorisoi.",)
+            name = "data_tests"
+        parts[name] = parts.get(name, 0.0) + sum(
+            r["seconds"] for r in nodes if r["node"].startswith(prefixes) and not r["node"].startswith(taken)
+        )
+        taken += prefixes
+    parts["other"] = sum(r["seconds"] for r in nodes if not r["node"].startswith(taken))
+    return parts
+
+
+class Steps:
+    """Each step's wall seconds and peak memory, printed as it ends and kept for --json."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict] = {}
+
+    def run(self, name: str, fn):
+        with PeakRss() as mem:
+            t0 = time.perf_counter()
+            out = fn()
+            seconds = time.perf_counter() - t0
+        self.rows[name] = {"seconds": seconds, "peak_rss_gb": mem.peak / 2**30, "load": os.getloadavg()[0]}
+        print(f"[{name}] {seconds:.1f} s, peak {mem.peak / 2**30:.2f} GB, load {os.getloadavg()[0]:.1f}", flush=True)
+        return out
 
 
 def main() -> None:
@@ -43,49 +93,90 @@ def main() -> None:
     parser.add_argument("--scale", default="S")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--no-rebuild", action="store_true", help="the first full build stands for the rebuild")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     args = parser.parse_args()
     scale = args.scale.upper()
     work = args.work or paths.var_dir() / "eval" / f"{scale}_daily"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    steps = Steps()
+    report: dict = {"scale": scale, "seed": args.seed, "load_at_start": os.getloadavg()[0], "steps": steps.rows}
+    print(f"scale {scale}, seed {args.seed}, load {os.getloadavg()[0]:.1f}", flush=True)
 
-    prepared = prepare(scale, seed=args.seed)
-    daily = copy_run(prepared, work / "daily")
-    print(f"scale {scale}, seed {args.seed}, load {os.getloadavg()[0]:.1f}")
+    prepared = steps.run("generate_and_ingest", lambda: prepare(scale, seed=args.seed, console=Console()))
+    if prepared.generated_s is not None:
+        report["generated_s"] = prepared.generated_s
+        report["ingest"] = [vars(i) for i in prepared.ingest]
+        for i in prepared.ingest:
+            print(f"  first load {i.source}: {i.rows:,} rows in {i.seconds:.1f} s ({i.rows / i.seconds:,.0f} rows/s)")
+    daily = steps.run("copy", lambda: copy_run(prepared, work / "daily"))
 
-    first_s = build_day(daily)["seconds"]
-    print(f"first full build: {first_s:.1f} s")
+    first = steps.run("first_full_build", lambda: build_day(daily))
+    print(f"  node seconds: {where_time_goes(first['nodes'])}\n  slowest nodes: {slowest(first['nodes'], 12)}")
+    report["first_build_parts"] = by_part(first["nodes"])
+    print("  by part: " + ", ".join(f"{k} {v:.1f}" for k, v in report["first_build_parts"].items()))
+    report["first_build_slowest"] = sorted(first["nodes"], key=lambda r: -r["seconds"])[:25]
+    with duckdb.connect(str(daily.warehouse), read_only=True) as con:
+        counts = con.execute(
+            "select (select count(*) from marts.bridge_customer_identities), "
+            "(select count(distinct person_id) from marts.bridge_customer_identities), "
+            "(select count(*) from marts.customer_traits), (select count(*) from marts.fct_orders), "
+            "(select count(*) from marts.fct_order_lines)"
+        ).fetchone()
+    report["rows"] = dict(zip(("records", "people", "customers", "orders", "order_lines"), counts, strict=True))
+    print(f"  rows: {report['rows']}")
+    try:
+        with using_var(daily.work):
+            baselines = _segment_baselines(daily.warehouse, brand_as_of(daily.work / "sources"), counts[2])
+        report["baselines"] = {b["stage"]: b["seconds"] for b in baselines}
+    except RuntimeError as exc:
+        report["baselines"] = {"error": str(exc)[:2000]}
+    print(f"  baselines: {report['baselines']}", flush=True)
 
-    t0 = time.perf_counter()
-    change = apply_daily_change(daily.work / "sources", seed=args.seed)
-    change_s = time.perf_counter() - t0
-    print(f"day {change['day']} generated in {change_s:.1f} s: {change['rows']}")
-    with using_var(daily.work):
-        t0 = time.perf_counter()
-        ingested = ingest_day(daily, "day-1")
-        ingest_s = time.perf_counter() - t0
-    print(f"ingest of the day: {ingest_s:.1f} s (" + ", ".join(f"{i.source} {i.seconds:.1f} s" for i in ingested) + ")")
+    change = steps.run("daily_change", lambda: apply_daily_change(daily.work / "sources", seed=args.seed))
+    print(f"  day {change['day']}: {change['rows']}")
+    report["day"] = {"day": str(change["day"]), "rows": change["rows"]}
 
-    rebuild = copy_run(daily, work / "rebuild", sources=False)
-    results = {}
-    for name, run, full_refresh in (("incremental", daily, False), ("full rebuild", rebuild, True)):
-        built = build_day(run, full_refresh=full_refresh)
-        results[name] = (built["seconds"], built["nodes"])
-        print(f"{name} build: {built['seconds']:.1f} s; node seconds: {where_time_goes(built['nodes'])}")
-        print(f"  slowest nodes: {slowest(built['nodes'])}")
+    def ingest():
+        with using_var(daily.work):
+            return ingest_day(daily, "day-1")
 
-    incremental_s, full_s = results["incremental"][0], results["full rebuild"][0]
-    print(f"daily run (ingest + incremental build): {ingest_s + incremental_s:.1f} s")
-    ratio = (ingest_s + incremental_s) / full_s
-    print(f"ratio to the full rebuild: {ratio:.2f} (build alone {incremental_s / full_s:.2f})")
+    ingested = steps.run("ingest_of_the_day", ingest)
+    print("  " + ", ".join(f"{i.source} {i.rows:,} rows {i.seconds:.1f} s" for i in ingested))
+
+    rebuild = None if args.no_rebuild else copy_run(daily, work / "rebuild", sources=False)
+    builds = {"incremental": (daily, False)} | ({} if rebuild is None else {"full_rebuild": (rebuild, True)})
+    results = {"first_full_build": first}
+    for name, (run, full_refresh) in builds.items():
+        built = steps.run(name, lambda run=run, full_refresh=full_refresh: build_day(run, full_refresh=full_refresh))
+        results[name] = built
+        print(f"  node seconds: {where_time_goes(built['nodes'])}\n  slowest nodes: {slowest(built['nodes'], 12)}")
+        report[f"{name}_parts"] = by_part(built["nodes"])
+        print("  by part: " + ", ".join(f"{k} {v:.1f}" for k, v in report[f"{name}_parts"].items()), flush=True)
+
+    full_name = "first_full_build" if rebuild is None else "full_rebuild"
+    full_s = steps.rows[full_name]["seconds"]
+    daily_s = steps.rows["ingest_of_the_day"]["seconds"] + steps.rows["incremental"]["seconds"]
+    report["ratio"] = daily_s / full_s
+    print(f"daily run (ingest + incremental build): {daily_s:.1f} s")
+    print(
+        f"ratio to the full rebuild ({full_name}): {daily_s / full_s:.2f} "
+        f"(build alone {steps.rows['incremental']['seconds'] / full_s:.2f})"
+    )
     for key in ("fct_orders", "fct_order_lines"):
-        inc = sum(r["seconds"] for r in results["incremental"][1] if r["node"] == f"model.yorisoi.{key}")
-        full = sum(r["seconds"] for r in results["full rebuild"][1] if r["node"] == f"model.yorisoi.{key}")
+        inc = sum(r["seconds"] for r in results["incremental"]["nodes"] if r["node"] == f"model.yorisoi.{key}")
+        full = sum(r["seconds"] for r in results[full_name]["nodes"] if r["node"] == f"model.yorisoi.{key}")
         print(f"  {key}: {inc:.2f} s incremental, {full:.2f} s full")
-    diffs = {t: d for t, d in compare_builds(daily, rebuild).items() if d != (0, 0)}
-    print("incremental equals the full rebuild" if not diffs else f"DIFFERENT tables: {diffs}")
+    if rebuild is not None:
+        diffs = {t: d for t, d in compare_builds(daily, rebuild).items() if d != (0, 0)}
+        report["equal"] = not diffs
+        print("incremental equals the full rebuild" if not diffs else f"DIFFERENT tables: {diffs}")
+    report["load_at_end"] = os.getloadavg()[0]
     print(f"load at the end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":
