@@ -8,7 +8,8 @@ trigger_second_purchase_nudge, customer_status), so the product code runs unchan
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -529,3 +530,36 @@ def make_context(
     if approved:
         approve_all(ctx)
     return ctx
+
+
+@contextlib.contextmanager
+def cart_mail_over_smtp(
+    tmp_path: Path, monkeypatch: Any, people: int, *, role: str | None = "admin", approved: bool = True
+) -> Iterator[tuple[Any, Mailbox, TinyWarehouse, Any]]:
+    """The cart_mail audience over a loopback SMTP server (the smtp_email destination): `people`
+    people (P00000 ...) deliverable by email in the cart trigger, a store, passing dbt and GX
+    results, and YORISOI_ROLE set to `role` (unset when None). Yields (ctx, mailbox, warehouse,
+    store); the server stops and the store closes on exit."""
+    from yorisoi.activation.delivery.store import ActivationStore
+
+    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
+    if role is None:
+        monkeypatch.delenv("YORISOI_ROLE", raising=False)
+    else:
+        monkeypatch.setenv("YORISOI_ROLE", role)
+    controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
+    wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
+    wh.people = [person(i) for i in range(people)]
+    ids = [p["person_id"] for p in wh.people]
+    wh.deliverable = {(p, "email") for p in ids}
+    wh.selections = {"trigger_cart_abandonment": cart_rows(ids)}
+    wh.write()
+    store = ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}")
+    ctx = make_context(tmp_path, wh, [MAIL_AUDIENCE], store, approved=approved)
+    write_dbt_results(ctx.dbt_results)
+    write_quality_results(ctx.quality_results)
+    try:
+        yield ctx, mailbox, wh, store
+    finally:
+        controller.stop()
+        store.close()

@@ -12,20 +12,12 @@ from audiences_harness import (
     APPROVER,
     AS_OF,
     AUTHOR,
-    MAIL_AUDIENCE,
-    TinyWarehouse,
-    cart_rows,
-    make_context,
-    person,
-    smtp_server,
-    write_dbt_results,
-    write_quality_results,
+    cart_mail_over_smtp,
 )
 from typer.testing import CliRunner
 
 from yorisoi.activation import approvals, run
 from yorisoi.activation.cli import activation_app
-from yorisoi.activation.delivery.store import ActivationStore
 from yorisoi.audit.log import list_entries
 
 PEOPLE = [f"P{i:05d}" for i in range(60)]
@@ -33,23 +25,8 @@ PEOPLE = [f"P{i:05d}" for i in range(60)]
 
 @pytest.fixture
 def unapproved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
-    monkeypatch.delenv("YORISOI_ROLE", raising=False)
-    controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
-    wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
-    wh.people = [person(i) for i in range(60)]
-    wh.deliverable = {(p, "email") for p in PEOPLE}
-    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE)}
-    wh.write()
-    store = ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}")
-    ctx = make_context(tmp_path, wh, [MAIL_AUDIENCE], store, approved=False)
-    write_dbt_results(ctx.dbt_results)
-    write_quality_results(ctx.quality_results)
-    try:
+    with cart_mail_over_smtp(tmp_path, monkeypatch, len(PEOPLE), role=None, approved=False) as (ctx, mailbox, _, _):
         yield ctx, mailbox
-    finally:
-        controller.stop()
-        store.close()
 
 
 def _send(ctx, role: str = "admin") -> dict:

@@ -14,19 +14,10 @@ import duckdb
 import pytest
 from audiences_harness import (
     AS_OF,
-    MAIL_AUDIENCE,
-    TinyWarehouse,
-    cart_rows,
-    fast_destinations_doc,
-    make_context,
-    person,
-    smtp_server,
-    write_dbt_results,
-    write_quality_results,
+    cart_mail_over_smtp,
 )
 
 from yorisoi.activation import run
-from yorisoi.activation.delivery.store import ActivationStore
 from yorisoi.audit.evidence import consent_now, sends_with_reasons
 
 PEOPLE = [f"P{i:05d}" for i in range(40)]
@@ -71,31 +62,17 @@ def _consent_tables(path: Path) -> None:
 @pytest.fixture
 def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """cart_mail sent once to the consented people over SMTP on loopback, by the DAG's tasks."""
-    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
     monkeypatch.delenv("YORISOI_AS_OF", raising=False)
-    controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
-    wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
-    wh.people = [person(i) for i in range(40)]
-    wh.deliverable = {(p, "email") for p in PEOPLE}
-    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE)}
-    wh.write()
-    _consent_tables(wh.path)
-    store = ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}")
-    ctx = make_context(tmp_path, wh, [MAIL_AUDIENCE], store, destinations_doc=fast_destinations_doc())
-    write_dbt_results(ctx.dbt_results)
-    write_quality_results(ctx.quality_results)
-    run_id = "asset_triggered__audit"
-    pairs = run.plan_task(
-        AS_OF, since=AS_OF - timedelta(minutes=15), triggered_by=["marts.trigger_audiences"], context=ctx
-    )
-    pairs = run.allocate_task(pairs, as_of=AS_OF, run_id=run_id, context=ctx)
-    for p in pairs:
-        run.export_task(p, run_id=run_id, as_of=AS_OF, context=ctx)
-    try:
+    with cart_mail_over_smtp(tmp_path, monkeypatch, len(PEOPLE)) as (ctx, mailbox, wh, _):
+        _consent_tables(wh.path)
+        run_id = "asset_triggered__audit"
+        pairs = run.plan_task(
+            AS_OF, since=AS_OF - timedelta(minutes=15), triggered_by=["marts.trigger_audiences"], context=ctx
+        )
+        pairs = run.allocate_task(pairs, as_of=AS_OF, run_id=run_id, context=ctx)
+        for p in pairs:
+            run.export_task(p, run_id=run_id, as_of=AS_OF, context=ctx)
         yield ctx, mailbox
-    finally:
-        controller.stop()
-        store.close()
 
 
 def test_every_send_has_its_destination_group_and_the_consent_in_force(sent) -> None:

@@ -15,18 +15,13 @@ from audiences_harness import (
     APPROVER,
     AS_OF,
     AUTHOR,
-    MAIL_AUDIENCE,
-    TinyWarehouse,
+    cart_mail_over_smtp,
     cart_rows,
-    make_context,
-    person,
-    smtp_server,
     write_dbt_results,
     write_quality_results,
 )
 
 from yorisoi.activation import approvals, run
-from yorisoi.activation.delivery.store import ActivationStore
 from yorisoi.activation.selection import breaker
 
 PEOPLE = [f"P{i:05d}" for i in range(200)]
@@ -36,23 +31,8 @@ PEOPLE = [f"P{i:05d}" for i in range(200)]
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """200 people deliverable by email in the cart trigger, a loopback SMTP server behind the
     smtp_email destination, a store, and passing dbt and GX results."""
-    monkeypatch.setenv("YORISOI_VAR", str(tmp_path / "var"))
-    monkeypatch.setenv("YORISOI_ROLE", "admin")
-    controller, mailbox = smtp_server("yorisoi_smtp", monkeypatch)
-    wh = TinyWarehouse(tmp_path / "warehouse.duckdb")
-    wh.people = [person(i) for i in range(200)]
-    wh.deliverable = {(p, "email") for p in PEOPLE}
-    wh.selections = {"trigger_cart_abandonment": cart_rows(PEOPLE)}
-    wh.write()
-    store = ActivationStore(f"sqlite:///{tmp_path / 'activation.sqlite'}")
-    ctx = make_context(tmp_path, wh, [MAIL_AUDIENCE], store)
-    write_dbt_results(ctx.dbt_results)
-    write_quality_results(ctx.quality_results)
-    try:
-        yield ctx, mailbox, wh, store
-    finally:
-        controller.stop()
-        store.close()
+    with cart_mail_over_smtp(tmp_path, monkeypatch, len(PEOPLE)) as setup:
+        yield setup
 
 
 def _export(ctx, *, day: int = 0) -> dict:
