@@ -6,14 +6,15 @@ ingest through the real extractors from the loopback servers (shop API over HTTP
 database, SFTP drops), `dbt build` of the customer layer and the segment marts, both quality
 gates, and one audience dry run. Disabled sources' raw tables exist empty (created from the
 registry), their models build empty, their raw suites are not run, and nothing waits on them.
-The subsets are marked slow; `make test` builds the OMS-only brand's core customer layer.
+The subsets are marked slow; `make test` builds the OMS-only brand's core customer layer, and the
+campaign facts of an OMS-only brand whose back office has no coupon column (DM credit by window).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from yorisoi import paths
-from yorisoi.sources.registry import DEFAULT_REGISTRY, load_registry
+from yorisoi.sources.registry import DEFAULT_REGISTRY, PROJECT_ROOT, load_registry
 
 # subset → {source: None (whole source off) or [tables kept]}; sources not named keep everything
 SUBSETS: dict[str, dict[str, list[str] | None]] = {
@@ -210,3 +211,125 @@ def test_an_oms_only_brand_builds_its_customer_layer(subset_env: tuple[str, Path
     finally:
         con.close()
     assert sources == [("oms",)] and deliverable > 0 and shop_rows == 0
+
+
+def _without_coupon_codes(brand: Path, work: Path) -> Path:
+    """A copy of the brand's OMS with no coupon column, and a mapping that names none; the
+    registry at YORISOI_REGISTRY points at that mapping. Returns the copy's brand folder."""
+    import shutil
+    import sqlite3
+
+    copy = work / "brand_without_coupons"
+    (copy / "oms").mkdir(parents=True)
+    shutil.copyfile(brand / "oms" / "oms.sqlite", copy / "oms" / "oms.sqlite")
+    con = sqlite3.connect(copy / "oms" / "oms.sqlite")
+    con.execute("alter table orders drop column coupon_code")
+    con.commit()
+    con.close()
+    registry = Path(os.environ["YORISOI_REGISTRY"])
+    doc = yaml.safe_load(registry.read_text("utf-8"))
+    mapping = yaml.safe_load(Path(doc["sources"]["oms"]["mapping"]).read_text("utf-8"))
+    del mapping["entities"]["orders"]["columns"]["coupon_code"]
+    (work / "oms_mapping.yml").write_text(yaml.safe_dump(mapping, allow_unicode=True, sort_keys=False), "utf-8")
+    doc["sources"]["oms"]["mapping"] = str(work / "oms_mapping.yml")
+    registry.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
+    return copy
+
+
+def _send_dm(store_url: str, people: list[str], sent_at: datetime) -> None:
+    """The store as an activation run of the coupon-carrying DM audience (seed
+    campaign_coupon_codes: planted_dm) would leave it: every other person held out, the rest mailed."""
+    from yorisoi.activation.delivery.store import ActivationStore, Claim
+
+    audience, destination, interval, run = "planted_dm", "dm_file", sent_at.isoformat(), "subset-dm"
+    treated = people[::2]
+    store = ActivationStore(store_url)
+    try:
+        store.write_members(
+            {"run_id": run, "audience": audience, "person_id": p, "grp": "treatment" if i % 2 == 0 else "control",
+             "variant": "A" if i % 2 == 0 else None, "computed_at": sent_at}
+            for i, p in enumerate(people)
+        )  # fmt: skip
+        keys = [f"{p}:dm" for p in treated]
+        store.start_run(
+            run, audience=audience, destination=destination, interval=interval, mode="diff", started_at=sent_at
+        )
+        store.claim(
+            audience=audience, destination=destination, channel="dm", interval=interval, keys=keys,
+            person_ids=treated, claim_id="c1", owner=run, now=sent_at,
+        )  # fmt: skip
+        store.settle(
+            run_id=run, audience=audience, destination=destination, operation="add", at=sent_at, keys=keys,
+            person_ids=treated, claim=Claim("dm", interval, run, "c1", whole_group=True),
+        )  # fmt: skip
+        store.finish_run(run, status="succeeded", counts={"adds": len(keys)}, finished_at=sent_at)
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("subset_env", ["oms_only"], indirect=True)
+def test_a_brand_without_coupon_codes_credits_dm_conversions_by_window(
+    subset_env: tuple[str, Path], tiny_brand: Path
+) -> None:
+    """Coupon credit needs the OMS's coupon_code: a back office without the column (and a mapping
+    that names none) still builds the campaign facts, and a DM whose audience has a code in the
+    seed is credited by its delivery window: every order of a mailed person within the DM's
+    credit window, none by code."""
+    import sqlalchemy
+
+    from yorisoi.outcomes.store_source import ingest_activation
+    from yorisoi.sources.landing import Lake, Warehouse
+    from yorisoi.transform import run_dbt
+    from yorisoi_kit.scale_run import LOAD_DATE, ingest_back_office
+
+    _, work = subset_env
+    brand = _without_coupon_codes(tiny_brand, work)
+    wh = Warehouse(paths.warehouse_path(), Lake(paths.lake_dir()))
+    ingest_back_office(brand, wh, "subset-1")
+
+    def build(select: str) -> None:
+        args = ["--quiet", "build", "--select", select, "--indirect-selection", "cautious"]
+        args += ["--exclude-resource-type", "unit_test"]
+        result = run_dbt(args, demo_key=True, raise_on_failure=False)
+        assert result.success, [r for r in result.results if r["status"] in ("error", "fail")]
+
+    build("+fct_orders")
+    con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
+    try:
+        people = [r[0] for r in con.execute("select distinct person_id from marts.fct_orders order by 1").fetchall()]
+        newest = con.execute("select max(ordered_at) from marts.fct_orders").fetchone()[0]
+    finally:
+        con.close()
+    sent_at = newest - timedelta(days=120)
+    store_url = f"sqlite:///{work / 'activation.sqlite'}"
+    _send_dm(store_url, people, sent_at)
+    engine = sqlalchemy.create_engine(store_url)
+    try:
+        ingest_activation(wh, load_registry().source("activation"), engine, run_id="subset-1", load_date=LOAD_DATE)
+    finally:
+        engine.dispose()
+    build("+tag:campaigns")
+
+    window = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text("utf-8"))["vars"]["campaigns"][
+        "credit_window_hours"
+    ]["dm"]
+    con = duckdb.connect(str(paths.warehouse_path()), read_only=True)
+    try:
+        quoted = con.execute("select count(coupon_code), count(*) from raw.oms__orders").fetchone()
+        credit = con.execute(
+            "select credit_rule, touch, channel, count(*) from marts.fct_campaign_conversions group by all"
+        ).fetchall()
+        expected = con.execute(
+            "select count(distinct o.order_key) from marts.fct_campaign_sends as s inner join marts.fct_orders as o "
+            "on s.person_id = o.person_id and o.ordered_at >= s.sent_at "
+            f"and o.ordered_at < s.sent_at + interval {int(window)} hour "
+            "where s.delivery_status = 'sent' and o.is_counted"
+        ).fetchone()[0]
+        arms = dict(con.execute("select arm, people from marts.campaign_results").fetchall())
+    finally:
+        con.close()
+    assert quoted[0] == 0 and quoted[1] > 0  # the orders landed, with no code
+    assert arms == {"control": len(people) // 2, "A": len(people) - len(people) // 2}
+    assert expected > 0
+    assert credit == [("last_touch", "delivery", "dm", expected)]
