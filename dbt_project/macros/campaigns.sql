@@ -43,3 +43,16 @@
 {% macro spark__local_isodow(column) -%}
     ((dayofweek(from_utc_timestamp({{ column }}, '{{ var("local_time_zone") }}')) + 5) % 7 + 1)
 {%- endmacro %}
+
+{# The LINE custom aggregation unit an audience's multicasts are counted under, as the LINE
+   destination names it (yorisoi.activation.delivery.destinations.line.aggregation_unit): the
+   audience's name when it fits LINE's 30 characters, else its first 21 characters, '_' and the
+   first 8 hex digits of its MD5 (two audiences sharing their first 30 characters stay apart). #}
+{% macro line_aggregation_unit(audience) -%}
+    case
+        when {{ dbt.length(audience) }} <= 30 then {{ audience }}
+        else {{ dbt.concat([
+            'substring(' ~ audience ~ ', 1, 21)', "'_'", 'substring(' ~ dbt.hash(audience) ~ ', 1, 8)'
+        ]) }}
+    end
+{%- endmacro %}

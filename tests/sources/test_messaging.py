@@ -210,3 +210,40 @@ def test_a_line_multicast_is_tagged_with_its_audience_unless_the_audience_names_
     )
     assert destination_config(named, destinations["line_multicast"])["aggregation_unit"] == "spring_2026"
     assert "aggregation_unit" not in destination_config(audience, destinations["smtp_email"])
+
+
+def test_long_audience_names_get_distinct_stable_line_units_the_insights_model_joins_on() -> None:
+    """Two audiences sharing their first 30 characters (LINE's limit) keep apart statistics: the
+    unit is a 21-character prefix, "_" and a hash of the whole name, the same on every run; the
+    units in fct_campaign_line_insights' unit test (which the model's SQL must derive from the
+    audiences) are the ones the destination sends."""
+    import re
+
+    import yaml
+
+    from yorisoi.activation.delivery.destinations.line import aggregation_unit
+    from yorisoi.activation.run import destination_config
+    from yorisoi.activation.selection.definitions import load_audiences, load_destinations
+
+    a, b = "summer_sale_2026_returning_customers_a", "summer_sale_2026_returning_customers_b"
+    assert a[:30] == b[:30] and aggregation_unit(a) != aggregation_unit(b)
+    assert aggregation_unit(a) == aggregation_unit(a) == "summer_sale_2026_retu_b849d0fa"
+    assert aggregation_unit("x" * 30) == "x" * 30 and aggregation_unit("cart_abandonment") == "cart_abandonment"
+    for name in (a, b, "x" * 31, "y" * 200):
+        assert re.fullmatch(r"[A-Za-z0-9_]{1,30}", aggregation_unit(name))
+
+    destinations = load_destinations()
+    audience = load_audiences(destinations=destinations)["cart_abandonment"]
+    units = {
+        destination_config(audience.model_copy(update={"name": n}), destinations["line_multicast"])["aggregation_unit"]
+        for n in (a, b)
+    }
+    assert units == {aggregation_unit(a), aggregation_unit(b)}
+
+    from yorisoi.sources.registry import PROJECT_ROOT
+
+    unit_tests = PROJECT_ROOT / "dbt_project" / "models" / "marts" / "campaigns" / "_campaigns__unit_tests.yml"
+    tests = yaml.safe_load(unit_tests.read_text("utf-8"))["unit_tests"]
+    test = next(t for t in tests if t["model"] == "fct_campaign_line_insights")
+    expected = {(r["audience"], r["aggregation_unit"]) for r in test["expect"]["rows"]}
+    assert expected == {(name, aggregation_unit(name)) for name, _ in expected}

@@ -34,6 +34,7 @@ import pandas as pd
 
 from .. import paths
 from .delivery.destinations.base import Destination, Operation, Record
+from .delivery.destinations.line import aggregation_unit
 from .selection import breaker
 from .selection.definitions import (
     Audience,
@@ -449,7 +450,7 @@ def destination_config(audience: Audience, cfg: DestinationConfig) -> dict[str, 
         else:  # LINE and SMS: the text
             config["templates"] = {k: t.body for k, t in use.templates.items()}
     if cfg.kind == "line_multicast":  # LINE's statistics per audience (docs/campaign-measurement.md)
-        config.setdefault("aggregation_unit", audience.name[:30])
+        config.setdefault("aggregation_unit", aggregation_unit(audience.name))
     config.update(use.options)
     return config
 

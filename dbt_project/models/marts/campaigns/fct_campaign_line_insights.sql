@@ -1,8 +1,9 @@
 {#- LINE's own statistics per message, which have no person grain: one row per custom
     aggregation unit and JST day of sending, with the LINE sends Yorisoi made that day for the
-    audience of that name (the LINE multicast destination uses the audience's name as its unit
-    unless an audience sets another), so impressions and clicks read as rates. Counts LINE
-    withholds (under 20 people) stay null. -#}
+    audience of that unit (the LINE multicast destination names the unit after the audience,
+    macro line_aggregation_unit: the name itself when it fits LINE's 30 characters, else a prefix
+    and a short hash; an audience that sets its own unit is not joined), so impressions and clicks
+    read as rates. Counts LINE withholds (under 20 people) stay null. -#}
 {%- set float = dbt.type_float() %}
 
 with
@@ -26,16 +27,27 @@ sends as (
 
 ),
 
+line_sends as (
+
+    select
+        audience,
+        {{ line_aggregation_unit('audience') }} as aggregation_unit,
+        {{ to_local_date('sent_at') }} as sent_on,
+        campaign_key
+    from sends
+
+),
+
 sends_per_day as (
 
     select
         audience,
-        substring(audience, 1, 30) as aggregation_unit,  -- LINE's units are at most 30 characters
-        {{ to_local_date('sent_at') }} as sent_on,
+        aggregation_unit,
+        sent_on,
         count(*) as line_sends,
         count(distinct campaign_key) as campaigns
-    from sends
-    group by audience, substring(audience, 1, 30), {{ to_local_date('sent_at') }}
+    from line_sends
+    group by audience, aggregation_unit, sent_on
 
 ),
 

@@ -40,6 +40,7 @@ the engine owns retries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -62,6 +63,21 @@ LINE_API = "https://api.line.me"
 RETRY_KEY_ACCEPTED = "The retry key is already accepted"
 MONTHLY_LIMIT = "You have reached your monthly limit."
 _TO_INDEX = re.compile(r"^to\[(\d+)\]$")
+AGGREGATION_UNIT_LENGTH = 30  # LINE's limit on a custom aggregation unit's name
+_UNIT_HASH_LENGTH = 8
+
+
+def aggregation_unit(audience: str) -> str:
+    """The custom aggregation unit LINE counts an audience's messages under: the audience's name
+    when it fits LINE's 30 characters, else its first 21 characters, "_" and the first 8 hex
+    digits of its MD5, so two audiences sharing their first 30 characters keep apart statistics.
+    The same on every run; fct_campaign_line_insights derives it in SQL (macro
+    line_aggregation_unit) to join LINE's statistics back to the audience."""
+    if len(audience) <= AGGREGATION_UNIT_LENGTH:
+        return audience
+    digest = hashlib.md5(audience.encode("utf-8"), usedforsecurity=False).hexdigest()[:_UNIT_HASH_LENGTH]
+    return f"{audience[: AGGREGATION_UNIT_LENGTH - _UNIT_HASH_LENGTH - 1]}_{digest}"
+
 
 MessageSpec = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 """Per variant: a text, one LINE message object, or up to five message objects."""
