@@ -76,3 +76,16 @@ def test_screenshot(xs_report, chromium: str, tmp_path) -> None:
     shot = tmp_path / "report.png"
     assert check_page(xs_report.folder / PAGES["ja"], screenshot=shot, screenshot_height=1200).problems == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_the_campaign_view_renders_its_verdicts(campaign_report, chromium: str, lang: str) -> None:
+    """With campaigns measured: the lift chart drawn, a row per campaign and arm (and the A/B
+    test's row), the sample-ratio block."""
+    result = check_page(campaign_report.folder / PAGES[lang])
+    assert result.problems == []
+    campaigns = next(v for v in result.views if v["id"] == "campaigns")
+    assert [c["marks"] > 0 for c in campaigns["charts"]] == [True]
+    assert campaigns["table_rows"] == 9 + 1
+    [srm] = campaigns["notes"]
+    assert ("判定保留" if lang == "ja" else "readout blocked") in srm

@@ -1,5 +1,6 @@
 """What the views show, on the XS brand: the same numbers as the marts, in both languages; the
-campaign view once campaign results exist; the migration between two as-of days."""
+campaign view (the readout's lift, intervals and verdicts) once campaigns are measured; the
+migration between two as-of days."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from yorisoi.report.views import assemble, collect
 from yorisoi_kit.scale_run import ScaleRun
 
 
-def _views(warehouse: Path, lang: str = "ja") -> dict:
+def _views(warehouse: Path, lang: str = "ja", designs: dict | None = None) -> dict:
     with Warehouse(warehouse) as wh:
-        facts = collect(wh, time_zone=local_time_zone(), simulations=20)
+        facts = collect(wh, time_zone=local_time_zone(), simulations=20, designs=designs)
     return {v.id: v for v in assemble(facts, Text(lang))}
 
 
@@ -48,21 +49,71 @@ def test_both_languages_draw_the_same_charts(xs: ScaleRun) -> None:
         assert ja[vid].title != en[vid].title and ja[vid].what != en[vid].what
 
 
-def test_campaign_results_are_shown_once_the_table_exists(warehouse_copy: Path) -> None:
-    assert _views(warehouse_copy)["campaigns"].blocks[0].kind == "note"
+def test_no_campaign_measured_is_a_note(warehouse_copy: Path) -> None:
+    [block] = _views(warehouse_copy)["campaigns"].blocks
+    assert block.kind == "note" and "campaign_results" in block.text
+
+
+def test_campaign_view_shows_the_readouts_lift_interval_and_verdict(campaign_warehouse: Path, campaign_designs) -> None:
+    """Per campaign and arm: people, sends, conversion, the lift with both intervals and the
+    verdict, all as yorisoi.outcomes.readout computes them; B against A on CTR; the SRM block."""
+    from yorisoi.outcomes import readout
+
+    readouts = {r.campaign_key.split("|")[0]: r for r in readout.read(campaign_warehouse, campaign_designs)}
+    ja = _views(campaign_warehouse, designs=campaign_designs)["campaigns"].blocks
+    en = _views(campaign_warehouse, "en", designs=campaign_designs)["campaigns"].blocks
+    assert [b.kind for b in ja] == [b.kind for b in en] == ["note", "chart", "table", "table"]
+
+    def by_arm(block) -> dict:
+        """(audience, arm label) -> {column: cell}."""
+        rows = [dict(zip(block.columns, r, strict=True)) for r in block.rows]
+        campaign, arm = block.columns[:2]
+        return {(r[campaign].split(" / ")[0], r[arm]): r for r in rows}
+
+    conversion = next(b for b in ja if b.kind == "table")
+    assert conversion.columns[:2] == ["キャンペーン", "群"] and conversion.columns[-1] == "判定"
+    rows = by_arm(conversion)
+    assert len(rows) == 9  # winback, broken, small: control + 配信; newsletter: control, A, B
+    win = next(c for c in readouts["winback"].comparisons if c.metric == "conversion")
+    row = rows[("winback", "配信")]
+    assert row["キャンペーン"] == "winback / esp_list / 2026-06-01（メール）"
+    assert row["人数"] == f"{win.estimate.n_treatment:,}" and row["購入率"] == f"{win.estimate.mean_treatment:.1%}"
+    assert row["リフト（pt、対コントロール）"] == f"{win.estimate.diff * 100:+.2f}pt"
+    assert row["95%区間"] == f"{win.estimate.ci_low * 100:+.2f} … {win.estimate.ci_high * 100:+.2f}pt"
+    assert (
+        row["判定に使う区間（常時有効）"] == f"{win.estimate.seq_low * 100:+.2f} … {win.estimate.seq_high * 100:+.2f}pt"
+    )
+    assert row["判定"] == win.verdict.ja == "配信 の勝ち"
+    control = rows[("winback", "コントロール")]
+    assert (control["送信数"], control["リフト（pt、対コントロール）"], control["判定"]) == ("0", "–", "")
+    assert rows[("small", "配信")]["判定"].startswith("データ不足: あと ")
+    assert rows[("broken", "配信")]["判定"].startswith("判定保留")
+    en_rows = by_arm(next(b for b in en if b.kind == "table"))
+    assert en_rows[("winback", "Treatment")]["Verdict"] == "treatment wins"
+    assert en_rows[("small", "Treatment")]["Verdict"].startswith("not enough data yet: ")
+
+    [srm] = [b.text for b in ja if b.kind == "note"]
+    assert srm.startswith("broken / esp_list") and "コントロール群が割付より少ない" in srm
+    assert readouts["broken"].srm.flagged and not readouts["winback"].srm.flagged
+
+    [ab] = [b for b in ja if b.kind == "table"][1:]
+    ctr = next(c for c in readouts["newsletter"].comparisons if c.metric == "ctr")
+    [ab_row] = ab.rows
+    assert ab_row[1] == "B vs A" and ab_row[-1] == ctr.verdict.ja
+
+    lift = next(b for b in ja if b.kind == "chart")
+    assert len(lift.spec["layer"][-1]["data"]["values"]) == 4  # each treatment arm's lift but the blocked one
+
+
+def test_a_readout_that_cannot_run_is_a_note(warehouse_copy: Path) -> None:
     con = duckdb.connect(str(warehouse_copy))
     con.execute(
         "create or replace table marts.campaign_results as select * from (values "
-        "('spring_dm', 0.031, 0.012, 0.050), ('line_welcome', 0.004, -0.010, 0.018)) "
-        "t(campaign, lift, lift_ci_low, lift_ci_high)"
+        "('spring_dm', 0.031, 0.012, 0.050)) t(campaign, lift, lift_low, lift_high)"
     )
     con.close()
-    blocks = _views(warehouse_copy)["campaigns"].blocks
-    chart = next(b for b in blocks if b.kind == "chart")
-    layers = chart.spec["layer"]
-    assert any(layer["encoding"].get("x2", {}).get("field") == "lift_ci_high" for layer in layers)
-    table = next(b for b in blocks if b.kind == "table")
-    assert table.columns == ["campaign", "lift", "lift_ci_low", "lift_ci_high"] and len(table.rows) == 2
+    [block] = _views(warehouse_copy, "en")["campaigns"].blocks
+    assert block.kind == "note" and block.text.startswith("The campaign readout failed: ")
 
 
 def test_migration_compares_two_as_of_days(warehouse_copy: Path) -> None:

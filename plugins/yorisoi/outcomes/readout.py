@@ -162,16 +162,26 @@ def read(
 ) -> list[CampaignReadout]:
     """Every campaign's readout. `designs`: audience -> arm -> assigned share (default: the
     audience definitions); a campaign without one skips the sample-ratio check."""
-    designs = designs if designs is not None else designs_from_audiences()
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        results = con.execute("select * from marts.campaign_results order by assigned_at, campaign_key, arm").df()
-        out = []
-        for key, arms in results.groupby("campaign_key", sort=False):
-            out.append(_campaign(con, key, arms.set_index("arm"), designs.get(arms["audience"].iloc[0]), mde))
-        return out
+        return read_connection(con, designs, mde=mde)
     finally:
         con.close()
+
+
+def read_connection(
+    con: duckdb.DuckDBPyConnection,
+    designs: Mapping[str, Mapping[str, float]] | None = None,
+    *,
+    mde: Mapping[str, float] = MDE,
+) -> list[CampaignReadout]:
+    """:func:`read` on a connection already open (the CRM report reads its warehouse once)."""
+    designs = designs if designs is not None else designs_from_audiences()
+    results = con.execute("select * from marts.campaign_results order by assigned_at, campaign_key, arm").df()
+    out = []
+    for key, arms in results.groupby("campaign_key", sort=False):
+        out.append(_campaign(con, key, arms.set_index("arm"), designs.get(arms["audience"].iloc[0]), mde))
+    return out
 
 
 def _campaign(
@@ -263,4 +273,6 @@ def summary_lines(
     return lines
 
 
-__all__ = ["MDE", "CampaignReadout", "Comparison", "designs_from_audiences", "read", "summary_lines"]
+__all__ = [
+    "MDE", "CampaignReadout", "Comparison", "designs_from_audiences", "read", "read_connection", "summary_lines",
+]  # fmt: skip

@@ -44,6 +44,9 @@ class Facts:
     allocation: dict | None
     gates: list[dict]
     has_campaigns: bool
+    # yorisoi.outcomes.readout over marts.campaign_results (what `yorisoi campaign readout` prints)
+    campaign_readouts: list[Any] = field(default_factory=list)
+    campaign_error: str | None = None
 
 
 def chart(view: str, name: str, spec: dict[str, Any], caption: str = "", *, half: bool = False) -> Block:

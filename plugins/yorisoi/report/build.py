@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -110,14 +111,20 @@ def _specs_json(views) -> str:
 
 
 def build_report(
-    out: Path | None = None, *, warehouse: Path | None = None, var: Path | None = None, simulations: int = 200
+    out: Path | None = None,
+    *,
+    warehouse: Path | None = None,
+    var: Path | None = None,
+    simulations: int = 200,
+    designs: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Report:
-    """Build the report from `warehouse` (default the embedded one) into `out`."""
+    """Build the report from `warehouse` (default the embedded one) into `out`; `designs`: the
+    audiences' assigned splits for the campaigns' sample-ratio check (default audiences/*.yml)."""
     t0 = time.perf_counter()
     out = Path(out or default_folder())
     time_zone = local_time_zone()
     with Warehouse(warehouse or paths.warehouse_path()) as wh:
-        facts = collect(wh, time_zone=time_zone, var=var, simulations=simulations)
+        facts = collect(wh, time_zone=time_zone, var=var, simulations=simulations, designs=designs)
     as_of = str(facts.frames["kpi"]["as_of_date"].iloc[0])[:10]
     built_at = datetime.now(ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M %Z")
     env = _environment()

@@ -445,11 +445,13 @@ def balance(
 
 
 def lift(rows: pd.DataFrame, label: str, value: str, low: str | None, high: str | None, t: Text) -> dict[str, Any]:
-    """Each campaign's lift as a point with its interval, sorted by lift."""
+    """Each campaign arm's lift (in points) as a point with its interval, sorted by lift."""
     order = rows.sort_values(value, ascending=False)[label].astype(str).tolist()
     base = alt.Chart(_data(rows)).encode(y=alt.Y(f"{label}:N", sort=order, title=t("labels.campaign")))
     layers = [
-        base.mark_point(filled=True, size=60, color=PALETTE[0]).encode(x=alt.X(f"{value}:Q", title=t("labels.lift")))
+        base.mark_point(filled=True, size=60, color=PALETTE[0]).encode(
+            x=alt.X(f"{value}:Q", title=t("labels.lift_points"))
+        )
     ]
     if low and high:
         layers.insert(0, base.mark_rule(color=PALETTE[1], strokeWidth=3).encode(x=f"{low}:Q", x2=f"{high}:Q"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..outcomes.readout import Comparison
 from . import charts, health
-from .blocks import Block, Facts, View, chart, table, text, view, when
+from .blocks import Block, Facts, View, chart, pct, table, text, view, when
 from .strings import Text
 
 
@@ -33,31 +34,97 @@ def triggers(facts: Facts, t: Text) -> View:
     return view("triggers", t, blocks)
 
 
-# What the campaign table shows of marts.campaign_results when it has these columns.
-CAMPAIGN_COLUMNS = (
-    "campaign", "arm", "people", "sends", "delivery_rate", "open_rate", "ctr", "conversion_rate",
-    "revenue_per_recipient", "lift", "lift_low", "lift_high",
-)  # fmt: skip
+def _arm_label(arm: str, treatments: int, t: Text) -> str:
+    """The arms as the readout names them: コントロール, 配信 (one treatment), else the variant."""
+    if arm == "control":
+        return t("labels.control_arm")
+    return t("labels.treatment_arm") if treatments == 1 else str(arm)
+
+
+def _points(v: float) -> str:
+    return f"{v * 100:+.2f}pt"
+
+
+def _interval(low: float, high: float) -> str:
+    return f"{low * 100:+.2f} … {high * 100:+.2f}pt"
+
+
+def _verdict(cmp: Comparison, t: Text) -> str:
+    """The readout's verdict; a blocked one in short (the sample-ratio note above says why)."""
+    return t("labels.blocked") if cmp.verdict.code == "blocked" else getattr(cmp.verdict, t.lang)
 
 
 def campaigns(facts: Facts, t: Text) -> View:
+    """Per campaign and arm: people, sends, conversion rate, the conversion lift against control
+    with its intervals and the verdict; B against A on CTR; the sample-ratio block when it fires.
+    Every figure is yorisoi.outcomes.readout's (what `yorisoi campaign readout` prints)."""
     # No campaign measured yet (the marts exist but the store has not landed): say so.
     if not facts.has_campaigns or facts.frames["campaigns"].empty:
         return view("campaigns", t, [Block("note", text=t("notes.no_campaigns"))])
-    frame = facts.frames["campaigns"]
-    if set(CAMPAIGN_COLUMNS) <= set(frame.columns):
-        frame = frame[list(CAMPAIGN_COLUMNS)]
-    cols = list(frame.columns)
-    label = next((c for c in cols if c in ("campaign", "campaign_name", "campaign_id", "audience")), cols[0])
-    value = next((c for c in cols if c in ("lift", "relative_lift", "absolute_lift", "uplift")), None)
-    low = next((c for c in cols if c.endswith(("_low", "_lower", "ci_low", "ci_lower"))), None)
-    high = next((c for c in cols if c.endswith(("_high", "_upper", "ci_high", "ci_upper"))), None)
+    if facts.campaign_error is not None:
+        failed = t("notes.campaign_readout_failed", error=facts.campaign_error)
+        return view("campaigns", t, [Block("note", text=failed)])
+    results = facts.frames["campaigns"].set_index(["campaign_key", "arm"])
     blocks: list[Block] = []
-    if value is not None and not frame.empty:
-        shown = frame[[c for c in (label, value, low, high) if c]].dropna(subset=[value]).copy()
-        shown[label] = shown[label].astype(str)
-        blocks.append(chart("campaigns", "lift", charts.lift(shown, label, value, low, high, t), t("labels.lift")))
-    blocks.append(table(cols, frame.head(50).astype(object).where(frame.head(50).notna(), None).values.tolist()))
+    rows, lifts, ab = [], [], []
+    for r in facts.campaign_readouts:
+        arms = results.loc[r.campaign_key]
+        treatments = [a for a in arms.index if a != "control"]
+        conversion = {c.treatment: c for c in r.comparisons if c.metric == "conversion"}
+        channel = t.label("channels", r.channel)
+        name = f"{r.campaign}（{channel}）" if t.lang == "ja" else f"{r.campaign} ({channel})"
+        if r.srm is not None and r.srm.flagged:
+            groups = ", ".join(
+                f"{_arm_label(g, len(treatments), t)} {r.srm.observed[g]:,} / {r.srm.expected[g]:,.0f}"
+                for g in r.srm.expected
+            )
+            verdict = getattr(r.comparisons[0].verdict, t.lang) if r.comparisons else getattr(r.srm, f"cause_{t.lang}")
+            blocks.append(Block("note", text=t("notes.srm", campaign=name, verdict=verdict, groups=groups)))
+        for arm in ["control", *sorted(treatments)] if "control" in arms.index else sorted(treatments):
+            row, cmp = arms.loc[arm], conversion.get(arm)
+            label = _arm_label(arm, len(treatments), t)
+            rows.append(
+                [
+                    name, label, f"{int(row['people']):,}",
+                    f"{int(row['sends']):,}", pct(row["conversion_rate"]),
+                    _points(cmp.estimate.diff) if cmp else "–",
+                    _interval(cmp.estimate.ci_low, cmp.estimate.ci_high) if cmp else "–",
+                    _interval(cmp.estimate.seq_low, cmp.estimate.seq_high) if cmp else "–",
+                    _verdict(cmp, t) if cmp else "",
+                ]
+            )  # fmt: skip
+            if cmp is not None and cmp.verdict.code != "blocked":  # a blocked readout is not drawn
+                e = cmp.estimate
+                lifts.append(
+                    {"arm": f"{r.campaign} · {label}", "lift": e.diff * 100, "low": e.ci_low * 100,
+                     "high": e.ci_high * 100}
+                )  # fmt: skip
+        for cmp in (c for c in r.comparisons if c.metric == "ctr"):
+            e = cmp.estimate
+            ab.append(
+                [
+                    name, f"{cmp.treatment} vs {cmp.control}", pct(e.mean_control), pct(e.mean_treatment),
+                    _points(e.diff), _interval(e.ci_low, e.ci_high), _interval(e.seq_low, e.seq_high),
+                    _verdict(cmp, t),
+                ]
+            )  # fmt: skip
+    if lifts:
+        frame = pd.DataFrame(lifts)
+        blocks.append(
+            chart("campaigns", "lift", charts.lift(frame, "arm", "lift", "low", "high", t), t("labels.lift_caption"))
+        )
+    columns = [
+        t("labels.campaign"), t("labels.arm"), t("labels.people"), t("labels.sends"),
+        t("labels.conversion"), t("labels.lift_points"), t("labels.ci95"), t("labels.ci_always_valid"),
+        t("labels.verdict"),
+    ]  # fmt: skip
+    blocks.append(table(columns, rows, t("labels.conversion_caption")))
+    if ab:
+        columns = [
+            t("labels.campaign"), t("labels.comparison"), t("labels.ctr_control"), t("labels.ctr_treatment"),
+            t("labels.difference"), t("labels.ci95"), t("labels.ci_always_valid"), t("labels.verdict"),
+        ]  # fmt: skip
+        blocks.append(table(columns, ab, t("labels.ab_caption")))
     return view("campaigns", t, blocks)
 
 

@@ -4,8 +4,12 @@ show the same numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+import duckdb
+
+from ..outcomes import readout
 from . import health
 from .blocks import Facts, View
 from .customer_views import channels, cohorts, f_ladder, key_figures, lead_times, migration, reach, rfm, value
@@ -18,7 +22,16 @@ MIGRATION_MIN_DAYS = 28  # compare with the newest day at least four weeks befor
 CAMPAIGN_TABLE = ("marts", "campaign_results")
 
 
-def collect(wh: Warehouse, *, time_zone: str, var: Path | None = None, simulations: int = 200) -> Facts:
+def collect(
+    wh: Warehouse,
+    *,
+    time_zone: str,
+    var: Path | None = None,
+    simulations: int = 200,
+    designs: Mapping[str, Mapping[str, float]] | None = None,
+) -> Facts:
+    """`designs`: each audience's assigned split for the campaigns' sample-ratio check (default:
+    audiences/*.yml, as `yorisoi campaign readout`)."""
     q = wh.query
     frames = {
         "kpi": q("kpi"),
@@ -45,8 +58,10 @@ def collect(wh: Warehouse, *, time_zone: str, var: Path | None = None, simulatio
         )
         frames["segment_names"] = wh.frame("select distinct rfm_segment, rfm_segment_ja from reference.rfm_segments")
     has_campaigns = wh.has(*CAMPAIGN_TABLE)
+    readouts, campaign_error = [], None
     if has_campaigns:
         frames["campaigns"] = wh.frame("select * from marts.campaign_results")
+        readouts, campaign_error = _campaign_readouts(wh, designs)
     balance, balance_error = None, None
     if wh.has("marts", "customer_clv"):
         frames["clv_kpi"] = q("clv_kpi")
@@ -62,7 +77,21 @@ def collect(wh: Warehouse, *, time_zone: str, var: Path | None = None, simulatio
         allocation=health.latest_allocation(var),
         gates=health.gates(var),
         has_campaigns=has_campaigns,
+        campaign_readouts=readouts,
+        campaign_error=campaign_error,
     )
+
+
+def _campaign_readouts(
+    wh: Warehouse, designs: Mapping[str, Mapping[str, float]] | None
+) -> tuple[list[readout.CampaignReadout], str | None]:
+    """The readout `yorisoi campaign readout` prints; its error instead when the campaign marts
+    are incomplete or an audience's design no longer names its arms (the rest of the report
+    still builds)."""
+    try:
+        return readout.read_connection(wh.con, designs), None
+    except (duckdb.Error, ValueError) as e:
+        return [], str(e).splitlines()[0]
 
 
 def assemble(facts: Facts, t: Text) -> list[View]:
