@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from yorisoi_kit.daily_run import build_day, compare_builds, copy_run, ingest_day
-from yorisoi_kit.scale_run import ScaleRun, using_var
+from yorisoi_kit.scale_run import ScaleRun, build, using_var
 from yorisoi_kit.synth.daily import apply_daily_change
 
 # Two builds of every model after the XS fixture's: 4.5 minutes on the shared 2-core machine
@@ -107,3 +107,39 @@ def test_the_comparison_catches_a_missed_late_update(xs: ScaleRun, day_builds: d
         con.close()
     diffs = {t: d for t, d in compare_builds(broken, day_builds["full"]).items() if d != (0, 0)}
     assert diffs == {"warehouse.marts.fct_orders": (2, 2)}
+
+
+def test_a_table_built_before_loaded_at_existed_is_read_in_full_once(xs: ScaleRun, tmp_path: Path) -> None:
+    """fct_orders on a warehouse built before its `loaded_at` and `is_subscription` columns: the
+    next incremental run adds them and reads every order once (an incremental read would ask
+    max(loaded_at) of a table without it, or leave old rows with the columns null and a stale
+    status), giving the table a first build gives."""
+    old = copy_run(xs, tmp_path / "old", sources=False)
+    con = duckdb.connect(str(old.warehouse))
+    try:
+        con.execute("alter table marts.fct_orders drop column loaded_at")
+        con.execute("alter table marts.fct_orders drop column is_subscription")
+        stale = con.execute("update marts.fct_orders set status = 'stale' where order_key like 'oms:%'").fetchone()[0]
+    finally:
+        con.close()
+    assert stale > 0
+    build(old, select="fct_orders", exclude="resource_type:test resource_type:unit_test", quiet=True)
+    columns = "order_key, person_id, status, total, loaded_at, is_subscription"
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach '{old.warehouse}' as old (read_only)")
+        con.execute(f"attach '{xs.warehouse}' as built (read_only)")
+        nulls = con.execute(
+            "select count(*) from old.marts.fct_orders where loaded_at is null or is_subscription is null"
+        ).fetchone()[0]
+        differing = [
+            con.execute(
+                f"select count(*) from (select {columns} from {a}.marts.fct_orders "
+                f"except all select {columns} from {b}.marts.fct_orders)"
+            ).fetchone()[0]
+            for a, b in (("old", "built"), ("built", "old"))
+        ]
+    finally:
+        con.close()
+    assert nulls == 0
+    assert differing == [0, 0]
