@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ INSTALL_HINT = "predicted CLV needs the optional dependency lifetimes: pip insta
 CUSTOMER_COL = "person_id"
 DATE_COL = "purchase_date"
 VALUE_COL = "spend"
+# A stored fit is not reused once the customers who bought differ from those it was fitted on by
+# more than this share (`usable_fit`): the inputs changed shape, e.g. a new order source.
+REFIT_CUSTOMER_CHANGE = 0.1
 
 
 def _lifetimes() -> Any:
@@ -249,8 +253,14 @@ def fit(summary: pd.DataFrame, penalizer: float = 0.0) -> FittedCLV:
     return FittedCLV(bgf, ggf, len(summary), len(returning), len(patterns))
 
 
+def _params_of(model: Any) -> Mapping[str, float]:
+    """A fitted lifetimes model's parameters (its `params_`), or a mapping of them as it is."""
+    return getattr(model, "params_", model)
+
+
 def expected_purchases(bgf: Any, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
-    """BG/NBD expected repeat purchases in the next `t` time units given (frequency, recency, T):
+    """BG/NBD expected repeat purchases in the next `t` time units given (frequency, recency, T);
+    `bgf` is a fitted BetaGeoFitter or a mapping of its parameters r, alpha, a, b:
     equation (10) of Fader, Hardie & Lee (2005), as lifetimes'
     conditional_expected_number_of_purchases_up_to_time, which takes the log of the Gauss
     hypergeometric term and so returns NaN when the term is negative: that happens for
@@ -260,7 +270,8 @@ def expected_purchases(bgf: Any, t: float, frequency: Any, recency: Any, T: Any)
     (large frequencies). Equal to lifetimes' value wherever that one is finite."""
     from scipy.special import hyp2f1
 
-    r, alpha, a, b = (float(bgf.params_[k]) for k in ("r", "alpha", "a", "b"))
+    params = _params_of(bgf)
+    r, alpha, a, b = (float(params[k]) for k in ("r", "alpha", "a", "b"))
     x = np.asarray(frequency, dtype=np.float64)
     recency = np.asarray(recency, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
@@ -275,6 +286,33 @@ def expected_purchases(bgf: Any, t: float, frequency: Any, recency: Any, T: Any)
         # Overflows to inf for a long silence after many purchases: the expectation is then 0.
         denominator = 1 + (x > 0) * (a / (b + np.maximum(x, 1) - 1)) * ((alpha + T) / (alpha + recency)) ** (r + x)
     return numerator / denominator
+
+
+def probability_alive(bgf: Any, frequency: Any, recency: Any, T: Any) -> np.ndarray:
+    """BG/NBD probability that a customer with history (frequency, recency, T) is still active:
+    lifetimes' BetaGeoFitter.conditional_probability_alive, the same expression, from a fitted
+    model or a mapping of its parameters (so a prediction from stored parameters needs no fit)."""
+    from scipy.special import expit
+
+    params = _params_of(bgf)
+    r, alpha, a, b = (float(params[k]) for k in ("r", "alpha", "a", "b"))
+    x = np.asarray(frequency)
+    log_div = (r + x) * np.log((alpha + np.asarray(T)) / (alpha + np.asarray(recency))) + np.log(
+        a / (b + np.maximum(x, 1) - 1)
+    )
+    return np.asarray(np.where(x == 0, 1.0, expit(-log_div)), dtype=np.float64)
+
+
+def expected_average_spend(ggf: Any, frequency: Any, monetary_value: Any) -> np.ndarray:
+    """Gamma-Gamma expected spend per purchase given (frequency, monetary_value): lifetimes'
+    GammaGammaFitter.conditional_expected_average_profit, the same expression, from a fitted
+    model or a mapping of its parameters p, q, v."""
+    params = _params_of(ggf)
+    p, q, v = (float(params[k]) for k in ("p", "q", "v"))
+    frequency = np.asarray(frequency)
+    individual_weight = p * frequency / (p * frequency + q - 1)
+    population_mean = v * p / (q - 1)
+    return np.asarray((1 - individual_weight) * population_mean + individual_weight * np.asarray(monetary_value))
 
 
 def discounted_expected_purchases(
@@ -303,11 +341,14 @@ def predict(
     clv_months: int = 12,
     discount_rate: float = 0.01,
     penalizer: float = 0.0,
+    fit: Mapping[str, Any] | None = None,
     customer_col: str = CUSTOMER_COL,
     date_col: str = DATE_COL,
     value_col: str = VALUE_COL,
 ) -> pd.DataFrame:
-    """Fit both models on the purchases before `as_of` and predict, one row per customer:
+    """Predict from the purchases before `as_of`, one row per customer, with the parameters of
+    `fit` (a row of `fit_record`: a fit stored on an earlier day, see `usable_fit`), or, without
+    it, with both models fitted here on those purchases (`penalizer`):
 
     * `person_id` (`customer_col`), `frequency` (repeat purchase days), `recency_days`,
       `tenure_days` (T in days), `avg_repeat_order_value` (mean spend of the repeat purchase
@@ -322,23 +363,25 @@ def predict(
       that its month is 30 days (freq "D": 12 months = 360 days) and ours 365 / 12, so the horizon
       matches expected_purchases_365d. Empty when Gamma-Gamma could not be fitted (no returning
       customer with positive spend) or has q <= 1.
-    * `as_of_date` (the as_of day) and the fitted parameters on every row: `bgnbd_r`,
+    * `as_of_date` (the as_of day), `fitted_as_of` (the as_of day of the purchases the parameters
+      were fitted on: `as_of_date` when fitted here) and the parameters on every row: `bgnbd_r`,
       `bgnbd_alpha` (per day), `bgnbd_a`, `bgnbd_b`, `gg_p`, `gg_q`, `gg_v`: the columns
       compress to nothing in a columnar table, and each row says which model produced it.
 
     The model is fitted in days. Predictions are computed once per distinct (frequency, recency,
-    T): customers with the same history get the same expected purchases.
+    T): customers with the same history get the same expected purchases. From a stored fit,
+    `lifetimes` is not imported: the predictions are numpy expressions of the parameters.
     """
-    _lifetimes()
+    if fit is None:
+        _lifetimes()
     s = _summarise_days(purchase_days, as_of, customer_col, date_col, value_col)
-    summary = pd.DataFrame(
-        {"frequency": s.frequency, "recency": s.recency, "T": s.tenure, "monetary_value": s.monetary}
-    )
     clv_col = f"predicted_clv_{clv_days}d"
-    if len(summary) == 0:  # a brand without purchases yet (no order source, or none before as_of)
+    if len(s.customers) == 0:  # a brand without purchases yet (no order source, or none before as_of)
         return _empty_prediction(customer_col, purchase_horizons_days, clv_col)
-    fitted = _fit_or_penalise(summary, penalizer)
-    bgf, ggf = fitted.bgf, fitted.ggf
+    if fit is None:
+        fit = fit_record(_fit_or_penalise(_summary_frame(s), penalizer), as_of, penalizer).iloc[0]
+    bgnbd = {k: float(fit[f"bgnbd_{k}"]) for k in ("r", "alpha", "a", "b")}
+    gamma_gamma = {k: float(fit[f"gg_{k}"]) for k in ("p", "q", "v")}
 
     # Distinct histories: one integer per (frequency, recency, T), all whole days.
     width = int(s.tenure.max()) + 1 if len(s.tenure) else 1
@@ -356,14 +399,14 @@ def predict(
             "recency_days": s.recency,
             "tenure_days": s.tenure,
             "avg_repeat_order_value": s.monetary,
-            "p_alive": np.asarray(bgf.conditional_probability_alive(u_freq, u_rec, u_T), dtype=np.float64)[inverse],
+            "p_alive": probability_alive(bgnbd, u_freq, u_rec, u_T)[inverse],
         }
     )
     for h in purchase_horizons_days:
-        out[f"expected_purchases_{h}d"] = expected_purchases(bgf, h, u_freq, u_rec, u_T)[inverse]
-    if ggf is not None and ggf.params_["q"] > 1:
+        out[f"expected_purchases_{h}d"] = expected_purchases(bgnbd, h, u_freq, u_rec, u_T)[inverse]
+    if gamma_gamma["q"] > 1:  # NaN (not fitted) compares false
         purchases = discounted_expected_purchases(
-            bgf,
+            bgnbd,
             u_freq,
             u_rec,
             u_T,
@@ -371,17 +414,95 @@ def predict(
             unit_per_month=clv_days / clv_months,
             discount_rate=discount_rate,
         )[inverse]
-        spend = np.asarray(ggf.conditional_expected_average_profit(s.frequency, s.monetary), dtype=np.float64)
-        out[clv_col] = spend * purchases
+        out[clv_col] = expected_average_spend(gamma_gamma, s.frequency, s.monetary).astype(np.float64) * purchases
     else:
         out[clv_col] = np.nan
     out["as_of_date"] = _as_of_day(as_of).astype(object)  # a datetime.date: a DATE column in DuckDB
-    params = fitted.params
-    for name in ("r", "alpha", "a", "b"):
-        out[f"bgnbd_{name}"] = params[name]
-    for name in ("p", "q", "v"):
-        out[f"gg_{name}"] = params.get(name, np.nan)
+    out["fitted_as_of"] = _as_of_day(fit["fitted_as_of"]).astype(object)
+    for name, value in bgnbd.items():
+        out[f"bgnbd_{name}"] = value
+    for name, value in gamma_gamma.items():
+        out[f"gg_{name}"] = value
     return out
+
+
+def _summary_frame(s: _DaySummary) -> pd.DataFrame:
+    """`fit`'s input (times in days) from a day summary."""
+    return pd.DataFrame({"frequency": s.frequency, "recency": s.recency, "T": s.tenure, "monetary_value": s.monetary})
+
+
+def fit_purchases(
+    purchase_days: pd.DataFrame,
+    as_of: Any,
+    penalizer: float = 0.0,
+    *,
+    customer_col: str = CUSTOMER_COL,
+    date_col: str = DATE_COL,
+    value_col: str = VALUE_COL,
+) -> pd.DataFrame:
+    """Both models fitted (in days) on the purchases before `as_of`, as a `fit_record`; no row
+    when there is no purchase before `as_of`. `penalizer` is the configured one: the fit uses a
+    larger one when the optimiser does not converge (`_fit_or_penalise`)."""
+    s = _summarise_days(purchase_days, as_of, customer_col, date_col, value_col)
+    if len(s.customers) == 0:
+        return fit_record(None, as_of, penalizer)
+    return fit_record(_fit_or_penalise(_summary_frame(s), penalizer), as_of, penalizer)
+
+
+def fit_record(fitted: FittedCLV | None, as_of: Any, penalizer: float) -> pd.DataFrame:
+    """One fit as a row of the table of stored fits (the dbt model customer_clv_fit), or its
+    columns without a row (`fitted` None): `fitted_as_of` (purchases before this day were fitted),
+    `penalizer_setting` (the configured penalizer: a fit is reused only under the same setting),
+    `customers` and `returning_customers` fitted on, and the parameters `bgnbd_r`, `bgnbd_alpha`,
+    `bgnbd_a`, `bgnbd_b`, `gg_p`, `gg_q`, `gg_v` (Gamma-Gamma's null when it was not fitted)."""
+    import pyarrow as pa
+
+    params = fitted.params if fitted is not None else {}
+    rows = 1 if fitted is not None else 0
+    day = [_as_of_day(as_of).astype(object)] * rows  # a datetime.date: a DATE column in DuckDB
+    return pd.DataFrame(
+        {
+            "fitted_as_of": pd.Series(day, dtype=object if rows else pd.ArrowDtype(pa.date32())),
+            "penalizer_setting": pd.Series([float(penalizer)] * rows, dtype="float64"),
+            "customers": pd.Series([fitted.customers] * rows if rows else [], dtype="int64"),
+            "returning_customers": pd.Series([fitted.returning_customers] * rows if rows else [], dtype="int64"),
+            **{
+                f"bgnbd_{k}": pd.Series([params.get(k, np.nan)] * rows, dtype="float64")
+                for k in ("r", "alpha", "a", "b")
+            },
+            **{f"gg_{k}": pd.Series([params.get(k, np.nan)] * rows, dtype="float64") for k in ("p", "q", "v")},
+        }
+    )
+
+
+def usable_fit(
+    fits: pd.DataFrame | None,
+    as_of: Any,
+    penalizer: float,
+    *,
+    refit_days: int | None = None,
+    customers: int | None = None,
+    refit_customer_change: float = REFIT_CUSTOMER_CHANGE,
+) -> pd.Series | None:
+    """The stored fit (a row of `fits`, fit_record's columns) to predict `as_of` with: the newest
+    fitted on `as_of` or before under the same `penalizer` setting, or None. With `refit_days`,
+    only a fit younger than that many days (0: none, refit every build); with `customers` (the
+    customers who bought before `as_of`), only a fit whose customers differ from them by at most
+    `refit_customer_change` (a share: the inputs changed shape, say a source was added)."""
+    if fits is None or len(fits) == 0:
+        return None
+    day = _as_of_day(as_of)
+    fitted_on = _days(fits["fitted_as_of"])
+    ok = (fitted_on <= day) & np.isclose(fits["penalizer_setting"].to_numpy(dtype=np.float64), penalizer)
+    if refit_days is not None:
+        ok &= (day - fitted_on).astype(np.int64) < refit_days
+    if customers is not None:
+        fitted_customers = fits["customers"].to_numpy(dtype=np.float64)
+        ok &= np.abs(customers - fitted_customers) <= refit_customer_change * fitted_customers
+    if not ok.any():
+        return None
+    candidates = fits[ok]
+    return candidates.iloc[int(np.argmax(fitted_on[ok]))]
 
 
 def as_of_or_today(value: str | None, time_zone: str | None = None) -> dt.date:
@@ -430,6 +551,7 @@ def _empty_prediction(customer_col: str, horizons: tuple[int, ...], clv_col: str
             **{c: pd.Series([], dtype="int64") for c in ("frequency", "recency_days", "tenure_days")},
             **{c: pd.Series([], dtype="float64") for c in floats},
             "as_of_date": pd.Series([], dtype=pd.ArrowDtype(pa.date32())),
+            "fitted_as_of": pd.Series([], dtype=pd.ArrowDtype(pa.date32())),
             **{c: pd.Series([], dtype="float64") for c in params},
         }
     )

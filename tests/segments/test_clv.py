@@ -113,7 +113,7 @@ def _purchases(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def synthetic_prediction() -> pd.DataFrame:
+def synthetic_purchases() -> pd.DataFrame:
     """A seeded BG/NBD population for the fit (purchase rate ~ Gamma(0.5, 1/60 per day), drop-out
     after each repeat purchase ~ Beta(0.8, 2.5)), plus three customers to compare."""
     rng = np.random.default_rng(3)
@@ -135,7 +135,12 @@ def synthetic_prediction() -> pd.DataFrame:
     rows += [("recent", str(base - d), 5000.0) for d in range(700, 0, -70)]
     rows += [("lapsed", str(base - d), 5000.0) for d in range(700, 400, -30)]
     rows += [("once", str(base - 300), 5000.0)]
-    return clv.predict(_purchases(rows), "2026-11-01").set_index("person_id")
+    return _purchases(rows)
+
+
+@pytest.fixture(scope="module")
+def synthetic_prediction(synthetic_purchases: pd.DataFrame) -> pd.DataFrame:
+    return clv.predict(synthetic_purchases, "2026-11-01").set_index("person_id")
 
 
 def test_predict_ranks_recent_frequent_buyers_above_lapsed_ones(synthetic_prediction: pd.DataFrame) -> None:
@@ -156,6 +161,65 @@ def test_predict_output_is_consistent(synthetic_prediction: pd.DataFrame) -> Non
     assert (p["as_of_date"] == dt.date(2026, 11, 1)).all()
     for col in ("bgnbd_r", "bgnbd_alpha", "bgnbd_a", "bgnbd_b", "gg_p", "gg_q", "gg_v"):
         assert p[col].nunique() == 1 and p[col].iloc[0] > 0, col
+
+
+def test_predictions_from_parameters_are_lifetimes_own(cdnow_summary) -> None:
+    """probability_alive and expected_average_spend, which predict from stored parameters without
+    lifetimes, are lifetimes' expressions: the same values."""
+    fitted = clv.fit(cdnow_summary)
+    s = cdnow_summary
+    params = fitted.params
+    np.testing.assert_array_equal(
+        clv.probability_alive(params, s["frequency"], s["recency"], s["T"]),
+        fitted.bgf.conditional_probability_alive(s["frequency"], s["recency"], s["T"]),
+    )
+    np.testing.assert_array_equal(
+        clv.expected_average_spend(params, s["frequency"], s["monetary_value"]),
+        fitted.ggf.conditional_expected_average_profit(s["frequency"], s["monetary_value"]),
+    )
+
+
+def test_a_stored_fit_predicts_as_the_fit_itself(synthetic_purchases, synthetic_prediction) -> None:
+    """customer_clv predicts from customer_clv_fit's row: for the day it was fitted on, the same
+    table as fitting in place; a week later, the same parameters on that day's histories."""
+    fit = clv.fit_purchases(synthetic_purchases, "2026-11-01")
+    assert len(fit) == 1 and fit["customers"].iloc[0] == len(synthetic_prediction)
+    stored = clv.predict(synthetic_purchases, "2026-11-01", fit=fit.iloc[0]).set_index("person_id")
+    pd.testing.assert_frame_equal(stored, synthetic_prediction)
+    later = clv.predict(synthetic_purchases, "2026-11-08", fit=fit.iloc[0]).set_index("person_id")
+    assert (later["fitted_as_of"] == dt.date(2026, 11, 1)).all()
+    assert (later["as_of_date"] == dt.date(2026, 11, 8)).all()
+    assert (later["bgnbd_r"] == fit["bgnbd_r"].iloc[0]).all()
+    assert (later["tenure_days"] == synthetic_prediction["tenure_days"] + 7).all()
+
+
+def test_usable_fit_is_the_newest_young_enough_under_the_same_setting() -> None:
+    fits = pd.DataFrame(
+        {
+            "fitted_as_of": pd.to_datetime(["2026-10-01", "2026-10-20", "2026-10-25", "2026-11-03"]),
+            "penalizer_setting": [0.0, 0.0, 0.001, 0.0],
+            "customers": [1000, 1000, 1000, 1000],
+        }
+    )
+
+    def day(as_of, penalizer=0.0, **kw):
+        row = clv.usable_fit(fits, as_of, penalizer, **kw)
+        return None if row is None else str(row["fitted_as_of"].date())
+
+    assert day("2026-11-01") == "2026-10-20"  # not the one after as_of, nor another penalizer's
+    assert day("2026-11-01", 0.001) == "2026-10-25"
+    assert day("2026-10-26", refit_days=7) == "2026-10-20"  # 6 days old
+    assert day("2026-10-27", refit_days=7) is None  # 7 days old: refit
+    assert day("2026-10-21", refit_days=0) is None  # 0 refits on every build
+    assert day("2026-10-21", refit_days=7, customers=1100) == "2026-10-20"
+    assert day("2026-10-21", refit_days=7, customers=1101) is None  # more than 10 % more customers
+    assert day("2026-09-30") is None
+    assert clv.usable_fit(None, "2026-11-01", 0.0) is None
+
+
+def test_no_purchases_no_fit() -> None:
+    fit = clv.fit_purchases(_purchases([("A", "2026-11-05", 100.0)]), "2026-11-01")
+    assert len(fit) == 0 and "bgnbd_r" in fit.columns
 
 
 def test_one_time_buyer_is_alive_by_definition(synthetic_prediction: pd.DataFrame) -> None:

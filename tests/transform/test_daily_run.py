@@ -92,6 +92,27 @@ def test_incremental_build_equals_a_full_rebuild(day_builds: dict) -> None:
     assert {t: d for t, d in diffs.items() if d != (0, 0)} == {}
 
 
+def test_the_day_predicts_clv_from_the_stored_fit(xs: ScaleRun, day_builds: dict) -> None:
+    """Neither build of the day refits the CLV model: both predict with the fit the XS build
+    stored the day before (customer_clv_fit is never rebuilt, a --full-refresh included)."""
+
+    def clv(path: Path) -> tuple[list, list]:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            fits = con.execute("select fitted_as_of from marts.customer_clv_fit order by 1").fetchall()
+            used = con.execute("select distinct fitted_as_of, as_of_date from marts.customer_clv").fetchall()
+            return fits, used
+        finally:
+            con.close()
+
+    fits, _ = clv(xs.warehouse)
+    assert len(fits) == 1
+    for side in ("incremental", "full"):
+        day_fits, used = clv(day_builds[side].warehouse)
+        assert day_fits == fits, side
+        assert len(used) == 1 and used[0][0] == fits[0][0] < used[0][1], (side, used)
+
+
 def test_the_comparison_catches_a_missed_late_update(xs: ScaleRun, day_builds: dict, tmp_path: Path) -> None:
     """Had the incremental run missed one late status change and one moved person, the
     comparison would name fct_orders (each wrong row on both sides)."""
