@@ -78,19 +78,86 @@
     end
 {%- endmacro %}
 
-{# The comparisons of the probabilistic layer (int_identity_candidate_pairs) and the label of
-   each of their levels, weakest first: level 0 is "disagrees", the last level the closest
-   agreement. A comparison that one record cannot make (a field it lacks) is null and counts
-   for nothing. #}
+{# The comparisons of the probabilistic layer, written once: every model that compares, counts,
+   trains or scores renders them from here (int_identity_candidate_pairs, _u_probabilities,
+   _match_patterns, _match_weights, _match_scores), so their levels cannot drift apart.
+   Each comparison lists its levels, weakest first: level 0 is "disagrees", the last level the
+   closest agreement. A level has
+   - `label`: its name in weights and evidence;
+   - `when`: the SQL condition on the pair's records (aliases `a` and `b` of
+     int_identity_records); the levels are tried closest first and the first that holds wins, so
+     "differs" only needs both records to have the field. No level holds for a comparison that
+     one record cannot make (a field it lacks): the level is null and counts for nothing;
+   - `u`: the chance that two records of different people show it, an expression over the
+     agreement rates of int_identity_u_probabilities (`<key>_rate`: the chance that two random
+     records that both have the key agree on it).
+   The name's `reading` level is a kana among the kanji name's other candidate readings (陽菜:
+   ヒナ as well as ハルナ), one chance per reading. #}
+{% macro identity_comparison_levels() -%}
+    {%- set readings = identity_max_readings() -%}
+    {{ return([
+        {'comparison': 'name', 'levels': [
+            {'label': 'differs',
+             'when': '(a.kana_any_key is not null and b.kana_any_key is not null)'
+                ~ ' or (a.name_key is not null and b.name_key is not null)',
+             'u': '1 - kana_any_key_rate * ' ~ readings ~ ' - name_key_rate'},
+            {'label': 'reading',
+             'when': 'a.kana_key in (' ~ reading_keys('b') ~ ') or b.kana_key in (' ~ reading_keys('a') ~ ')',
+             'u': 'kana_any_key_rate * ' ~ (readings - 1)},
+            {'label': 'kana',
+             'when': 'a.kana_any_key = b.kana_any_key'
+                ~ ' or a.kana_any_key = coalesce(b.kana_swapped_key, b.reading_swapped_key)'
+                ~ ' or coalesce(a.kana_swapped_key, a.reading_swapped_key) = b.kana_any_key',
+             'u': 'kana_any_key_rate'},
+            {'label': 'kanji',
+             'when': 'a.name_key = b.name_key or a.name_key = b.name_swapped_key or a.name_swapped_key = b.name_key',
+             'u': 'name_key_rate'},
+        ]},
+        {'comparison': 'birth', 'levels': [
+            {'label': 'differs', 'when': 'a.birth_key <> b.birth_key', 'u': '1 - birth_key_rate'},
+            {'label': 'agrees', 'when': 'a.birth_key = b.birth_key', 'u': 'birth_key_rate'},
+        ]},
+        {'comparison': 'postal', 'levels': [
+            {'label': 'differs', 'when': 'a.postal_key <> b.postal_key', 'u': '1 - postal_area_key_rate'},
+            {'label': 'area', 'when': 'a.postal_area_key = b.postal_area_key', 'u': 'postal_area_key_rate - postal_key_rate'},
+            {'label': 'exact', 'when': 'a.postal_key = b.postal_key', 'u': 'postal_key_rate'},
+        ]},
+        {'comparison': 'address', 'levels': [
+            {'label': 'differs', 'when': 'a.address_key <> b.address_key', 'u': '1 - address_key_rate'},
+            {'label': 'agrees', 'when': 'a.address_key = b.address_key', 'u': 'address_key_rate'},
+        ]},
+        {'comparison': 'phone', 'levels': [
+            {'label': 'differs',
+             'when': 'coalesce(a.mobile_key, a.landline_key) is not null and coalesce(b.mobile_key, b.landline_key) is not null',
+             'u': '1 - mobile_key_rate - landline_key_rate'},
+            {'label': 'landline', 'when': 'a.landline_key = b.landline_key', 'u': 'landline_key_rate'},
+            {'label': 'mobile', 'when': 'a.mobile_key = b.mobile_key', 'u': 'mobile_key_rate'},
+        ]},
+        {'comparison': 'email', 'levels': [
+            {'label': 'differs', 'when': 'a.email_key <> b.email_key', 'u': '1 - email_key_rate'},
+            {'label': 'agrees', 'when': 'a.email_key = b.email_key', 'u': 'email_key_rate'},
+        ]},
+    ]) }}
+{%- endmacro %}
+
+{# The comparisons and their level labels, weakest first ({comparison: [label, ...]}), from
+   identity_comparison_levels: the pattern columns (`<comparison>_level`) of the candidate
+   pairs, the agreement patterns and the scores. #}
 {% macro identity_comparisons() -%}
-    {{ return({
-        'name': ['differs', 'reading', 'kana', 'kanji'],
-        'birth': ['differs', 'agrees'],
-        'postal': ['differs', 'area', 'exact'],
-        'address': ['differs', 'agrees'],
-        'phone': ['differs', 'landline', 'mobile'],
-        'email': ['differs', 'agrees'],
-    }) }}
+    {%- set comparisons = {} -%}
+    {%- for comparison in identity_comparison_levels() -%}
+        {%- do comparisons.update({comparison.comparison: comparison.levels | map(attribute='label') | list}) -%}
+    {%- endfor -%}
+    {{ return(comparisons) }}
+{%- endmacro %}
+
+{# One comparison's level of a pair (records `a` and `b`), as a CASE: closest level first. #}
+{% macro identity_comparison_case(comparison) -%}
+    case
+        {%- for level in comparison.levels | reverse %}
+        when {{ level.when }} then {{ comparison.levels | length - loop.index }}
+        {%- endfor %}
+    end
 {%- endmacro %}
 
 {# The EM training sessions of the probabilistic layer: each is the candidate pairs meeting its
@@ -98,5 +165,9 @@
    does not share: a session on the postal code or the address would take a family (one address,
    postal code and landline) for one person. #}
 {% macro identity_training_sessions() -%}
-    {{ return({'name': 'name_level >= 2', 'birth': 'birth_level = 1'}) }}
+    {%- set comparisons = identity_comparisons() -%}
+    {{ return({
+        'name': 'name_level >= ' ~ comparisons['name'].index('kana'),
+        'birth': 'birth_level = ' ~ comparisons['birth'].index('agrees'),
+    }) }}
 {%- endmacro %}

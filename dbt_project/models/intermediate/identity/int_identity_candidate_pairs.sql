@@ -1,11 +1,12 @@
 {# The probabilistic layer's candidate pairs (docs/identity.md, step 5): two records that share a
    value of any blocking key (vars.identity.probabilistic.blocking_keys; values held by more than
    max_block_size records block nothing), with the level of every comparison
-   (identity_comparisons) and the term-frequency adjustment of the name: agreeing on a rare
+   (identity_comparison_levels) and the term-frequency adjustment of the name: agreeing on a rare
    name is stronger evidence than agreeing on a common one, by log2(u / tf), where tf is the
    share of records with that value and u the chance that two random records agree at all. #}
 
 {%- set probabilistic = var('identity').probabilistic %}
+{%- set name_levels = identity_comparisons()['name'] %}
 
 with
 
@@ -101,41 +102,9 @@ compared as (
     select
         pairs.record_a,
         pairs.record_b,
-        case
-            when a.name_key = b.name_key or a.name_key = b.name_swapped_key or a.name_swapped_key = b.name_key
-                then 3
-            when a.kana_any_key = b.kana_any_key
-                or a.kana_any_key = coalesce(b.kana_swapped_key, b.reading_swapped_key)
-                or coalesce(a.kana_swapped_key, a.reading_swapped_key) = b.kana_any_key
-                then 2
-            {#- A kana among the kanji name's other candidate readings (陽菜: ヒナ as well as ハルナ). #}
-            when a.kana_key in ({{ reading_keys('b') }}) or b.kana_key in ({{ reading_keys('a') }}) then 1
-            when a.kana_any_key is not null and b.kana_any_key is not null then 0
-            when a.name_key is not null and b.name_key is not null then 0
-        end as name_level,
-        case
-            when a.birth_key = b.birth_key then 1
-            when a.birth_key <> b.birth_key then 0
-        end as birth_level,
-        case
-            when a.postal_key = b.postal_key then 2
-            when a.postal_area_key = b.postal_area_key then 1
-            when a.postal_key <> b.postal_key then 0
-        end as postal_level,
-        case
-            when a.address_key = b.address_key then 1
-            when a.address_key <> b.address_key then 0
-        end as address_level,
-        case
-            when a.mobile_key = b.mobile_key then 2
-            when a.landline_key = b.landline_key then 1
-            when coalesce(a.mobile_key, a.landline_key) is not null
-                and coalesce(b.mobile_key, b.landline_key) is not null then 0
-        end as phone_level,
-        case
-            when a.email_key = b.email_key then 1
-            when a.email_key <> b.email_key then 0
-        end as email_level,
+        {%- for comparison in identity_comparison_levels() %}
+        {{ identity_comparison_case(comparison) }} as {{ comparison.comparison }}_level,
+        {%- endfor %}
         a.name_key as name_value,
         a.kana_any_key as kana_value
     from pairs
@@ -156,8 +125,8 @@ final as (
         compared.{{ comparison }}_level,
         {%- endfor %}
         case compared.name_level
-            when 3 then coalesce(name_key_term_frequencies.tf_adjustment, 0)
-            when 2 then coalesce(kana_any_key_term_frequencies.tf_adjustment, 0)
+            when {{ name_levels.index('kanji') }} then coalesce(name_key_term_frequencies.tf_adjustment, 0)
+            when {{ name_levels.index('kana') }} then coalesce(kana_any_key_term_frequencies.tf_adjustment, 0)
             else 0
         end as name_tf_adjustment
     from compared

@@ -6,7 +6,6 @@
    int_identity_match_weights read a few rows, not the records. #}
 
 {%- set probabilistic = var('identity').probabilistic %}
-{%- set comparisons = identity_comparisons() %}
 {%- set floor = probabilistic.min_probability %}
 {%- set shared_keys = [
     'name_key', 'kana_any_key', 'birth_key', 'postal_key', 'postal_area_key',
@@ -62,35 +61,19 @@ agreement_rates as (
 
 ),
 
-{#- u per level. A kana among the kanji name's other candidate readings: one chance per reading. #}
-{%- set u_rates = [
-    ('name', 3, 'name_key_rate'),
-    ('name', 2, 'kana_any_key_rate'),
-    ('name', 1, 'kana_any_key_rate * ' ~ (identity_max_readings() - 1)),
-    ('name', 0, '1 - kana_any_key_rate * ' ~ identity_max_readings() ~ ' - name_key_rate'),
-    ('birth', 1, 'birth_key_rate'),
-    ('birth', 0, '1 - birth_key_rate'),
-    ('postal', 2, 'postal_key_rate'),
-    ('postal', 1, 'postal_area_key_rate - postal_key_rate'),
-    ('postal', 0, '1 - postal_area_key_rate'),
-    ('address', 1, 'address_key_rate'),
-    ('address', 0, '1 - address_key_rate'),
-    ('phone', 2, 'mobile_key_rate'),
-    ('phone', 1, 'landline_key_rate'),
-    ('phone', 0, '1 - mobile_key_rate - landline_key_rate'),
-    ('email', 1, 'email_key_rate'),
-    ('email', 0, '1 - email_key_rate'),
-] %}
-
+{# u per level (identity_comparison_levels). #}
 u_levels as (
 
-    {% for comparison, level, rate in u_rates %}
+    {% for comparison in identity_comparison_levels() %}
+    {%- set comparison_loop = loop %}
+    {%- for level in comparison.levels %}
     select
-        '{{ comparison }}' as comparison,
-        {{ level }} as comparison_level,
-        greatest({{ rate }}, {{ floor }}) as u
+        '{{ comparison.comparison }}' as comparison,
+        {{ loop.index0 }} as comparison_level,
+        greatest({{ level.u }}, {{ floor }}) as u
     from agreement_rates
-    {% if not loop.last %}union all{% endif %}
+    {% if not (comparison_loop.last and loop.last) %}union all{% endif %}
+    {% endfor %}
     {% endfor %}
 
 ),
