@@ -164,6 +164,69 @@ def test_households_recorded_never_merged(messy_result: dict, messy_set: Path) -
     assert linked_same_person == 0
 
 
+def test_household_ids_survive_their_smallest_member_leaving(
+    messy_result: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import shutil
+
+    import duckdb
+
+    from yorisoi.transform import run_dbt
+    from yorisoi_kit.scale_run import using_var
+
+    work = tmp_path_factory.mktemp("messy_households") / "work"
+    shutil.copytree(Path(messy_result["warehouse"]).parent, work)
+    warehouse = str(work / "warehouse.duckdb")
+
+    def households() -> dict[str, str]:
+        with using_var(work):
+            run_dbt(["--quiet", "build", "--select", "customer_households"], demo_key=True)
+        con = duckdb.connect(warehouse, read_only=True)
+        try:
+            return dict(con.execute("SELECT person_id, household_id FROM marts.customer_households").fetchall())
+        finally:
+            con.close()
+
+    first = households()
+    assert households() == first
+    members: dict[str, list[str]] = defaultdict(list)
+    for person, household in first.items():
+        members[household].append(person)
+    # A first build names a household after its smallest member ...
+    assert all(h == "H" + min(people)[-19:] for h, people in members.items())
+    con = duckdb.connect(warehouse)
+    links = con.execute("SELECT person_a, person_b FROM intermediate.int_identity_household_links").fetchall()
+
+    def still_linked(people: list[str]) -> bool:
+        reached, todo = {people[0]}, [people[0]]
+        while todo:
+            at = todo.pop()
+            for a, b in links:
+                for here, there in ((a, b), (b, a)):
+                    if here == at and there in people and there not in reached:
+                        reached.add(there)
+                        todo.append(there)
+        return reached == set(people)
+
+    # A household of three or more that stays one when its smallest member leaves ...
+    household, people = next(
+        (h, sorted(p)) for h, p in sorted(members.items()) if len(p) >= 3 and still_linked(sorted(p)[1:])
+    )
+    leaver = people[0]
+    # ... who moves out: the links that held them in the household are gone.
+    con.execute("DELETE FROM intermediate.int_identity_household_links WHERE ? IN (person_a, person_b)", [leaver])
+    con.close()
+    after = households()
+    assert {p: after[p] for p in people[1:]} == dict.fromkeys(people[1:], household)
+    assert after[leaver] != household and after[leaver] not in first.values()
+    assert {p: h for p, h in after.items() if p not in people} == {p: h for p, h in first.items() if p not in people}
+    # A build without the previous table starts over from the smallest members.
+    con = duckdb.connect(warehouse)
+    con.execute("DROP TABLE marts.customer_households")
+    con.close()
+    assert households()[people[1]] == "H" + people[1][-19:]
+
+
 def test_placeholder_values_link_nothing(messy_result: dict) -> None:
     import duckdb
 
