@@ -166,7 +166,7 @@ line_records as (
 
 ),
 
-unioned as (
+unioned as {{ materialized_cte() }} (
 
     select * from ecommerce_records
     union all
@@ -178,14 +178,44 @@ unioned as (
 
 ),
 
+-- The reading dictionary runs once per distinct name, not per record: a person's records
+-- repeat their name, and common names repeat across people (at M, 179 k shop accounts carry
+-- 2.7 k distinct names: their readings took 22 s per record and 0.5 s per distinct name).
+distinct_names as (
+
+    select full_name as name_text
+    from unioned
+    where full_name is not null
+
+    union
+
+    select full_name_given_first as name_text
+    from unioned
+    where full_name_given_first is not null
+
+),
+
+readings as {{ materialized_cte() }} (
+
+    select
+        name_text,
+        {{ name_readings('name_text') }} as name_readings
+    from distinct_names
+
+),
+
 with_readings as (
 
     select
-        *,
-        {{ name_readings('full_name') }} as name_readings,
-        coalesce({{ name_readings('full_name') }} = {{ fold_kana('full_name') }}, false) as name_is_kana,
-        {{ dbt.split_part(name_readings('full_name_given_first'), "'|'", 1) }} as swapped_reading
+        unioned.*,
+        readings.name_readings,
+        coalesce(readings.name_readings = {{ fold_kana('unioned.full_name') }}, false) as name_is_kana,
+        {{ dbt.split_part('swapped.name_readings', "'|'", 1) }} as swapped_reading
     from unioned
+    left join readings
+        on unioned.full_name = readings.name_text
+    left join readings as swapped
+        on unioned.full_name_given_first = swapped.name_text
 
 ),
 
