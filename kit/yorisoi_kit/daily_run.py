@@ -47,7 +47,9 @@ def copy_run(run: ScaleRun, dest: Path, *, sources: bool = True) -> ScaleRun:
     if sources:
         shutil.copytree(run.work / "sources", dest / "sources")
     else:
-        (dest / "sources").symlink_to(run.work / "sources")
+        # An absolute target: a link to a relative path would resolve from `dest` and dangle, and
+        # the copy would then build for today instead of the brand's as-of day.
+        (dest / "sources").symlink_to((run.work / "sources").resolve())
     return ScaleRun(run.scale, dest, run.scope)
 
 
