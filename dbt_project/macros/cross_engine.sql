@@ -158,7 +158,8 @@ with
 {%- endmacro %}
 
 {# A table model's own previous version, for a model that reads it while rebuilding itself
-   (int_identity_person_ids keeps person IDs stable that way). dbt-duckdb builds the new table
+   (int_identity_person_ids and customer_households keep person and household IDs stable that
+   way). dbt-duckdb builds the new table
    aside and swaps it in, so the query reads the relation itself. dbt-spark drops a table before
    creating it again (unless both are Delta or Iceberg), so on Spark the previous version is
    first copied to a scratch table, <model>__previous, while the model compiles. #}
