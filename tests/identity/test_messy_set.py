@@ -329,36 +329,13 @@ def test_match_weights_learned_by_em_favour_agreement_and_rare_names(messy_resul
 
 @pytest.fixture(scope="module")
 def scored_warehouse(messy_result: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of messy_result's warehouse with identity rebuilt at a lower match-weight threshold
-    (4): with 300 people the prior (one match among about 570 records) leaves a same-kana,
-    same-birthday pair near 5, under the default of 7, so the default merges nothing here."""
-    import json
+    """A copy of messy_result's warehouse (the review commands below write to their var folder).
+    With 300 people the threshold is lower than min_match_weight (threshold_reference_records):
+    at 7 a same-kana, same-birthday pair (near 5 here) never merged and the queue was empty."""
     import shutil
-
-    import yaml
-
-    from yorisoi.transform import DBT_PROJECT_DIR, run_dbt
-    from yorisoi_kit.scale_run import using_var
 
     work = tmp_path_factory.mktemp("messy_scored") / "work"
     shutil.copytree(Path(messy_result["warehouse"]).parent, work)
-    identity = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text("utf-8"))["vars"]["identity"]
-    identity["probabilistic"]["min_match_weight"] = 4
-    select = "int_identity_edges+,+identity_review_queue int_identity_edges+,+bridge_customer_identities"
-    with using_var(work):
-        run_dbt(
-            [
-                "--quiet",
-                "build",
-                "--select",
-                select,
-                "--indirect-selection",
-                "cautious",
-                "--vars",
-                json.dumps({"identity": identity}),
-            ],
-            demo_key=True,
-        )
     return work / "warehouse.duckdb"
 
 

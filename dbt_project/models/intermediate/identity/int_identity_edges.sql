@@ -3,9 +3,9 @@
    something a person does not change: name, name in kana, the readings of a kanji name against
    a name in kana, or birthday (a family member who gave the household's email, phone or
    address), or when a data steward listed the pair in the identity_do_not_merge seed. Pairs
-   the Fellegi–Sunter layer scores at or above vars.identity.probabilistic.min_match_weight
-   (int_identity_match_scores) are links of the rule `fellegi_sunter`, vetoed alike. Key
-   values shared by more than max_group_size records link nothing and are listed in
+   the Fellegi–Sunter layer scores at or above its threshold (int_identity_match_scores,
+   vars.identity.probabilistic.min_match_weight) are links of the rule `fellegi_sunter`, vetoed
+   alike. Key values shared by more than max_group_size records link nothing and are listed in
    int_identity_shared_keys instead. #}
 
 {%- set identity = var('identity') %}
@@ -97,7 +97,7 @@ pairs as (
         'fellegi_sunter' as rule,
         {{ identity.probabilistic.priority }} as priority
     from match_scores
-    where match_weight >= {{ identity.probabilistic.min_match_weight }}
+    where above_threshold
 
 ),
 
