@@ -52,6 +52,11 @@ def where_time_goes(nodes: list[dict]) -> str:
     return ", ".join(f"{k} {v:.1f} s" for k, v in sums.items()) + f" ({len(nodes)} nodes)"
 
 
+def node_seconds(nodes: list[dict]) -> dict[str, float]:
+    """Every node's seconds, slowest first (for --json: where the time goes, node by node)."""
+    return {r["node"]: round(r["seconds"], 3) for r in sorted(nodes, key=lambda r: -r["seconds"])}
+
+
 # The campaign-outcome facts and readouts (issue 16 asks for their time against the segment build's).
 CAMPAIGN_STAGES = {"campaign_outcomes": ("model.yorisoi.fct_campaign_", "model.yorisoi.campaign_")}
 
@@ -118,6 +123,7 @@ def main() -> None:
     report["first_build_parts"] = by_part(first["nodes"])
     print("  by part: " + ", ".join(f"{k} {v:.1f}" for k, v in report["first_build_parts"].items()))
     report["first_build_slowest"] = sorted(first["nodes"], key=lambda r: -r["seconds"])[:25]
+    report["first_full_build_nodes"] = node_seconds(first["nodes"])
     with duckdb.connect(str(daily.warehouse), read_only=True) as con:
         counts = con.execute(
             "select (select count(*) from marts.bridge_customer_identities), "
@@ -154,6 +160,7 @@ def main() -> None:
         results[name] = built
         print(f"  node seconds: {where_time_goes(built['nodes'])}\n  slowest nodes: {slowest(built['nodes'], 12)}")
         report[f"{name}_parts"] = by_part(built["nodes"])
+        report[f"{name}_nodes"] = node_seconds(built["nodes"])
         print("  by part: " + ", ".join(f"{k} {v:.1f}" for k, v in report[f"{name}_parts"].items()), flush=True)
 
     full_name = "first_full_build" if rebuild is None else "full_rebuild"
