@@ -185,3 +185,36 @@ def test_audience_funnel_from_the_latest_allocation(xs: ScaleRun, tmp_path: Path
     assert values == {
         "Selected": 100, "Not contactable": 20, "Exited": 5, "Capped": 7, "Control": 8, "Sent": 60,
     }  # fmt: skip
+
+
+def test_report_build_takes_designs_for_campaigns_defined_elsewhere(
+    campaign_warehouse: Path, campaign_designs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`yorisoi report build --designs FILE`: the campaigns' sample-ratio check uses the splits in
+    the file (here the planted campaigns', which audiences/ does not define), as `yorisoi campaign
+    readout --designs` does; without it the report checks only the audiences' own campaigns; a file
+    that is not a JSON object or list is a usage error before anything is built."""
+    import json
+
+    from yorisoi.cli import main
+
+    def build(*extra: str) -> tuple[int, str]:
+        out = tmp_path / f"report{len(extra)}"
+        argv = ["yorisoi", "report", "build", "--warehouse", str(campaign_warehouse), "--out", str(out)]
+        try:
+            main([*argv, "--simulations", "20", *extra])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        page = out / "index.html"
+        return code, page.read_text("utf-8") if page.exists() else ""
+
+    designs = tmp_path / "designs.json"
+    designs.write_text(json.dumps(campaign_designs), "utf-8")
+    code, with_designs = build("--designs", str(designs))
+    assert code == 0 and "コントロール群が割付より少ない" in with_designs
+    code, without = build()
+    assert code == 0 and "broken / esp_list" in without and "コントロール群が割付より少ない" not in without
+    designs.write_text('"50/50"', "utf-8")
+    code, page = build("--designs", str(designs), "--json")
+    assert code == 2 and page == "" and "--designs" in capsys.readouterr().err

@@ -60,12 +60,22 @@ def readout_dict(r) -> dict:
     }
 
 
-def _designs(doc: object) -> dict[str, dict[str, float]]:
-    if isinstance(doc, list):
-        return {str(d["audience"]): dict(d["expected_shares"]) for d in doc}
-    if isinstance(doc, dict):
-        return {str(k): dict(v) for k, v in doc.items()}
-    raise typer.BadParameter("a JSON object or list", param_hint="--designs")
+DESIGNS_HELP = (
+    "the assigned splits: JSON {audience: {arm: share}}, or a list of {audience, expected_shares} "
+    "(a planted brand's truth/planted_campaigns.json); default: audiences/*.yml"
+)
+
+
+def designs_option(path: Path | None) -> dict[str, dict[str, float]] | None:
+    """The --designs file read, or None for the audiences' own splits; a bad file is a usage error."""
+    if path is None:
+        return None
+    from .readout import load_designs
+
+    try:
+        return load_designs(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--designs") from None
 
 
 @campaign_app.command("readout")
@@ -75,13 +85,7 @@ def readout_command(
     ] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", help=METRIC_HELP)] = None,
     warehouse: Annotated[Path | None, typer.Option(help="the warehouse (default: the embedded one)")] = None,
-    designs: Annotated[
-        Path | None,
-        typer.Option(
-            help="the assigned splits: JSON {audience: {arm: share}}, or a list of {audience, expected_shares} "
-            "(a planted brand's truth/planted_campaigns.json); default: audiences/*.yml"
-        ),
-    ] = None,
+    designs: Annotated[Path | None, typer.Option(help=DESIGNS_HELP)] = None,
     lang: Lang = "ja",
     as_json: AsJson = False,
 ) -> None:
@@ -95,7 +99,7 @@ def readout_command(
     path = Path(warehouse or paths.warehouse_path())
     if not path.exists():
         raise FileNotFoundError(f"no warehouse at {path}: build it first (make demo, or yorisoi dbt build)")
-    split = _designs(json.loads(designs.read_text("utf-8"))) if designs else None
+    split = designs_option(designs)
     import duckdb
 
     try:

@@ -12,6 +12,7 @@ control.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,18 @@ class CampaignReadout:
     channel: str
     srm: stats.SampleRatio | None
     comparisons: list[Comparison] = field(default_factory=list)
+
+
+def load_designs(path: Path) -> dict[str, dict[str, float]]:
+    """Assigned splits from a JSON file: {audience: {arm: share}}, or a list of {audience,
+    expected_shares} (a planted brand's truth/planted_campaigns.json), for campaigns whose
+    audience is not defined in audiences/ (sent by another tool, or defined elsewhere)."""
+    doc = json.loads(Path(path).read_text("utf-8"))
+    if isinstance(doc, list):
+        return {str(d["audience"]): {str(k): float(v) for k, v in d["expected_shares"].items()} for d in doc}
+    if isinstance(doc, dict):
+        return {str(k): {str(a): float(x) for a, x in v.items()} for k, v in doc.items()}
+    raise ValueError(f"{path}: the designs must be a JSON object or a list, not {type(doc).__name__}")
 
 
 def designs_from_audiences(folder: Path | None = None) -> dict[str, dict[str, float]]:
@@ -274,5 +287,6 @@ def summary_lines(
 
 
 __all__ = [
-    "MDE", "CampaignReadout", "Comparison", "designs_from_audiences", "read", "read_connection", "summary_lines",
+    "MDE", "CampaignReadout", "Comparison", "designs_from_audiences", "load_designs", "read", "read_connection",
+    "summary_lines",
 ]  # fmt: skip

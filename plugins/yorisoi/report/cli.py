@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..logs import make_console
+from ..outcomes.cli import DESIGNS_HELP, designs_option
 
 report_app = typer.Typer(help="The CRM report (static HTML, Japanese and English, offline).", no_args_is_help=True)
 console = make_console()
@@ -20,12 +21,16 @@ def build(
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB warehouse [default: var/warehouse.duckdb]")] = None,
     simulations: Annotated[int, typer.Option(help="simulations behind the 顧客BS intervals")] = 200,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    designs: Annotated[Path | None, typer.Option(help=DESIGNS_HELP)] = None,
 ) -> None:
-    """Build the report from the marts: index.html (日本語), en.html, assets/."""
+    """Build the report from the marts: index.html (日本語), en.html, assets/. The campaigns view's
+    sample-ratio check compares each campaign's groups with its audience's assigned split
+    (audiences/*.yml, or --designs for campaigns defined elsewhere)."""
     from .build import build_report
 
+    split = designs_option(designs)
     try:
-        report = build_report(out, warehouse=warehouse, simulations=simulations)
+        report = build_report(out, warehouse=warehouse, simulations=simulations, designs=split)
     except FileNotFoundError as e:
         typer.echo(f"yorisoi report build: {e}", err=True)
         raise typer.Exit(2) from e
