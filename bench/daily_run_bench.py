@@ -8,7 +8,8 @@ var/eval/<scale>), copied into the work folder and built in full (the first buil
 change (yorisoi_kit.synth.daily: +0.5 % orders, 1 % changed customers, opt-outs, web events and
 email sends) is applied to its sources and ingested through the real extractors, and the same
 raw tables are built twice: incrementally (the daily run) and with --full-refresh (a full rebuild),
-both with their dbt tests, as the customer build runs. Prints the seconds of each step, the ratio
+both with their dbt tests, as the customer build runs, and after the incremental build both quality
+gates (raw and marts, Great Expectations, judged on the next morning; not recorded). Prints the seconds of each step, the ratio
 of the daily run (ingest of the day + incremental build) to the full rebuild, the slowest nodes of
 each build, and whether both builds hold the same rows (yorisoi_kit.daily_run.compare_builds).
 
@@ -27,7 +28,10 @@ import json
 import os
 import shutil
 import time
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 from rich.console import Console
@@ -50,6 +54,27 @@ def where_time_goes(nodes: list[dict]) -> str:
     kinds = {"models": "model.", "unit tests": "unit_test.", "data tests": "test.", "snapshot": "snapshot."}
     sums = {k: sum(r["seconds"] for r in nodes if r["node"].startswith(p)) for k, p in kinds.items()}
     return ", ".join(f"{k} {v:.1f} s" for k, v in sums.items()) + f" ({len(nodes)} nodes)"
+
+
+def run_gates(run, day) -> dict:
+    """The two quality gates of the daily run, as the DAGs run them (yorisoi.quality.validate):
+    the raw layer (before the customer model) and the marts (before activation), judged on the
+    morning after `day`. Nothing is recorded in the history: the bench looks, it does not accept."""
+    from yorisoi.quality.validate import validate
+
+    morning = datetime.combine(date.fromisoformat(str(day)) + timedelta(days=1), dtime(6), ZoneInfo("Asia/Tokyo"))
+    out = {}
+    with using_var(run.work):
+        for layer in ("raw", "marts"):
+            result = validate(layer, warehouse=run.warehouse, now=morning, record=False)
+            out[layer] = {
+                "seconds": result.seconds,
+                "gx_import_seconds": result.gx_import_seconds,
+                "suites": len(result.suites),
+                "rows_validated": sum(s.rows_validated for s in result.suites),
+                "failed": [s.suite for s in result.failed],
+            }
+    return out
 
 
 def node_seconds(nodes: list[dict]) -> dict[str, float]:
@@ -163,14 +188,24 @@ def main() -> None:
         report[f"{name}_nodes"] = node_seconds(built["nodes"])
         print("  by part: " + ", ".join(f"{k} {v:.1f}" for k, v in report[f"{name}_parts"].items()), flush=True)
 
+    report["gates"] = steps.run("gates", lambda: run_gates(daily, change["day"]))
+    for layer, gate in report["gates"].items():
+        print(
+            f"  gate {layer}: {gate['suites']} suites, {gate['rows_validated']:,} rows validated in "
+            f"{gate['seconds']:.1f} s (+{gate['gx_import_seconds']:.1f} s importing GX); "
+            f"failed: {gate['failed'] or 'none'}"
+        )
+
     full_name = "first_full_build" if rebuild is None else "full_rebuild"
     full_s = steps.rows[full_name]["seconds"]
     daily_s = steps.rows["ingest_of_the_day"]["seconds"] + steps.rows["incremental"]["seconds"]
     report["ratio"] = daily_s / full_s
-    print(f"daily run (ingest + incremental build): {daily_s:.1f} s")
+    with_gates = daily_s + steps.rows["gates"]["seconds"]
+    report["ratio_with_gates"] = with_gates / full_s
+    print(f"daily run (ingest + incremental build): {daily_s:.1f} s; with both gates {with_gates:.1f} s")
     print(
         f"ratio to the full rebuild ({full_name}): {daily_s / full_s:.2f} "
-        f"(build alone {steps.rows['incremental']['seconds'] / full_s:.2f})"
+        f"(build alone {steps.rows['incremental']['seconds'] / full_s:.2f}, with the gates {with_gates / full_s:.2f})"
     )
     for key in ("fct_orders", "fct_order_lines"):
         inc = sum(r["seconds"] for r in results["incremental"]["nodes"] if r["node"] == f"model.yorisoi.{key}")
