@@ -8,10 +8,11 @@ var/eval/<scale>), copied into the work folder and built in full (the first buil
 change (yorisoi_kit.synth.daily: +0.5 % orders, 1 % changed customers, opt-outs, web events and
 email sends) is applied to its sources and ingested through the real extractors, and the same
 raw tables are built twice: incrementally (the daily run) and with --full-refresh (a full rebuild),
-both with their dbt tests, as the customer build runs, and after the incremental build both quality
-gates (raw and marts, Great Expectations, judged on the next morning; not recorded). Prints the seconds of each step, the ratio
-of the daily run (ingest of the day + incremental build) to the full rebuild, the slowest nodes of
-each build, and whether both builds hold the same rows (yorisoi_kit.daily_run.compare_builds).
+both with their dbt tests, as the customer build runs; after the incremental build both quality
+gates run (raw and marts, Great Expectations, judged on the next morning; not recorded). Prints
+the seconds of each step, the ratio of the daily run (ingest of the day + incremental build, and
+with the gates) to the full rebuild, the slowest nodes of each build, and whether both builds hold
+the same rows (yorisoi_kit.daily_run.compare_builds).
 
 Every step also prints its peak memory (this process and its children: dbt builds in a child
 process), the first build's node seconds summed by part (the customer bench's and the segment
