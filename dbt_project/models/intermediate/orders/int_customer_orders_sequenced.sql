@@ -1,8 +1,9 @@
 {# Each person's counted orders (not cancelled, not returned) before the as-of day, in purchase
-   order: the n-th purchase (F), the days since the previous one, and running totals. The base of
-   traits, F-retention, cohorts and VIP entry. Several orders on one day are several purchases,
-   as 通販 counts them. Only the segmented population (int_segmented_people): every mart built on
-   this counts the same people as customer_traits. #}
+   order: the n-th purchase (F), the days since the previous one, the day of the next one, and
+   running totals, all in one pass over the orders, so the marts on top need no window of their
+   own over every order. The base of traits, F-retention, cohorts and VIP entry. Several orders on
+   one day are several purchases, as 通販 counts them. Only the segmented population
+   (int_segmented_people): every mart built on this counts the same people as customer_traits. #}
 
 with
 
@@ -60,6 +61,7 @@ sequenced as (
         points_used,
         row_number() over (partition by person_id order by ordered_at, order_key) as purchase_number,
         lag(order_date) over (partition by person_id order by ordered_at, order_key) as previous_order_date,
+        lead(order_date) over (partition by person_id order by ordered_at, order_key) as next_order_date,
         sum(total) over (
             partition by person_id order by ordered_at, order_key
             rows between unbounded preceding and current row

@@ -129,7 +129,7 @@ steps as (
         person_id,
         purchase_number as from_f,
         order_date,
-        lead(order_date) over (partition by person_id order by purchase_number) as next_order_date
+        next_order_date
     from orders
 
 ),
