@@ -520,6 +520,7 @@ class World:
         dm_permission: bool = False,
         call_permission: bool = False,
         blacklisted: bool = False,
+        birth_date: date | None = None,
     ) -> str:
         at = self.now()
         code = f"C{person.idx:05d}{len(person.oms_codes):03d}"
@@ -534,7 +535,7 @@ class World:
             "postal_code": "〒" + person.postal_code,
             "prefecture": "東京都",
             "address": f"渋谷区神南1-{person.idx}-1",
-            "birth_date": None,
+            "birth_date": birth_date,
             "gender": None,
             "email_permission": email_permission,
             "dm_permission": dm_permission,
@@ -644,7 +645,7 @@ class World:
         self, person: Person, request_type: str, channel: str, *, by: str = "email", at=None
     ) -> None:
         """A call-centre request (配信停止 / 発送停止 / 架電停止 / 削除依頼), identifying the caller
-        by email, OMS customer code, phone, or all of them."""
+        by email, OMS customer code, phone, all of them, or (`by="name"`) the name alone."""
         at = at or self.now()
         self.requests += 1
         if by == "code" and not person.oms_codes:

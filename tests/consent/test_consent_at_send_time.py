@@ -176,6 +176,27 @@ def test_a_consent_table_with_rows_but_no_mark_refuses_the_export(world: World) 
     assert "raw.sftp__line_friends holds consent rows but the build recorded no mark" in _refusal(world)
 
 
+def test_a_late_request_by_name_alone_reaches_a_rare_names_holders_not_a_common_names(world: World) -> None:
+    """As the models match it: the name alone stands for the caller only when no more than
+    max_group_size (6) records hold it."""
+
+    def namesakes(n: int) -> list[Person]:
+        people = [world.add_person() for _ in range(n)]
+        for p in people:
+            p.last_name, p.first_name = people[0].last_name, people[0].first_name
+            world.add_shop_account(p, email_state="subscribed")
+            world.add_oms_customer(p, dm_permission=True)
+        return people
+
+    rare, common = namesakes(2), namesakes(4)  # 4 and 8 records of the name
+    world.wh.rebuild()
+    rare_ids = {world.person_id(p) for p in rare}
+    common_ids = {world.person_id(p) for p in common}
+    world.callcenter_request(rare[0], "配信停止", "email", by="name")
+    world.callcenter_request(common[0], "配信停止", "email", by="name")
+    assert deliverable_now(world, "email", rare_ids | common_ids) == common_ids
+
+
 def test_rows_the_build_read_are_not_checked_again(world: World) -> None:
     p = _customer(world)
     world.shop_marketing(p, "sms", "unsubscribed")

@@ -3,6 +3,8 @@ as the state machine (the dbt models replayed on hand-written source rows)."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from consent_harness import CHANNELS, CompiledProject, Person, Warehouse, World
 
 
@@ -116,6 +118,53 @@ def test_erasure_removes_the_person_from_every_channel_and_empties_their_pii(wor
     world.add_shop_account(p, email_state="subscribed", sms_state="subscribed")
     world.line_event(p, follow=True)
     assert _deliverable(world, p) == set()
+
+
+def test_an_erasure_matched_by_the_name_alone_stops_every_namesake_and_erases_nobody(world: World) -> None:
+    caller = world.add_person()
+    namesake = world.add_person()
+    namesake.last_name, namesake.first_name = caller.last_name, caller.first_name  # nothing else shared
+    # Their birthdays differ, so identity resolution keeps the two apart.
+    world.add_oms_customer(caller, dm_permission=True, call_permission=True, birth_date=date(1980, 1, 1))
+    world.add_oms_customer(namesake, dm_permission=True, call_permission=True, birth_date=date(1991, 2, 2))
+    assert _deliverable(world, caller) == _deliverable(world, namesake) == {"dm", "call"}
+    assert world.person_id(caller) != world.person_id(namesake)
+
+    world.callcenter_request(caller, "削除依頼", "all", by="name")  # no code, phone or email
+    for p in (caller, namesake):
+        assert _deliverable(world, p) == set()
+        assert _reasons(world, p, "dm") == {"opted_out"}
+        (row,) = world.wh.query(
+            "select is_erased, full_name from marts.dim_customers where person_id = ?", [world.person_id(p)]
+        )
+        assert row[0] is False and row[1] is not None  # not erased: the name is still there
+    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(0,)]
+    assert world.wh.query(
+        "select matched_by, count(distinct person_id) from intermediate.int_callcenter_requests_resolved group by 1"
+    ) == [("name_only", 2)]
+
+    world.callcenter_request(caller, "削除依頼", "all", by="code")  # the caller, identified: erased
+    assert _deliverable(world, caller) == set()
+    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(1,)]
+    assert "erased" in _reasons(world, caller, "dm")
+    assert "erased" not in _reasons(world, namesake, "dm")
+
+
+def test_an_opt_out_by_a_common_name_alone_stops_nobody_and_waits_for_the_steward(world: World) -> None:
+    """A name held by more records than max_group_size (6) does not stand for the caller: the
+    opt-out would stop every customer of that name. The request matches nobody (the data
+    steward's queue, optout_requests_to_review, lists it)."""
+    namesakes = [world.add_person() for _ in range(4)]
+    for p in namesakes:
+        p.last_name, p.first_name = namesakes[0].last_name, namesakes[0].first_name
+        world.add_shop_account(p, email_state="subscribed")
+        world.add_oms_customer(p, dm_permission=True)  # 8 records of the name
+    world.callcenter_request(namesakes[0], "配信停止", "email", by="name")
+    for p in namesakes:
+        assert _deliverable(world, p) == {"email", "dm"}
+    assert world.wh.query("select matched_by, person_id from intermediate.int_callcenter_requests_resolved") == [
+        (None, None)
+    ]
 
 
 def test_an_opt_out_on_a_merged_record_counts_for_the_person(world: World) -> None:

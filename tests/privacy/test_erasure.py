@@ -284,6 +284,35 @@ def _secret_of(brand: Path) -> bytes:
     return (brand / "keys" / "match_key").read_bytes().strip()
 
 
+def test_a_namesakes_request_matched_by_name_alone_is_not_tombstoned(tmp_path: Path) -> None:
+    """Erasing a person tombstones the call-centre requests resolved to them, but not another
+    caller's request that reached them only through the name: purging it would end that
+    caller's opt-out."""
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    con.execute("create schema marts")
+    con.execute("create schema intermediate")
+    con.execute(
+        "create table marts.erasure_tombstones as select 'oms:C1|CC1' as tombstone_id, 'oms:C1' as record_key, "
+        "'P1' as person_id, 'CC1' as request_no, timestamp '2026-12-01 10:00' as requested_at, now() as recorded_at"
+    )
+    con.execute(
+        "create table intermediate.int_callcenter_requests_resolved as "
+        "select * from (values ('CC1', 'P1', 'customer_code'), ('CC2', 'P1', 'name_only'), ('CC2', 'P2', 'name_only')) "
+        "as t(request_no, person_id, matched_by)"
+    )
+    assert tombstone_requests(con, SECRET)[0] == ["CC1"]
+    stored = {
+        r
+        for (r,) in con.execute(
+            "select key_hash from raw._erasure_tombstones where kind = 'callcenter_request'"
+        ).fetchall()
+    }
+    cc1, cc2 = erased_hash(KINDS["callcenter_request"](pa.array(["CC1", "CC2"])), SECRET).to_pylist()
+    assert cc1 in stored
+    assert cc2 not in stored
+    con.close()
+
+
 def test_verify_names_a_namesake_without_failing(tmp_path: Path) -> None:
     """A name alone may be another customer's: reported, not a residual."""
     wh = Warehouse(tmp_path / "wh.duckdb", Lake(tmp_path / "lake"))

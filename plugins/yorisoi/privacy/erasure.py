@@ -145,9 +145,11 @@ def _keys_of(con: duckdb.DuckDBPyConnection, person_ids: list[str]) -> dict[str,
             if source in SOURCE_KINDS:
                 keys.setdefault(SOURCE_KINDS[source], set()).add(source_id)
     if _relation_exists(con, "intermediate", "int_callcenter_requests_resolved"):
+        # Not a request matched by the name alone: it may be a namesake's, whose opt-out the
+        # purge would delete with it.
         rows = con.execute(
             "select distinct request_no from intermediate.int_callcenter_requests_resolved "
-            "where person_id in (select unnest(?))",
+            "where person_id in (select unnest(?)) and matched_by <> 'name_only'",
             [person_ids],
         ).fetchall()
         keys.setdefault("callcenter_request", set()).update(r[0] for r in rows)

@@ -2,11 +2,20 @@
    phone and email. An opt-out must reach everyone it plausibly meant, so every match counts:
    the customer code, the email, a mobile number (one person's), or a landline together with
    the same name (a landline alone is the household's), and the same name at a matched
-   record's postal code (a part of the person identity resolution could not join). A request that matches nobody by an
-   identifier falls back to everyone with the same full name (matched_by = name_only): the
-   opt-out holds for them until a data steward resolves it, because sending to someone who
-   asked to stop is the one mistake that cannot be undone. Requests that match nobody at all
-   keep a null person_id and are reported by a test. #}
+   record's postal code (a part of the person identity resolution could not join).
+
+   A request that matches nobody by an identifier falls back to everyone with the same full
+   name (matched_by = name_only), when that name is rare enough to mean the caller: held by at
+   most vars.identity.max_group_size records, the bound above which identity resolution stops
+   taking a key for one person's (a common name is held by hundreds of customers, and an opt-out that stops hundreds of people
+   who never asked is not what the caller meant). The opt-out holds for them until a data
+   steward resolves it, because sending to someone who asked to stop is the one mistake that
+   cannot be undone. An erasure matched that way erases nobody (erasure_tombstones): deleting
+   a namesake's data cannot be undone either. Requests that match nobody (a common name and no
+   identifier among them) keep a null person_id, are reported by a test and wait in
+   optout_requests_to_review for the steward. #}
+
+{%- set identity = var('identity') %}
 
 with
 
@@ -122,6 +131,17 @@ near_matches as (
 
 ),
 
+{# Names held by so few records that they can stand for the caller. #}
+identifying_names as (
+
+    select name_key
+    from records
+    where name_key is not null
+    group by name_key
+    having count(*) <= {{ identity.max_group_size }}
+
+),
+
 by_name_only as (
 
     select
@@ -129,6 +149,8 @@ by_name_only as (
         records.record_key,
         'name_only' as matched_by
     from request_keys
+    inner join identifying_names
+        on request_keys.name_key = identifying_names.name_key
     inner join records
         on request_keys.name_key = records.name_key
     where request_keys.request_no not in (select matches.request_no from matches)

@@ -2,14 +2,20 @@
 
 {# People who asked to be erased (削除依頼), one row per source record they held when the request
    was matched. Append-only and never rebuilt: after the OMS or a file re-delivers the same
-   records, they stay erased. Holds IDs only, no personal data. #}
+   records, they stay erased. Holds IDs only, no personal data.
+
+   A request matched by the name alone erases nobody: it reaches everyone of that name, and an
+   erasure cannot be undone. Those people are kept from every channel (int_consent_events) and
+   the request waits in optout_requests_to_review for a data steward. #}
 
 with
 
 requests as (
 
     select * from {{ ref('int_callcenter_requests_resolved') }}
-    where request_type = 'erasure' and person_id is not null
+    where request_type = 'erasure'
+        and person_id is not null
+        and matched_by <> 'name_only'
 
 ),
 

@@ -1,5 +1,6 @@
-{# Call-centre requests a data steward should confirm: matched by name alone (applied, to be
-   safe, to every person of that name) or matched to nobody. One row per request. #}
+{# Call-centre requests a data steward should confirm: matched by name alone (the opt-out applied,
+   to be safe, to every person of that name; an erasure applied to nobody until confirmed) or
+   matched to nobody. One row per request. #}
 
 with
 
@@ -36,6 +37,8 @@ final as (
         people_suppressed,
         case
             when matched_by is null then 'nobody matched: find the customer and record the opt-out in the source'
+            when request_type = 'erasure'
+                then 'matched by name only: confirm the customer; nobody is erased until then, and everyone of that name is kept from every channel'
             else 'matched by name only: confirm the customer; the opt-out holds for everyone of that name until then'
         end as action
     from per_request

@@ -14,7 +14,8 @@ leave out, per channel:
   not 1, that channel (a mail permission switched off is not a withdrawal, as in the models);
 - call-centre requests (raw.sftp__callcenter_requests): 配信停止 for the channel named (or all),
   発送停止 DM, 架電停止 calls, 削除依頼 and any unknown request type every channel; matched as
-  the models match them (customer code, email, phone; the name alone when nothing else matches);
+  the models match them (customer code, email, phone; the name alone when nothing else matches
+  and no more than the identity's max_group_size records hold it);
 - email-provider sends (raw.sftp__esp_sends): an unsubscribe, email, for the account it was sent
   to and every record with the same address (as the models do);
 - LINE friend events (raw.sftp__line_friends): anything but a follow (an unfollow is a block), LINE.
@@ -40,7 +41,9 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import yaml
 
+from ...sources.registry import PROJECT_ROOT
 from .membership import CONTACT_KEYS, table_exists, use_match_key
 
 MARKS = "marts.consent_build_marks"
@@ -148,9 +151,17 @@ def _withdrawals(rows: str) -> str:
     """
 
 
+def _max_name_records() -> int:
+    """The most records a name may be held by and still stand for a caller (the models'
+    vars.identity.max_group_size in dbt_project.yml)."""
+    project = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
+    return int(project["vars"]["identity"]["max_group_size"])
+
+
 def _queries() -> dict[str, str]:
     """Per raw table, the withdrawals among its late rows: channel, person_id, contact_key."""
     channels = f"(values {_CHANNEL_ROWS}) as ch(channel)"
+    max_name_records = _max_name_records()
     oms_key = _key_case(email="r.email", phone="r.phone", postal="r.postal_code", address="r.address")
     return {
         "ecommerce__customers": _withdrawals(f"""
@@ -211,8 +222,15 @@ def _queries() -> dict[str, str]:
                 select requests.request_no, i.record_key from requests
                 join {IDENTITY_RECORDS} as i on i.landline_key = {_key("phone", "requests.phone")}
             ),
+            identifying_names as (
+                select name_key from {IDENTITY_RECORDS}
+                where name_key is not null
+                group by name_key
+                having count(*) <= {max_name_records}
+            ),
             by_name as (
                 select requests.request_no, i.record_key from requests
+                join identifying_names as n on n.name_key = requests.name_key
                 join {IDENTITY_RECORDS} as i on i.name_key = requests.name_key
                 where requests.request_no not in (select request_no from matched)
             ),
