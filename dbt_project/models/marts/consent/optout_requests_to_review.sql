@@ -38,7 +38,10 @@ final as (
         case
             when matched_by is null then 'nobody matched: find the customer and record the opt-out in the source'
             when request_type = 'erasure'
-                then 'matched by name only: confirm the customer; nobody is erased until then, and everyone of that name is kept from every channel'
+                then {{ dbt.concat([
+                    "'matched by name only: confirm the customer; nobody is erased until then, '",
+                    "'and everyone of that name is kept from every channel'",
+                ]) }}
             else 'matched by name only: confirm the customer; the opt-out holds for everyone of that name until then'
         end as action
     from per_request
