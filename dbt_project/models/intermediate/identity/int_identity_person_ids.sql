@@ -79,6 +79,18 @@ kept as (
 
 ),
 
+new_clusters as (
+
+    {# The clusters that kept no old ID: only these need one minted. #}
+    select distinct clusters.cluster_key
+    from clusters
+    left join kept
+        on clusters.cluster_key = kept.cluster_key
+        and kept.age_rank = 1
+    where kept.cluster_key is null
+
+),
+
 minted as (
 
     {# A new ID is a keyed hash of the cluster's first record. If that record founded an ID that
@@ -87,7 +99,7 @@ minted as (
     select
         cluster_key,
         {{ dbt.concat(["'P'", dbt.right(match_key('person', 'cluster_key'), 19)]) }} as first_choice
-    from (select distinct cluster_key from clusters) as new_clusters
+    from new_clusters
 
 ),
 
@@ -100,22 +112,25 @@ taken as (
 cluster_ids as (
 
     select
+        cluster_key,
+        person_id,
+        person_created_at
+    from kept
+    where age_rank = 1
+
+    union all
+
+    select
         minted.cluster_key,
-        coalesce(
-            kept.person_id,
-            case
-                when taken.person_id is null then minted.first_choice
-                else {{ dbt.concat([
-                    "'P'",
-                    dbt.right(match_key('person', dbt.concat(['minted.cluster_key', "'|'", 'minted.first_choice'])), 19),
-                ]) }}
-            end
-        ) as person_id,
-        coalesce(kept.person_created_at, cast({{ dbt.current_timestamp() }} as timestamp)) as person_created_at
+        case
+            when taken.person_id is null then minted.first_choice
+            else {{ dbt.concat([
+                "'P'",
+                dbt.right(match_key('person', dbt.concat(['minted.cluster_key', "'|'", 'minted.first_choice'])), 19),
+            ]) }}
+        end as person_id,
+        cast({{ dbt.current_timestamp() }} as timestamp) as person_created_at
     from minted
-    left join kept
-        on minted.cluster_key = kept.cluster_key
-        and kept.age_rank = 1
     left join taken
         on minted.first_choice = taken.person_id
 
