@@ -19,15 +19,14 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import yaml
 
-from yorisoi.transform import DBT_PROJECT_DIR
+from yorisoi.transform import project_vars
 
 LOCAL_TIME_ZONE = "Asia/Tokyo"
 
 
 def _segment_vars() -> dict:
-    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))["vars"]["segments"]
+    return project_vars()["segments"]
 
 
 @dataclass

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from . import paths
 from .sources.registry import PROJECT_ROOT
 
@@ -38,6 +40,13 @@ SCHEDULED_BUILD_FLAGS = ("--exclude-resource-type", "unit_test")
 _READS_WAREHOUSE = frozenset({"build", "run", "test", "snapshot", "seed", "show", "compile", "docs"})
 
 log = logging.getLogger(__name__)
+
+
+def project_vars() -> dict:
+    """The dbt project's vars as dbt_project.yml declares them (identity rules, segment
+    thresholds, the brand's time zone), for the Python that must agree with the models."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return project.get("vars") or {}
 
 
 class DbtFailed(RuntimeError):

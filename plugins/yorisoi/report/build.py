@@ -20,11 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import paths
-from ..sources.registry import PROJECT_ROOT
+from ..transform import project_vars
 from .data import Warehouse
 from .strings import LANGUAGES, Text
 from .views import assemble, collect
@@ -65,8 +64,7 @@ def default_folder() -> Path:
 
 def local_time_zone() -> str:
     """The brand's time zone, dbt's var local_time_zone (orders are counted on local days)."""
-    project = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
-    return str(project.get("vars", {}).get("local_time_zone", "Asia/Tokyo"))
+    return str(project_vars().get("local_time_zone", "Asia/Tokyo"))
 
 
 def vega_bundle(cache: Path | None = None) -> str:

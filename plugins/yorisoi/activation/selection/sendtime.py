@@ -41,9 +41,8 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import yaml
 
-from ...sources.registry import PROJECT_ROOT
+from ...transform import project_vars
 from .membership import CONTACT_KEYS, table_exists, use_match_key
 
 MARKS = "marts.consent_build_marks"
@@ -154,8 +153,7 @@ def _withdrawals(rows: str) -> str:
 def _max_name_records() -> int:
     """The most records a name may be held by and still stand for a caller (the models'
     vars.identity.max_group_size in dbt_project.yml)."""
-    project = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text(encoding="utf-8"))
-    return int(project["vars"]["identity"]["max_group_size"])
+    return int(project_vars()["identity"]["max_group_size"])
 
 
 def _queries() -> dict[str, str]:
