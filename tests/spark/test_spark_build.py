@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_DIR = REPO / "dbt_project"
 # Stamped with the time of the build, so different on every build and engine.
-RUN_TIME_COLUMNS = {"person_created_at", "recorded_at", "changed_at", "invocation_id", "marked_at"}
+RUN_TIME_COLUMNS = {"built_at", "person_created_at", "recorded_at", "changed_at", "invocation_id", "marked_at"}
 SPARK_EXCLUDE = ["customers_snapshot"]  # needs Delta / Iceberg / Hudi on Spark
 # Built on DuckDB only, by design: customer_clv is a dbt Python model (lifetimes in the dbt
 # process), enabled only on dbt-duckdb; dbt-spark runs Python models only on Databricks or

@@ -5,7 +5,8 @@ and returns of older ones, changed customers, opt-outs, web events, email sends;
 customer record corrected to another person, so the orders of a record whose person changed
 are in the day), the day is ingested through the real extractors, and the project is built twice
 from the same raw tables: incrementally, and with --full-refresh. Every table dbt built must hold
-the same rows on both sides (build-time stamps left out). docs/scale.md.
+the same rows on both sides (build-time stamps left out: on the incremental facts, built_at
+alone). docs/scale.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from yorisoi_kit.daily_run import build_day, compare_builds, copy_run, ingest_day
+from yorisoi_kit.daily_run import RUN_TIME_COLUMNS, build_day, compare_builds, copy_run, ingest_day
 from yorisoi_kit.scale_run import ScaleRun, build, using_var
 from yorisoi_kit.synth.daily import apply_daily_change
 
@@ -90,6 +91,40 @@ def test_incremental_build_equals_a_full_rebuild(day_builds: dict) -> None:
     diffs = compare_builds(day_builds["incremental"], day_builds["full"])
     assert len(diffs) >= 80, sorted(diffs)  # every table dbt builds (86 at XS)
     assert {t: d for t, d in diffs.items() if d != (0, 0)} == {}
+
+
+def _latest_build(path: Path, table: str, key: str) -> tuple[set[str], int, set[str]]:
+    """The keys of the rows with the newest built_at (what the data tests marked
+    `__latest_build__` read), the table's row count, and its columns."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        keys = con.execute(
+            f"select {key} from marts.{table} where built_at = (select max(built_at) from marts.{table})"
+        ).fetchall()
+        rows = con.execute(f"select count(*) from marts.{table}").fetchone()[0]
+        columns = {c for (c,) in con.execute(f"select column_name from (describe marts.{table})").fetchall()}
+        return {k for (k,) in keys}, rows, columns
+    finally:
+        con.close()
+
+
+def test_built_at_marks_the_rows_each_build_wrote(xs: ScaleRun, day_builds: dict) -> None:
+    """The data tests of the incremental facts read the rows with the newest built_at: after the
+    full rebuild every row; after the incremental build the rows it wrote (every new, restated or
+    moved order, every new line) and not the others. A stamp that differs between the two builds
+    by construction: the comparison leaves it out, and of these tables' columns only it."""
+    before, after = _orders(xs.warehouse), _orders(day_builds["incremental"].warehouse)
+    changed = (after.keys() - before.keys()) | {k for k in before.keys() & after.keys() if before[k] != after[k]}
+    for table, key in (("fct_orders", "order_key"), ("fct_order_lines", "order_line_key")):
+        old, _, _ = _latest_build(xs.warehouse, table, key)
+        latest, rows, columns = _latest_build(day_builds["incremental"].warehouse, table, key)
+        full, full_rows, _ = _latest_build(day_builds["full"].warehouse, table, key)
+        assert len(full) == full_rows == rows, table
+        assert 0 < len(latest) < rows, table
+        assert full - old <= latest, table
+        assert columns & RUN_TIME_COLUMNS == {"built_at"}, table
+        if table == "fct_orders":
+            assert changed <= latest
 
 
 def test_the_day_predicts_clv_from_the_stored_fit(xs: ScaleRun, day_builds: dict) -> None:

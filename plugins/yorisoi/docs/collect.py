@@ -50,6 +50,8 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 AUDIENCES_DIR = PROJECT_ROOT / "audiences"
 LAYERS = ("raw", "staging", "intermediate", "marts", "analytics", "reference", "snapshots")
 DBT_RESOURCES = ("model", "seed", "snapshot")
+# A data test's `where` placeholder (dbt_project/macros/test_slices.sql) and what it keeps, for the reader.
+LATEST_BUILD = ("__latest_build__", "built_at = max(built_at): the rows the latest build wrote")
 
 # The dbt DAGs: what each builds (dbt selectors) and when it runs. Mirrors dags/build_*.py.
 DBT_DAGS = (
@@ -398,6 +400,9 @@ class _Collector:
             )
             severity = str((test.get("config") or {}).get("severity") or "").lower()
             detail = describe_kwargs(kwargs) if meta else (test.get("description") or test["original_file_path"])
+            where = str((test.get("config") or {}).get("where") or "")
+            if where:
+                detail = ", ".join(filter(None, [detail, f"where {where.replace(*LATEST_BUILD)}"]))
             for target in targets:
                 if target not in self.tables:
                     continue

@@ -1,18 +1,21 @@
 {# Spark merges only into Delta / Iceberg / Hudi tables: with plain Parquet (var
-   spark_file_format unset) the model is rebuilt in full there. #}
+   spark_file_format unset) the model is rebuilt in full there. `append_new_columns`: a table
+   built before built_at existed gets the column, null on its old rows, which the data tests on
+   the latest build's rows then leave alone (they were tested when written). #}
 {{
     config(
         materialized=('table' if target.type == 'spark' and not var('spark_file_format', none) else 'incremental'),
         file_format=(var('spark_file_format', none) if target.type == 'spark' else none),
         unique_key='order_line_key',
         incremental_strategy=('merge' if target.type == 'spark' else 'delete+insert'),
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
     )
 }}
 {# Every channel's order lines: what was bought, at what price against the list price. Store
    returns are not lines here: the returned receipt is marked on fct_orders.
    Incremental: a run reads only rows landed since the last one (loaded_at), so a daily run does
-   not rewrite two years of lines; a re-landed line replaces its earlier version. #}
+   not rewrite two years of lines; a re-landed line replaces its earlier version. built_at: the
+   build that wrote the row, so the data tests read only this build's rows (macros/test_slices.sql). #}
 
 with
 
@@ -100,7 +103,8 @@ final as (
         list_price,
         amount,
         unit_price >= list_price as is_full_price,
-        loaded_at
+        loaded_at,
+        {{ built_at() }} as built_at
     from unioned
 
 )
