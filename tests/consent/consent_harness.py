@@ -642,10 +642,11 @@ class World:
         person.events["email"].append(Event(at, "opt_out", "esp", f"send {self.sends}"))
 
     def callcenter_request(
-        self, person: Person, request_type: str, channel: str, *, by: str = "email", at=None
+        self, person: Person, request_type: str, channel: str, *, by: str = "email", at=None, name: str | None = None
     ) -> None:
         """A call-centre request (配信停止 / 発送停止 / 架電停止 / 削除依頼), identifying the caller
-        by email, OMS customer code, phone, all of them, or (`by="name"`) the name alone."""
+        by email, OMS customer code, phone, all of them, or (`by="name"`) the name alone; `name`
+        is the name as the operator typed it (the person's own by default)."""
         at = at or self.now()
         self.requests += 1
         if by == "code" and not person.oms_codes:
@@ -658,7 +659,7 @@ class World:
             "request_no": f"CC{self.requests:07d}",
             "received_at": self.jst(at),
             "customer_code": person.oms_codes[0] if by in ("code", "all") and person.oms_codes else None,
-            "name": f"{person.last_name} {person.first_name}",
+            "name": name or f"{person.last_name} {person.first_name}",
             "phone": phone if by in ("phone", "all") else None,
             "email": email if by in ("email", "all") else None,
             "channel": channel,

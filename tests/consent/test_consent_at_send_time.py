@@ -197,6 +197,17 @@ def test_a_late_request_by_name_alone_reaches_a_rare_names_holders_not_a_common_
     assert deliverable_now(world, "email", rare_ids | common_ids) == common_ids
 
 
+def test_a_late_request_by_name_alone_folds_variant_kanji_as_the_models_do(world: World) -> None:
+    p = world.add_person()
+    p.last_name, p.first_name = "高橋", "澪奈"
+    world.add_shop_account(p, email_state="subscribed")
+    world.wh.rebuild()
+    pid = world.person_id(p)
+    assert deliverable_now(world, "email", {pid}) == {pid}
+    world.callcenter_request(p, "配信停止", "email", by="name", name="髙橋 澪奈")
+    assert deliverable_now(world, "email", {pid}) == set()
+
+
 def test_rows_the_build_read_are_not_checked_again(world: World) -> None:
     p = _customer(world)
     world.shop_marketing(p, "sms", "unsubscribed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from consent_harness import CHANNELS, CompiledProject, Person, Warehouse, World
 
 
@@ -165,6 +166,18 @@ def test_an_opt_out_by_a_common_name_alone_stops_nobody_and_waits_for_the_stewar
     assert world.wh.query("select matched_by, person_id from intermediate.int_callcenter_requests_resolved") == [
         (None, None)
     ]
+
+
+@pytest.mark.parametrize(("on_record", "typed"), [("髙橋", "髙橋"), ("髙橋", "高橋"), ("高橋", "髙橋")])
+def test_a_name_alone_matches_whichever_form_of_a_variant_kanji(world: World, on_record: str, typed: str) -> None:
+    """Identity folds variant kanji (髙橋 = 高橋) in its name keys; the requests' names fold
+    the same way, or a 髙橋 could never be matched by name, however rare."""
+    p = world.add_person()
+    p.last_name, p.first_name = on_record, "澪奈"
+    world.add_shop_account(p, email_state="subscribed")
+    world.callcenter_request(p, "配信停止", "email", by="name", name=f"{typed} 澪奈")
+    assert _deliverable(world, p) == set()
+    assert world.wh.query("select matched_by from intermediate.int_callcenter_requests_resolved") == [("name_only",)]
 
 
 def test_an_opt_out_on_a_merged_record_counts_for_the_person(world: World) -> None:

@@ -12,7 +12,8 @@ from faker.providers.person.ja_JP import Provider as JaPerson
 
 from yorisoi.privacy.duckdb_udfs import register
 from yorisoi.privacy.normalize import fold_kana
-from yorisoi.privacy.readings import MAX_READINGS, name_readings, name_readings_arrow
+from yorisoi.privacy.readings import COMMON_KANJI, MAX_READINGS, VARIANT_KANJI, name_readings, name_readings_arrow
+from yorisoi.transform import DBT_PROJECT_DIR
 
 
 @pytest.mark.parametrize(
@@ -83,3 +84,11 @@ def test_udf_from_many_threads_at_once() -> None:
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda n: name_readings_arrow(pa.array([n] * 50)).to_pylist()[0], names))
     assert got == ["|".join(name_readings(n)) or None for n in names]
+
+
+def test_variant_kanji_are_the_dbt_macros() -> None:
+    """Identity (the dbt macro fold_kanji), the call-centre requests' model and the send-time
+    check fold the same variants: a list that drifted would let a 髙橋 match in one and not the other."""
+    macro = (DBT_PROJECT_DIR / "macros" / "identity.sql").read_text(encoding="utf-8")
+    assert f"translate({{{{ column }}}}, '{VARIANT_KANJI}', '{COMMON_KANJI}')" in macro
+    assert len(VARIANT_KANJI) == len(COMMON_KANJI)

@@ -28,15 +28,18 @@ import pyarrow.compute as pc
 
 from .normalize import ArrowStrings, fold_kana
 
-__all__ = ["MAX_READINGS", "SEPARATOR", "name_readings", "name_readings_arrow"]
+__all__ = ["COMMON_KANJI", "MAX_READINGS", "SEPARATOR", "VARIANT_KANJI", "name_readings", "name_readings_arrow"]
 
 MAX_READINGS = 4
 SEPARATOR = "|"
 _KANA_ONLY = re.compile(r"[\u3041-\u3096\u30a1-\u30fa\u30fc\u30fd\u30fe\u3005]+")
 _SPACE = re.compile(r"\s+")
 # Variant kanji (異体字) NFKC keeps apart but the dictionary only knows in their common form (the
-# same list as the dbt macro fold_kanji, which folds them for name matching).
-_VARIANTS = str.maketrans("髙﨑嵜邊邉澤嶋濱廣德國齊齋", "高崎崎辺辺沢島浜広徳国斉斎")
+# same list as the dbt macro fold_kanji, which folds them for name matching; the send-time consent
+# check folds a call-centre request's name with these).
+VARIANT_KANJI = "髙﨑嵜邊邉澤嶋濱廣德國齊齋"
+COMMON_KANJI = "高崎崎辺辺沢島浜広徳国斉斎"
+_VARIANTS = str.maketrans(VARIANT_KANJI, COMMON_KANJI)
 
 
 _local = threading.local()

@@ -44,7 +44,7 @@ request_keys as (
         oms_customer_id,
         {{ match_key('email', 'email') }} as email_key,
         {{ match_key('phone', 'phone') }} as phone_key,
-        {{ match_key('name', 'full_name') }} as name_key
+        {{ match_key('name', fold_kanji('full_name')) }} as name_key
     from requests
 
 ),

@@ -42,6 +42,7 @@ from typing import Any
 
 import duckdb
 
+from ...privacy.readings import COMMON_KANJI, VARIANT_KANJI
 from ...transform import project_vars
 from .membership import CONTACT_KEYS, table_exists, use_match_key
 
@@ -191,7 +192,8 @@ def _queries() -> dict[str, str]:
                     nullif(upper(trim(customer_code)), '') as code,
                     yorisoi_norm_email(email) as email,
                     yorisoi_norm_phone(phone) as phone,
-                    {_key("name", "yorisoi_norm_name(name)")} as name_key,
+                    {_key("name", f"translate(yorisoi_norm_name(name), '{VARIANT_KANJI}', '{COMMON_KANJI}')")}
+                        as name_key,
                     channel as requested,
                     request_type
                 from raw.sftp__callcenter_requests as r
