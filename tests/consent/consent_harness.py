@@ -43,6 +43,8 @@ TARGET_MODELS: tuple[str, ...] = (
     "consent_build_marks",
 )
 DBT_SELECT = " ".join(f"+{m}" for m in TARGET_MODELS)
+# Seeds a data steward fills (the project ships them empty) and the tests write to.
+STEWARD_SEEDS = ("callcenter_request_resolutions",)
 APPEND_ONLY_MODELS = frozenset({"erasure_tombstones"})  # incremental: new unique keys appended
 TEST_MATCH_KEY = "consent-tests-match-key-0123456789abcdef"  # >= 16 bytes; a test secret, not a credential
 JST_OFFSET = timedelta(hours=9)
@@ -282,9 +284,12 @@ class Warehouse:
             self.project = saved
 
     def reset(self) -> None:
-        """Empty every raw table and drop every model (a fresh test case)."""
+        """Empty every raw table and the stewards' seeds a test writes, and drop every model (a
+        fresh test case)."""
         for name in self.raw:
             self.con.execute(f'delete from raw."{name}"')
+        for seed in STEWARD_SEEDS:
+            self.con.execute(f"delete from reference.{seed}")
         for model in reversed(self.project.models):
             kind = "view" if model.materialized == "view" else "table"
             self.con.execute(f"drop {kind} if exists {model.relation}")

@@ -234,3 +234,45 @@ def test_the_harness_uses_the_landing_types_and_replays_every_model(
     assert person_ids.relation not in person_ids.sql
     failed = [r for r in compiled_project.dbt_results if r["status"] not in ("success", "pass")]
     assert not failed
+
+
+def _resolve(world: World, request_no: str, record_key: str | None) -> None:
+    """The data steward's answer to a request in the queue (seed callcenter_request_resolutions)."""
+    world.wh.con.execute(
+        "insert into reference.callcenter_request_resolutions values (?, ?, 'steward', current_date, 'called back')",
+        [request_no, record_key],
+    )
+
+
+def test_a_steward_naming_the_caller_of_a_name_only_erasure_erases_the_caller_alone(world: World) -> None:
+    caller, namesake = world.add_person(), world.add_person()
+    namesake.last_name, namesake.first_name = caller.last_name, caller.first_name
+    world.add_oms_customer(caller, dm_permission=True, call_permission=True, birth_date=date(1980, 1, 1))
+    world.add_oms_customer(namesake, dm_permission=True, call_permission=True, birth_date=date(1991, 2, 2))
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    assert _deliverable(world, caller) == _deliverable(world, namesake) == set()
+
+    _resolve(world, f"CC{world.requests:07d}", f"oms:{caller.oms_codes[0]}")
+    assert _deliverable(world, caller) == set()
+    assert "erased" in _reasons(world, caller, "dm")
+    assert _deliverable(world, namesake) == {"dm", "call"}
+    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(1,)]
+    assert world.wh.query(
+        "select matched_by, count(distinct person_id) from intermediate.int_callcenter_requests_resolved group by 1"
+    ) == [("steward", 1)]
+
+
+def test_a_steward_finding_the_caller_is_no_customer_releases_every_namesake(world: World) -> None:
+    namesakes = [world.add_person() for _ in range(2)]
+    for p in namesakes:
+        p.last_name, p.first_name = namesakes[0].last_name, namesakes[0].first_name
+        world.add_shop_account(p, email_state="subscribed")
+        world.add_oms_customer(p, dm_permission=True)  # 4 records of the name: rare enough
+    world.callcenter_request(namesakes[0], "配信停止", "email", by="name")
+    assert all(_deliverable(world, p) == {"dm"} for p in namesakes)
+
+    _resolve(world, f"CC{world.requests:07d}", None)
+    assert all(_deliverable(world, p) == {"email", "dm"} for p in namesakes)
+    assert world.wh.query("select matched_by, person_id from intermediate.int_callcenter_requests_resolved") == [
+        (None, None)
+    ]

@@ -13,7 +13,11 @@
    cannot be undone. An erasure matched that way erases nobody (erasure_tombstones): deleting
    a namesake's data cannot be undone either. Requests that match nobody (a common name and no
    identifier among them) keep a null person_id, are reported by a test and wait in
-   optout_requests_to_review for the steward. #}
+   optout_requests_to_review for the steward.
+
+   A request the steward has resolved (seed callcenter_request_resolutions) matches the person
+   of the record the steward named and nobody else (matched_by = steward), or nobody when the
+   caller is none of our customers. #}
 
 {%- set identity = var('identity') %}
 
@@ -28,6 +32,13 @@ requests as (
 records as (
 
     select * from {{ ref('int_identity_records') }}
+
+),
+
+resolutions as (
+
+    select * from {{ ref('callcenter_request_resolutions') }}
+    where request_no is not null
 
 ),
 
@@ -157,13 +168,30 @@ by_name_only as (
 
 ),
 
-all_matches as (
+unresolved_matches as (
 
     select * from matches
     union all
     select * from near_matches
     union all
     select * from by_name_only
+
+),
+
+all_matches as (
+
+    select
+        request_no,
+        record_key,
+        'steward' as matched_by
+    from resolutions
+    where record_key is not null
+    union all
+    select unresolved_matches.*
+    from unresolved_matches
+    left join resolutions
+        on unresolved_matches.request_no = resolutions.request_no
+    where resolutions.request_no is null
 
 ),
 
