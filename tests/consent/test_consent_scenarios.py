@@ -276,3 +276,12 @@ def test_a_steward_finding_the_caller_is_no_customer_releases_every_namesake(wor
     assert world.wh.query("select matched_by, person_id from intermediate.int_callcenter_requests_resolved") == [
         (None, None)
     ]
+
+
+def test_a_steward_resolution_never_lifts_what_an_identifier_matched(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, email_state="subscribed")
+    world.add_oms_customer(p, dm_permission=True)
+    world.callcenter_request(p, "配信停止", "email", by="email")
+    _resolve(world, f"CC{world.requests:07d}", None)
+    assert _deliverable(world, p) == {"dm"}

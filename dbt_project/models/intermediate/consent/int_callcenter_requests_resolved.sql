@@ -15,9 +15,10 @@
    identifier among them) keep a null person_id, are reported by a test and wait in
    optout_requests_to_review for the steward.
 
-   A request the steward has resolved (seed callcenter_request_resolutions) matches the person
-   of the record the steward named and nobody else (matched_by = steward), or nobody when the
-   caller is none of our customers. #}
+   A request the steward has resolved (seed callcenter_request_resolutions) reaches the person
+   of the record the steward named (matched_by = steward) instead of everyone of the name, or
+   nobody by name when the caller is none of our customers. What an identifier (code, email,
+   phone) matched still holds. #}
 
 {%- set identity = var('identity') %}
 
@@ -168,17 +169,9 @@ by_name_only as (
 
 ),
 
-unresolved_matches as (
-
-    select * from matches
-    union all
-    select * from near_matches
-    union all
-    select * from by_name_only
-
-),
-
-all_matches as (
+{# The steward's answer replaces the name-only fallback, never an identifier's match: an opt-out
+   the caller's own email or code reached holds whatever the seed says. #}
+by_steward as (
 
     select
         request_no,
@@ -186,12 +179,28 @@ all_matches as (
         'steward' as matched_by
     from resolutions
     where record_key is not null
-    union all
-    select unresolved_matches.*
-    from unresolved_matches
+
+),
+
+unresolved_by_name_only as (
+
+    select by_name_only.*
+    from by_name_only
     left join resolutions
-        on unresolved_matches.request_no = resolutions.request_no
+        on by_name_only.request_no = resolutions.request_no
     where resolutions.request_no is null
+
+),
+
+all_matches as (
+
+    select * from matches
+    union all
+    select * from near_matches
+    union all
+    select * from by_steward
+    union all
+    select * from unresolved_by_name_only
 
 ),
 
