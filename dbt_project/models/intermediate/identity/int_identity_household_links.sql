@@ -15,7 +15,7 @@ edges as (
 
 ),
 
-records as (
+records as {{ inlined_cte() }} (
 
     select * from {{ ref('int_identity_records') }}
 

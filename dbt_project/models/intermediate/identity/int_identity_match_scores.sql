@@ -29,7 +29,7 @@ match_weights as (
 
 ),
 
-records as (
+records as {{ inlined_cte() }} (
 
     select * from {{ ref('int_identity_records') }}
 

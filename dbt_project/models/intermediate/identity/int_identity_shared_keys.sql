@@ -6,7 +6,7 @@
 
 with
 
-records as (
+records as {{ inlined_cte() }} (
 
     select * from {{ ref('int_identity_records') }}
 
