@@ -6,13 +6,15 @@
    the Fellegi–Sunter layer scores at or above its threshold (int_identity_match_scores,
    vars.identity.probabilistic.min_match_weight) are links of the rule `fellegi_sunter`, vetoed
    alike. Key values shared by more than max_group_size records link nothing and are listed in
-   int_identity_shared_keys instead. #}
+   int_identity_shared_keys instead.
+   The scored pairs' vetoes are int_identity_match_scores' own (the same identity_veto_reason on
+   the same records): only the rules' pairs are joined to their records here. #}
 
 {%- set identity = var('identity') %}
 
 with
 
-records as (
+records as {{ inlined_cte() }} (
 
     select * from {{ ref('int_identity_records') }}
 
@@ -84,18 +86,42 @@ match_scores as (
 
 {% endfor %}
 
-pairs as (
+rule_pairs as (
 
     {% for rule in identity.rules %}
     select * from {{ rule.name }}_pairs
-    union all
+    {% if not loop.last %}union all{% endif %}
     {% endfor %}
+
+),
+
+rule_checked as (
+
+    select
+        rule_pairs.record_a,
+        rule_pairs.record_b,
+        rule_pairs.rule,
+        rule_pairs.priority,
+        {{ identity_veto_reason('a', 'b') }} as veto_reason
+    from rule_pairs
+    inner join records as a
+        on rule_pairs.record_a = a.record_key
+    inner join records as b
+        on rule_pairs.record_b = b.record_key
+
+),
+
+pairs as (
+
+    select * from rule_checked
+    union all
     {#- Where the rules run out: pairs the probabilistic layer scores high enough. #}
     select
         record_a,
         record_b,
         'fellegi_sunter' as rule,
-        {{ identity.probabilistic.priority }} as priority
+        {{ identity.probabilistic.priority }} as priority,
+        veto_reason
     from match_scores
     where above_threshold
 
@@ -110,13 +136,9 @@ checked as (
         pairs.priority,
         case
             when do_not_merge.record_a is not null then 'do_not_merge'
-            else {{ identity_veto_reason('a', 'b') }}
+            else pairs.veto_reason
         end as veto_reason
     from pairs
-    inner join records as a
-        on pairs.record_a = a.record_key
-    inner join records as b
-        on pairs.record_b = b.record_key
     left join do_not_merge
         on (pairs.record_a = do_not_merge.record_a and pairs.record_b = do_not_merge.record_b)
         or (pairs.record_a = do_not_merge.record_b and pairs.record_b = do_not_merge.record_a)
