@@ -84,7 +84,7 @@
 
 {# The opposite: a CTE that only renames a table (`select * from ref(...)`), read in place by
    each reader. DuckDB materialises a CTE read more than once by itself, all of its columns:
-   int_identity_records' 20 keys of 64 characters, 880 MB at M, copied before every identity
+   int_identity_records' keys of 64 characters, 880 MB at M, copied before every identity
    model and read back (spilled under a memory limit) by each of its readers, where a scan of the
    table reads only the columns each reader uses. Spark inlines every CTE anyway. #}
 {% macro inlined_cte() -%}
