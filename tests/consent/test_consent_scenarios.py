@@ -285,3 +285,22 @@ def test_a_steward_resolution_never_lifts_what_an_identifier_matched(world: Worl
     world.callcenter_request(p, "配信停止", "email", by="email")
     _resolve(world, f"CC{world.requests:07d}", None)
     assert _deliverable(world, p) == {"dm"}
+
+
+def test_a_steward_row_naming_a_record_of_another_name_is_ignored(world: World) -> None:
+    """A mistyped record key must not stop, or erase, someone else: the row does not apply and
+    the request stays with the namesakes, in the queue."""
+    caller, namesake, stranger = world.add_person(), world.add_person(), world.add_person()
+    namesake.last_name, namesake.first_name = caller.last_name, caller.first_name
+    stranger.last_name, stranger.first_name = "別府", "一二三"
+    world.add_oms_customer(caller, dm_permission=True, call_permission=True, birth_date=date(1980, 1, 1))
+    world.add_oms_customer(namesake, dm_permission=True, call_permission=True, birth_date=date(1991, 2, 2))
+    world.add_oms_customer(stranger, dm_permission=True, call_permission=True)
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    _resolve(world, f"CC{world.requests:07d}", f"oms:{stranger.oms_codes[0]}")
+    assert _deliverable(world, stranger) == {"dm", "call"}
+    assert _deliverable(world, caller) == _deliverable(world, namesake) == set()
+    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(0,)]
+    assert world.wh.query(
+        "select distinct matched_by, is_resolved_by_steward from intermediate.int_callcenter_requests_resolved"
+    ) == [("name_only", False)]

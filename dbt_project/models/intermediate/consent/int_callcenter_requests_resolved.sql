@@ -17,8 +17,7 @@
 
    A request the steward has resolved (seed callcenter_request_resolutions) reaches the person
    of the record the steward named (matched_by = steward) instead of everyone of the name, or
-   nobody by name when the caller is none of our customers. What an identifier (code, email,
-   phone) matched still holds. #}
+   nobody when the caller is none of our customers. #}
 
 {%- set identity = var('identity') %}
 
@@ -169,15 +168,36 @@ by_name_only as (
 
 ),
 
-{# The steward's answer replaces the name-only fallback, never an identifier's match: an opt-out
-   the caller's own email or code reached holds whatever the seed says. #}
+{# A steward's row counts only for a request in the queue (no identifier matched it: the seed
+   never adds to or lifts what a code, email or phone reached) and, when it names a record, a
+   record of the caller's name (a mistyped key must not stop, or erase, someone else). Any other
+   row is ignored, the request stays in the queue, and the test
+   assert_steward_resolutions_apply warns. #}
+applied_resolutions as (
+
+    select
+        resolutions.request_no,
+        records.record_key
+    from resolutions
+    inner join request_keys
+        on resolutions.request_no = request_keys.request_no
+    left join records
+        on resolutions.record_key = records.record_key
+    where resolutions.request_no not in (select matches.request_no from matches)
+        and (
+            resolutions.record_key is null
+            or request_keys.name_key in (records.name_key, records.name_swapped_key)
+        )
+
+),
+
 by_steward as (
 
     select
         request_no,
         record_key,
         'steward' as matched_by
-    from resolutions
+    from applied_resolutions
     where record_key is not null
 
 ),
@@ -186,9 +206,9 @@ unresolved_by_name_only as (
 
     select by_name_only.*
     from by_name_only
-    left join resolutions
-        on by_name_only.request_no = resolutions.request_no
-    where resolutions.request_no is null
+    left join applied_resolutions
+        on by_name_only.request_no = applied_resolutions.request_no
+    where applied_resolutions.request_no is null
 
 ),
 
@@ -226,7 +246,10 @@ final as (
         requests.requested_channel,
         requests.received_at,
         matched_people.person_id,
-        matched_people.matched_by
+        matched_people.matched_by,
+        coalesce(requests.request_no in (
+            select applied_resolutions.request_no from applied_resolutions
+        ), false) as is_resolved_by_steward
     from requests
     left join matched_people
         on requests.request_no = matched_people.request_no

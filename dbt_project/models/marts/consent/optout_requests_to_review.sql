@@ -1,19 +1,13 @@
 {# Call-centre requests a data steward should confirm: matched by name alone (the opt-out applied,
    to be safe, to every person of that name; an erasure applied to nobody until confirmed) or
    matched to nobody. One row per request. A request the steward has resolved (seed
-   callcenter_request_resolutions) leaves the queue. #}
+   callcenter_request_resolutions, where the row applies) leaves the queue. #}
 
 with
 
 resolved as (
 
     select * from {{ ref('int_callcenter_requests_resolved') }}
-
-),
-
-resolutions as (
-
-    select * from {{ ref('callcenter_request_resolutions') }}
 
 ),
 
@@ -28,10 +22,7 @@ per_request as (
         max(matched_by) as matched_by,
         count(person_id) as people_suppressed
     from resolved
-    where request_no not in (
-            select resolutions.request_no from resolutions
-            where resolutions.request_no is not null
-        )
+    where not is_resolved_by_steward
     group by request_no
 
 ),

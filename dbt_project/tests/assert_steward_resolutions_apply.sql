@@ -1,0 +1,18 @@
+{{ config(severity='warn') }}
+{# Rows of the stewards' seed callcenter_request_resolutions the build did not apply: a request
+   number that names no request in the queue (mistyped, or a request a code, email or phone
+   matched), or a record that does not hold the caller's name. The request stays in the queue;
+   the steward corrects the row. A request erased since (its raw row purged, its tombstone
+   kept) is not reported. #}
+with
+resolutions as (select * from {{ ref('callcenter_request_resolutions') }}),
+applied as (
+    select distinct request_no from {{ ref('int_callcenter_requests_resolved') }}
+    where is_resolved_by_steward
+),
+erased as (select distinct request_no from {{ ref('erasure_tombstones') }})
+select resolutions.request_no, resolutions.record_key
+from resolutions
+left join applied on resolutions.request_no = applied.request_no
+left join erased on resolutions.request_no = erased.request_no
+where applied.request_no is null and erased.request_no is null
