@@ -73,6 +73,7 @@ print(len(tables))
 
 # Runs in the project's venv: every model relation of a DuckDB build to <out>/<schema>.<name>.parquet,
 # named by the schema it has on Spark (DuckDB's separate analytics database is Spark's `analytics`).
+# dbt_test_slices holds each run's start (the hooks of macros/test_slices.sql), not a model.
 _EXPORT_MODELS = """
 import sys, json, duckdb, pathlib
 from yorisoi.privacy.duckdb_udfs import register
@@ -84,7 +85,7 @@ con.execute(f"attach '{analytics}' as analytics (read_only)")
 con.execute("set TimeZone = 'UTC'")
 relations = con.execute(
     "select table_catalog, table_schema, table_name from information_schema.tables "
-    "where table_schema not in ('raw', 'snapshots', 'information_schema', 'pg_catalog') "
+    "where table_schema not in ('raw', 'snapshots', 'dbt_test_slices', 'information_schema', 'pg_catalog') "
     "and not (table_catalog = 'analytics' and table_schema <> 'main') order by all"
 ).fetchall()
 written = []

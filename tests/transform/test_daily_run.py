@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from yorisoi.transform import DbtFailed, run_dbt
 from yorisoi_kit.daily_run import RUN_TIME_COLUMNS, build_day, compare_builds, copy_run, ingest_day
 from yorisoi_kit.scale_run import ScaleRun, build, using_var
 from yorisoi_kit.synth.daily import apply_daily_change
@@ -24,6 +25,7 @@ from yorisoi_kit.synth.daily import apply_daily_change
 # Two builds of every model after the XS fixture's: 4.5 minutes on the shared 2-core machine
 # (load 15), about 2 on an idle one, over make test's budget for one test.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+TESTED_THROUGH = "dbt_test_slices.tested_through"
 
 
 def _split_one_oms_record(run: ScaleRun, base: ScaleRun) -> str:
@@ -93,13 +95,14 @@ def test_incremental_build_equals_a_full_rebuild(day_builds: dict) -> None:
     assert {t: d for t, d in diffs.items() if d != (0, 0)} == {}
 
 
-def _latest_build(path: Path, table: str, key: str) -> tuple[set[str], int, set[str]]:
-    """The keys of the rows with the newest built_at (what the data tests marked
-    `__latest_build__` read), the table's row count, and its columns."""
+def _untested(path: Path, table: str, key: str) -> tuple[set[str], int, set[str]]:
+    """The keys of the rows the data tests marked `__untested_rows__` read (stamped after the
+    last run that passed them, macros/test_slices.sql), the table's row count, and its columns."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         keys = con.execute(
-            f"select {key} from marts.{table} where built_at = (select max(built_at) from marts.{table})"
+            f"select {key} from marts.{table} where built_at > coalesce("
+            f"(select max(tested_through) from {TESTED_THROUGH} where model_name = '{table}'), timestamp '1900-01-01')"
         ).fetchall()
         rows = con.execute(f"select count(*) from marts.{table}").fetchone()[0]
         columns = {c for (c,) in con.execute(f"select column_name from (describe marts.{table})").fetchall()}
@@ -109,22 +112,77 @@ def _latest_build(path: Path, table: str, key: str) -> tuple[set[str], int, set[
 
 
 def test_built_at_marks_the_rows_each_build_wrote(xs: ScaleRun, day_builds: dict) -> None:
-    """The data tests of the incremental facts read the rows with the newest built_at: after the
-    full rebuild every row; after the incremental build the rows it wrote (every new, restated or
-    moved order, every new line) and not the others. A stamp that differs between the two builds
-    by construction: the comparison leaves it out, and of these tables' columns only it."""
+    """The data tests of the incremental facts read the rows no passing run has tested: after the
+    XS build (whose tests passed) none; after the full rebuild every row; after the incremental
+    build the rows it wrote (every new, restated or moved order, every new line) and not the
+    others. A stamp that differs between the two builds by construction: the comparison leaves
+    it out, and of these tables' columns only it."""
     before, after = _orders(xs.warehouse), _orders(day_builds["incremental"].warehouse)
     changed = (after.keys() - before.keys()) | {k for k in before.keys() & after.keys() if before[k] != after[k]}
     for table, key in (("fct_orders", "order_key"), ("fct_order_lines", "order_line_key")):
-        old, _, _ = _latest_build(xs.warehouse, table, key)
-        latest, rows, columns = _latest_build(day_builds["incremental"].warehouse, table, key)
-        full, full_rows, _ = _latest_build(day_builds["full"].warehouse, table, key)
+        tested, _, _ = _untested(xs.warehouse, table, key)
+        latest, rows, columns = _untested(day_builds["incremental"].warehouse, table, key)
+        full, full_rows, _ = _untested(day_builds["full"].warehouse, table, key)
+        assert tested == set(), table
         assert len(full) == full_rows == rows, table
         assert 0 < len(latest) < rows, table
-        assert full - old <= latest, table
         assert columns & RUN_TIME_COLUMNS == {"built_at"}, table
         if table == "fct_orders":
             assert changed <= latest
+
+
+def test_a_failing_sliced_test_keeps_failing_until_the_rows_are_fixed(day_builds: dict, tmp_path: Path) -> None:
+    """A row no passing run has tested stays in the slice: the test that failed on it fails again
+    on the next run (a retry, the next landing's build) instead of moving on to newer rows, and
+    passes, recording the run, once the row is fixed."""
+    run = copy_run(day_builds["incremental"], tmp_path / "retry", sources=False)
+
+    def marks() -> int:
+        con = duckdb.connect(str(run.warehouse), read_only=True)
+        try:
+            return con.execute(f"select count(*) from {TESTED_THROUGH} where model_name = 'fct_orders'").fetchone()[0]
+        finally:
+            con.close()
+
+    def test_orders() -> None:
+        with using_var(run.work):
+            run_dbt(["--quiet", "test", "--select", "fct_orders", "--indirect-selection", "cautious"], demo_key=True)
+
+    def execute(sql: str) -> None:
+        con = duckdb.connect(str(run.warehouse))
+        try:
+            con.execute(sql)
+        finally:
+            con.close()
+
+    # An order written twice by the latest build, whose tests have not run.
+    execute(
+        "insert into marts.fct_orders select * from marts.fct_orders "
+        "where built_at = (select max(built_at) from marts.fct_orders) order by order_key limit 1"
+    )
+    recorded = marks()
+    with pytest.raises(DbtFailed):
+        test_orders()
+    assert marks() == recorded
+    # A later build (the task's retry, the next landing's) rewrites another order: its stamp is
+    # the newest now, and the duplicate must still be read.
+    execute(
+        "update marts.fct_orders set built_at = built_at + interval 1 second where order_key = "
+        "(select max(order_key) from marts.fct_orders where order_key not in "
+        "(select order_key from marts.fct_orders group by 1 having count(*) > 1))"
+    )
+    with pytest.raises(DbtFailed):
+        test_orders()
+    assert marks() == recorded
+    execute(
+        "create temp table one as select distinct * from marts.fct_orders where order_key in "
+        "(select order_key from marts.fct_orders group by 1 having count(*) > 1); "
+        "delete from marts.fct_orders where order_key in (select order_key from one); "
+        "insert into marts.fct_orders select * from one"
+    )
+    test_orders()
+    assert marks() == recorded + 1
+    assert _untested(run.warehouse, "fct_orders", "order_key")[0] == set()
 
 
 def test_the_day_predicts_clv_from_the_stored_fit(xs: ScaleRun, day_builds: dict) -> None:

@@ -51,7 +51,7 @@ AUDIENCES_DIR = PROJECT_ROOT / "audiences"
 LAYERS = ("raw", "staging", "intermediate", "marts", "analytics", "reference", "snapshots")
 DBT_RESOURCES = ("model", "seed", "snapshot")
 # A data test's `where` placeholder (dbt_project/macros/test_slices.sql) and what it keeps, for the reader.
-LATEST_BUILD = ("__latest_build__", "built_at = max(built_at): the rows the latest build wrote")
+UNTESTED_ROWS = ("__untested_rows__", "built_at after the last run that passed it: the rows not tested yet")
 
 # The dbt DAGs: what each builds (dbt selectors) and when it runs. Mirrors dags/build_*.py.
 DBT_DAGS = (
@@ -402,7 +402,7 @@ class _Collector:
             detail = describe_kwargs(kwargs) if meta else (test.get("description") or test["original_file_path"])
             where = str((test.get("config") or {}).get("where") or "")
             if where:
-                detail = ", ".join(filter(None, [detail, f"where {where.replace(*LATEST_BUILD)}"]))
+                detail = ", ".join(filter(None, [detail, f"where {where.replace(*UNTESTED_ROWS)}"]))
             for target in targets:
                 if target not in self.tables:
                     continue
