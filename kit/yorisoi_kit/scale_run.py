@@ -229,8 +229,10 @@ def build(
 def unit_tests(run: ScaleRun) -> list[dict]:
     """Every dbt unit test of the project (`dbt test --select test_type:unit`) in the run's
     folder, whose warehouse `build` has built (a unit test reads its model's parents' columns
-    from the warehouse); dbt's result rows, pass or fail."""
+    from the warehouse); dbt's result rows, pass or fail, of the unit tests alone (the project's
+    on-run-start and on-run-end hooks report a row each too)."""
     from yorisoi.transform import brand_as_of, run_dbt
 
     with using_var(run.work), _as_of(brand_as_of(run.work / "sources")):
-        return run_dbt(["--quiet", "test", "--select", "test_type:unit"], demo_key=True, raise_on_failure=False).results
+        dbt_run = run_dbt(["--quiet", "test", "--select", "test_type:unit"], demo_key=True, raise_on_failure=False)
+    return [r for r in dbt_run.results if r["node"].startswith("unit_test.")]
