@@ -13,6 +13,7 @@ campaign facts of an OMS-only brand whose back office has no coupon column (DM c
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,7 +94,10 @@ def subset_env(request: pytest.FixtureRequest, tmp_path: Path, tiny_brand: Path)
 
 
 def ingest_enabled(brand: Path, work: Path) -> None:
-    """What the ingest DAGs of the enabled sources would land, through the same extractors."""
+    """What the ingest DAGs of the enabled sources would land, through the same extractors. The
+    drops are served from a copy: the ingest moves each file it loads to processed/ on the
+    server, and the brand is shared by the module's tests (a subset that ran before would leave
+    the next one without the files it had loaded)."""
     from yorisoi.sources.landing import Lake, Warehouse
     from yorisoi_kit.scale_run import ingest_back_office, ingest_drop_folder, ingest_shop
 
@@ -104,7 +108,9 @@ def ingest_enabled(brand: Path, work: Path) -> None:
     if registry.source("oms").enabled:
         ingest_back_office(brand, wh, "subset-1")
     if registry.source("sftp").enabled:
-        ingest_drop_folder(brand, wh, work, "subset-1", list(registry.source("sftp").enabled_tables()))
+        drops = work / "drops"
+        shutil.copytree(brand / "sftp", drops / "sftp")
+        ingest_drop_folder(drops, wh, work, "subset-1", list(registry.source("sftp").enabled_tables()))
 
 
 def build_and_check(subset: str, brand: Path, work: Path) -> None:
@@ -216,7 +222,6 @@ def test_an_oms_only_brand_builds_its_customer_layer(subset_env: tuple[str, Path
 def _without_coupon_codes(brand: Path, work: Path) -> Path:
     """A copy of the brand's OMS with no coupon column, and a mapping that names none; the
     registry at YORISOI_REGISTRY points at that mapping. Returns the copy's brand folder."""
-    import shutil
     import sqlite3
 
     copy = work / "brand_without_coupons"
