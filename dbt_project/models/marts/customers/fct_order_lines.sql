@@ -1,7 +1,7 @@
 {# Spark merges only into Delta / Iceberg / Hudi tables: with plain Parquet (var
    spark_file_format unset) the model is rebuilt in full there. `append_new_columns`: a table
    built before built_at existed gets the column, null on its old rows, which the data tests on
-   the latest build's rows then leave alone (they were tested when written). #}
+   untested rows then leave alone (they were tested when written). #}
 {{
     config(
         materialized=('table' if target.type == 'spark' and not var('spark_file_format', none) else 'incremental'),
@@ -15,7 +15,8 @@
    returns are not lines here: the returned receipt is marked on fct_orders.
    Incremental: a run reads only rows landed since the last one (loaded_at), so a daily run does
    not rewrite two years of lines; a re-landed line replaces its earlier version. built_at: the
-   build that wrote the row, so the data tests read only this build's rows (macros/test_slices.sql). #}
+   build that wrote the row, so the data tests read only rows no passing run has tested
+   (macros/test_slices.sql). #}
 
 with
 

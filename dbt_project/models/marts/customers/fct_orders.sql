@@ -23,7 +23,8 @@
    row. tests/transform/test_daily_run.py checks the result equals a full rebuild. A table built
    before loaded_at or is_subscription existed is read in full once, so no old row keeps them
    null (and max(loaded_at) is never asked of a table without it). built_at: the build that
-   wrote the row, so the data tests read only this build's rows (macros/test_slices.sql). #}
+   wrote the row, so the data tests read only rows no passing run has tested
+   (macros/test_slices.sql). #}
 {#- (`this` is a fixture's name, not a table, in a unit test) #}
 {%- set reads_changes = is_incremental() and (this is string or (['loaded_at', 'is_subscription'] | reject('in', (
     adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list
