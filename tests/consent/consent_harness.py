@@ -34,13 +34,15 @@ import duckdb
 import pyarrow as pa
 
 CHANNELS: tuple[str, ...] = ("email", "line", "sms", "dm", "call")
-# The consent marts, the golden record, and the bridge the tests map oracle records through.
+# The consent marts, the golden record, the bridge the tests map oracle records through, and the
+# data steward's pick list for the call-centre requests in the queue.
 TARGET_MODELS: tuple[str, ...] = (
     "deliverable_customers",
     "dim_customers",
     "bridge_customer_identities",
     "suppressed_contact_keys",
     "consent_build_marks",
+    "optout_request_candidates",
 )
 DBT_SELECT = " ".join(f"+{m}" for m in TARGET_MODELS)
 # Seeds a data steward fills (the project ships them empty) and the tests write to.
@@ -121,6 +123,7 @@ class CompiledProject:
     models: tuple[Model, ...]  # dependency order
     build_seconds: float
     dbt_results: tuple[dict, ...]
+    data_tests: dict[str, str] = field(default_factory=dict)  # singular dbt test -> its compiled SQL
 
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
@@ -130,7 +133,9 @@ class CompiledProject:
         models = tuple(Model(**{**m.__dict__, "sql": transform(m.sql)}) if m.name == name else m for m in self.models)
         new_sql = next(m.sql for m in models if m.name == name)
         assert new_sql != self.model(name).sql, f"the transform did not change {name}'s SQL"
-        return CompiledProject(self.var_dir, self.warehouse, models, self.build_seconds, self.dbt_results)
+        return CompiledProject(
+            self.var_dir, self.warehouse, models, self.build_seconds, self.dbt_results, self.data_tests
+        )
 
 
 @contextmanager
@@ -172,7 +177,18 @@ def build_compiled_project(var_dir: Path) -> CompiledProject:
         models=_models_in_order(manifest),
         build_seconds=seconds,
         dbt_results=tuple(run.results),
+        data_tests=_singular_tests(manifest),
     )
+
+
+def _singular_tests(manifest: dict) -> dict[str, str]:
+    """The compiled SQL of each singular dbt test the build ran (tests/*.sql): the rows it selects
+    are its failures (or warnings)."""
+    return {
+        n["name"]: n["compiled_code"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test" and not n.get("test_metadata") and n.get("compiled_code")
+    }
 
 
 def _models_in_order(manifest: dict) -> tuple[Model, ...]:
@@ -348,6 +364,10 @@ class Warehouse:
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()
+
+    def data_test_rows(self, name: str) -> list[tuple]:
+        """The rows singular dbt test `name` reports on the models as last rebuilt (none: it passes)."""
+        return self.query(self.project.data_tests[name])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -236,30 +236,121 @@ def test_the_harness_uses_the_landing_types_and_replays_every_model(
     assert not failed
 
 
-def _resolve(world: World, request_no: str, record_key: str | None) -> None:
-    """The data steward's answer to a request in the queue (seed callcenter_request_resolutions)."""
-    world.wh.con.execute(
-        "insert into reference.callcenter_request_resolutions values (?, ?, 'steward', current_date, 'called back')",
-        [request_no, record_key],
+def _deliverable_each(world: World, people: list[Person]) -> list[set[str]]:
+    """Rebuild once, then the channels each person is deliverable on."""
+    world.wh.rebuild()
+    deliverable = world.observed().deliverable
+    return [{c for c in CHANNELS if world.person_id(p) in deliverable[c]} for p in people]
+
+
+def _answers(world: World, request_no: str) -> dict[str | None, str]:
+    """The data steward's pick list for a request in the queue (marts.optout_request_candidates,
+    as last rebuilt): record key (None: "none of our customers") -> resolution code."""
+    return dict(
+        world.wh.query(
+            "select record_key, resolution_code from marts.optout_request_candidates where request_no = ?",
+            [request_no],
+        )
     )
 
 
-def test_a_steward_naming_the_caller_of_a_name_only_erasure_erases_the_caller_alone(world: World) -> None:
-    caller, namesake = world.add_person(), world.add_person()
-    namesake.last_name, namesake.first_name = caller.last_name, caller.first_name
-    world.add_oms_customer(caller, dm_permission=True, call_permission=True, birth_date=date(1980, 1, 1))
-    world.add_oms_customer(namesake, dm_permission=True, call_permission=True, birth_date=date(1991, 2, 2))
-    world.callcenter_request(caller, "削除依頼", "all", by="name")
-    assert _deliverable(world, caller) == _deliverable(world, namesake) == set()
+def _resolve(world: World, request_no: str, resolution_code: str) -> None:
+    """The data steward's answer to a request in the queue (seed callcenter_request_resolutions):
+    the request number and the resolution code copied from the pick list."""
+    world.wh.con.execute(
+        "insert into reference.callcenter_request_resolutions values (?, ?, 'steward', current_date, 'called back')",
+        [request_no, resolution_code],
+    )
 
-    _resolve(world, f"CC{world.requests:07d}", f"oms:{caller.oms_codes[0]}")
-    assert _deliverable(world, caller) == set()
+
+def _unapplied_rows(world: World) -> list[tuple[str, str]]:
+    """(request_no, resolution_code) of the seed rows the warning test assert_steward_resolutions_apply names."""
+    return [row[:2] for row in world.wh.data_test_rows("assert_steward_resolutions_apply")]
+
+
+def _namesakes(world: World, n: int) -> list[Person]:
+    """`n` people of one name, nothing else shared; each with one OMS customer (DM and calls
+    allowed) and different birthdays, so identity resolution keeps them apart."""
+    people = [world.add_person() for _ in range(n)]
+    for i, p in enumerate(people):
+        p.last_name, p.first_name = people[0].last_name, people[0].first_name
+        world.add_oms_customer(p, dm_permission=True, call_permission=True, birth_date=date(1970 + i, 1, 1 + i))
+    return people
+
+
+def test_the_pick_list_lists_every_namesake_and_none_of_our_customers(world: World) -> None:
+    caller, namesake = _namesakes(world, 2)
+    other = world.add_person()
+    world.add_oms_customer(other, dm_permission=True)
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    world.callcenter_request(other, "配信停止", "dm", by="code")  # matched by the code: not in the queue
+    world.wh.rebuild()
+    rows = world.wh.query(
+        "select request_no, answer, record_key, person_id, is_held_until_answered, length(resolution_code) "
+        "from marts.optout_request_candidates order by record_key nulls last"
+    )
+    assert rows == [
+        ("CC0000001", "caller_is_this_record", f"oms:{caller.oms_codes[0]}", world.person_id(caller), True, 12),
+        ("CC0000001", "caller_is_this_record", f"oms:{namesake.oms_codes[0]}", world.person_id(namesake), True, 12),
+        ("CC0000001", "none_of_our_customers", None, None, False, 12),
+    ]
+    assert len(set(_answers(world, "CC0000001").values())) == 3
+
+
+def test_a_name_held_by_more_records_than_the_cap_lists_none_of_our_customers_alone(world: World) -> None:
+    """vars.identity.max_review_candidates (30): a name held by more records lists no record (the
+    steward records the opt-out in the source); one held by fewer, though too common for the name
+    fallback (more than 6), lists them all."""
+    common = [world.add_person() for _ in range(31)]
+    rarer = [world.add_person() for _ in range(8)]
+    for group in (common, rarer):
+        for p in group:
+            p.last_name, p.first_name = group[0].last_name, group[0].first_name
+            world.add_shop_account(p, email_state="subscribed")
+    world.callcenter_request(common[0], "配信停止", "email", by="name")
+    world.callcenter_request(rarer[0], "配信停止", "email", by="name")
+    world.wh.rebuild()
+    assert list(_answers(world, "CC0000001")) == [None]
+    assert set(_answers(world, "CC0000002")) == {None} | {f"ecommerce:{p.shop_ids[0]}" for p in rarer}
+    assert world.wh.query("select distinct matched_by from marts.optout_request_candidates") == [("unmatched",)]
+
+
+def test_a_name_typed_given_name_first_lists_the_shop_accounts_of_that_name(world: World) -> None:
+    p = world.add_person()
+    world.add_shop_account(p, email_state="subscribed")
+    world.callcenter_request(p, "配信停止", "email", by="name", name=f"{p.first_name} {p.last_name}")
+    world.wh.rebuild()
+    assert set(_answers(world, "CC0000001")) == {None, f"ecommerce:{p.shop_ids[0]}"}
+
+
+def test_a_steward_picking_the_caller_of_a_name_only_erasure_erases_the_caller_alone(world: World) -> None:
+    caller, namesake = _namesakes(world, 2)
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    assert _deliverable_each(world, [caller, namesake]) == [set(), set()]
+
+    _resolve(world, "CC0000001", _answers(world, "CC0000001")[f"oms:{caller.oms_codes[0]}"])
+    assert _deliverable_each(world, [caller, namesake]) == [set(), {"dm", "call"}]
     assert "erased" in _reasons(world, caller, "dm")
-    assert _deliverable(world, namesake) == {"dm", "call"}
     assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(1,)]
     assert world.wh.query(
         "select matched_by, count(distinct person_id) from intermediate.int_callcenter_requests_resolved group by 1"
     ) == [("steward", 1)]
+    assert world.wh.query("select count(*) from marts.optout_request_candidates") == [(0,)]
+    assert _unapplied_rows(world) == []
+
+
+def test_a_namesakes_code_picks_exactly_that_namesake(world: World) -> None:
+    """Each namesake's record has its own code: the one copied is the one erased (here the steward
+    found that the caller was the second namesake), and every other person of the name is released."""
+    caller, picked, other = _namesakes(world, 3)
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    assert _deliverable_each(world, [caller, picked, other]) == [set(), set(), set()]
+
+    _resolve(world, "CC0000001", _answers(world, "CC0000001")[f"oms:{picked.oms_codes[0]}"])
+    assert _deliverable_each(world, [picked, caller, other]) == [set(), {"dm", "call"}, {"dm", "call"}]
+    assert "erased" in _reasons(world, picked, "dm")
+    assert all("erased" not in _reasons(world, p, "dm") for p in (caller, other))
+    assert world.wh.query("select distinct person_id from marts.erasure_tombstones") == [(world.person_id(picked),)]
 
 
 def test_a_steward_finding_the_caller_is_no_customer_releases_every_namesake(world: World) -> None:
@@ -269,13 +360,14 @@ def test_a_steward_finding_the_caller_is_no_customer_releases_every_namesake(wor
         world.add_shop_account(p, email_state="subscribed")
         world.add_oms_customer(p, dm_permission=True)  # 4 records of the name: rare enough
     world.callcenter_request(namesakes[0], "配信停止", "email", by="name")
-    assert all(_deliverable(world, p) == {"dm"} for p in namesakes)
+    assert _deliverable_each(world, namesakes) == [{"dm"}, {"dm"}]
 
-    _resolve(world, f"CC{world.requests:07d}", None)
-    assert all(_deliverable(world, p) == {"email", "dm"} for p in namesakes)
+    _resolve(world, "CC0000001", _answers(world, "CC0000001")[None].upper())  # the case does not matter
+    assert _deliverable_each(world, namesakes) == [{"email", "dm"}, {"email", "dm"}]
     assert world.wh.query("select matched_by, person_id from intermediate.int_callcenter_requests_resolved") == [
         (None, None)
     ]
+    assert _unapplied_rows(world) == []
 
 
 def test_a_steward_resolution_never_lifts_what_an_identifier_matched(world: World) -> None:
@@ -283,24 +375,67 @@ def test_a_steward_resolution_never_lifts_what_an_identifier_matched(world: Worl
     world.add_shop_account(p, email_state="subscribed")
     world.add_oms_customer(p, dm_permission=True)
     world.callcenter_request(p, "配信停止", "email", by="email")
-    _resolve(world, f"CC{world.requests:07d}", None)
+    world.wh.rebuild()
+    assert _answers(world, "CC0000001") == {}  # not in the queue
+    (code,) = world.wh.query(
+        "select resolution_code from intermediate.int_callcenter_request_candidates "
+        "where request_no = 'CC0000001' and record_key is null"
+    )[0]
+    _resolve(world, "CC0000001", code)
     assert _deliverable(world, p) == {"dm"}
+    assert _unapplied_rows(world) == [("CC0000001", code)]
 
 
-def test_a_steward_row_naming_a_record_of_another_name_is_ignored(world: World) -> None:
-    """A mistyped record key must not stop, or erase, someone else: the row does not apply and
-    the request stays with the namesakes, in the queue."""
-    caller, namesake, stranger = world.add_person(), world.add_person(), world.add_person()
-    namesake.last_name, namesake.first_name = caller.last_name, caller.first_name
-    stranger.last_name, stranger.first_name = "別府", "一二三"
-    world.add_oms_customer(caller, dm_permission=True, call_permission=True, birth_date=date(1980, 1, 1))
-    world.add_oms_customer(namesake, dm_permission=True, call_permission=True, birth_date=date(1991, 2, 2))
-    world.add_oms_customer(stranger, dm_permission=True, call_permission=True)
-    world.callcenter_request(caller, "削除依頼", "all", by="name")
-    _resolve(world, f"CC{world.requests:07d}", f"oms:{stranger.oms_codes[0]}")
-    assert _deliverable(world, stranger) == {"dm", "call"}
-    assert _deliverable(world, caller) == _deliverable(world, namesake) == set()
-    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(0,)]
+def test_a_none_row_with_a_mistyped_request_number_releases_nobody_and_warns(world: World) -> None:
+    """The steward found that the caller of CC0000001 is none of our customers, copied its code,
+    and typed CC0000002: another caller's opt-out must not be released, and the build says so."""
+    first, second = _namesakes(world, 2), _namesakes(world, 2)
+    world.callcenter_request(first[0], "配信停止", "all", by="name")
+    world.callcenter_request(second[0], "配信停止", "all", by="name")
+    assert _deliverable_each(world, first + second) == [set()] * 4
+
+    code = _answers(world, "CC0000001")[None]
+    _resolve(world, "CC0000002", code)
+    assert _deliverable_each(world, first + second) == [set()] * 4
     assert world.wh.query(
         "select distinct matched_by, is_resolved_by_steward from intermediate.int_callcenter_requests_resolved"
     ) == [("name_only", False)]
+    assert world.wh.query("select request_no from marts.optout_requests_to_review order by 1") == [
+        ("CC0000001",),
+        ("CC0000002",),
+    ]
+    assert _unapplied_rows(world) == [("CC0000002", code)]
+
+
+def test_a_code_copied_from_another_requests_answer_is_ignored(world: World) -> None:
+    """The steward copied CC0000001's number and, from the line below, a record of CC0000002: the
+    stranger of the other request is neither stopped nor erased, and the caller's namesakes stay
+    held."""
+    caller, namesake = _namesakes(world, 2)
+    stranger, strangers_namesake = _namesakes(world, 2)
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    world.callcenter_request(stranger, "架電停止", "call", by="name")
+    world.wh.rebuild()
+
+    code = _answers(world, "CC0000002")[f"oms:{stranger.oms_codes[0]}"]
+    _resolve(world, "CC0000001", code)
+    assert _deliverable_each(world, [caller, namesake, stranger, strangers_namesake]) == [
+        set(),
+        set(),
+        {"dm"},
+        {"dm"},
+    ]
+    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(0,)]
+    assert _unapplied_rows(world) == [("CC0000001", code)]
+
+
+def test_a_mistyped_code_is_ignored(world: World) -> None:
+    caller, namesake = _namesakes(world, 2)
+    world.callcenter_request(caller, "削除依頼", "all", by="name")
+    world.wh.rebuild()
+    code = _answers(world, "CC0000001")[f"oms:{caller.oms_codes[0]}"]
+    typo = code[:5] + ("0" if code[5] != "0" else "1") + code[6:]
+    _resolve(world, "CC0000001", typo)
+    assert _deliverable_each(world, [caller, namesake]) == [set(), set()]
+    assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(0,)]
+    assert _unapplied_rows(world) == [("CC0000001", typo)]

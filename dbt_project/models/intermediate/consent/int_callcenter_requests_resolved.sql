@@ -15,9 +15,10 @@
    identifier among them) keep a null person_id, are reported by a test and wait in
    optout_requests_to_review for the steward.
 
-   A request the steward has resolved (seed callcenter_request_resolutions) reaches the person
-   of the record the steward named (matched_by = steward) instead of everyone of the name, or
-   nobody when the caller is none of our customers. #}
+   A request the steward has resolved (seed callcenter_request_resolutions: the resolution code
+   of one of its answers in int_callcenter_request_candidates) reaches the person of the record
+   the steward picked (matched_by = steward) instead of everyone of the name, or nobody when the
+   caller is none of our customers (docs/consent.md, "The steward's answer"). #}
 
 {%- set identity = var('identity') %}
 
@@ -39,6 +40,12 @@ resolutions as (
 
     select * from {{ ref('callcenter_request_resolutions') }}
     where request_no is not null
+
+),
+
+candidates as (
+
+    select * from {{ ref('int_callcenter_request_candidates') }}
 
 ),
 
@@ -169,25 +176,21 @@ by_name_only as (
 ),
 
 {# A steward's row counts only for a request in the queue (no identifier matched it: the seed
-   never adds to or lifts what a code, email or phone reached) and, when it names a record, a
-   record of the caller's name (a mistyped key must not stop, or erase, someone else). Any other
-   row is ignored, the request stays in the queue, and the test
+   never adds to or lifts what a code, email or phone reached) and only when its code is the code
+   of an answer to that request: a mistyped request number or code, or a code copied from another
+   request's answer, names no answer, so it cannot release the namesakes nor stop, or erase,
+   someone else. Such a row is ignored, the request stays in the queue, and the test
    assert_steward_resolutions_apply warns. #}
 applied_resolutions as (
 
     select
         resolutions.request_no,
-        records.record_key
+        candidates.record_key
     from resolutions
-    inner join request_keys
-        on resolutions.request_no = request_keys.request_no
-    left join records
-        on resolutions.record_key = records.record_key
+    inner join candidates
+        on resolutions.request_no = candidates.request_no
+        and lower(trim(resolutions.resolution_code)) = candidates.resolution_code
     where resolutions.request_no not in (select matches.request_no from matches)
-        and (
-            resolutions.record_key is null
-            or request_keys.name_key in (records.name_key, records.name_swapped_key)
-        )
 
 ),
 

@@ -1,7 +1,8 @@
 {# Call-centre requests a data steward should confirm: matched by name alone (the opt-out applied,
    to be safe, to every person of that name; an erasure applied to nobody until confirmed) or
-   matched to nobody. One row per request. A request the steward has resolved (seed
-   callcenter_request_resolutions, where the row applies) leaves the queue. #}
+   matched to nobody. One row per request. The steward answers a request by copying the
+   resolution code of one of its answers in optout_request_candidates into seed
+   callcenter_request_resolutions; a request whose row applies leaves the queue. #}
 
 with
 
@@ -38,13 +39,20 @@ final as (
         coalesce(matched_by, 'unmatched') as matched_by,
         people_suppressed,
         case
-            when matched_by is null then 'nobody matched: find the customer and record the opt-out in the source'
+            when matched_by is null
+                then {{ dbt.concat([
+                    "'nobody matched: find the customer and pick the answer in optout_request_candidates, '",
+                    "'or record the opt-out in the source when the customer is not listed there'",
+                ]) }}
             when request_type = 'erasure'
                 then {{ dbt.concat([
-                    "'matched by name only: confirm the customer; nobody is erased until then, '",
-                    "'and everyone of that name is kept from every channel'",
+                    "'matched by name only: pick the caller in optout_request_candidates; nobody is erased '",
+                    "'until then, and everyone of that name is kept from every channel'",
                 ]) }}
-            else 'matched by name only: confirm the customer; the opt-out holds for everyone of that name until then'
+            else {{ dbt.concat([
+                "'matched by name only: pick the caller in optout_request_candidates; '",
+                "'the opt-out holds for everyone of that name until then'",
+            ]) }}
         end as action
     from per_request
     where matched_by is null or matched_by = 'name_only'
