@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from yorisoi.privacy.erasure import Stores, erase
+from yorisoi.sources.landing import Lake, Warehouse
 from yorisoi.transform import DbtFailed, run_dbt
 from yorisoi_kit.daily_run import RUN_TIME_COLUMNS, build_day, compare_builds, copy_run, ingest_day
 from yorisoi_kit.scale_run import ScaleRun, build, using_var
@@ -257,3 +259,32 @@ def test_a_table_built_before_loaded_at_existed_is_read_in_full_once(xs: ScaleRu
         con.close()
     assert nulls == 0
     assert differing == [0, 0]
+
+
+def test_after_an_erasure_the_incremental_facts_equal_a_rebuild(
+    xs: ScaleRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge unlinks the erased person's orders in raw (amounts kept) and deletes their rows
+    from the marts. The next incremental build must read those orders again, as anonymous orders:
+    without that, fct_orders loses them (and their sales) while fct_order_lines keeps their lines,
+    and only a full rebuild would bring them back."""
+    run = copy_run(xs, tmp_path / "erased")
+    monkeypatch.setenv("YORISOI_MATCH_KEY_FILE", str(run.work / "keys" / "match_key"))
+    monkeypatch.setenv("YORISOI_AUDIT_DIR", str(tmp_path / "audit"))
+    wh = Warehouse(run.warehouse, Lake(run.work / "lake"))
+    result = erase(Stores(wh, databases=[run.work / "analytics.duckdb"], use_activation_store=False))
+    unlinked = {t: n for t, n in result.purge.raw.items() if t.endswith(("__orders", "__pos_sales"))}
+    assert unlinked and result.purge.warehouse.get("marts.fct_orders"), result.to_dict()
+    full = copy_run(run, tmp_path / "full", sources=False)
+    facts, no_tests = "fct_orders fct_order_lines", "resource_type:test resource_type:unit_test"
+    build(run, select=facts, exclude=no_tests, quiet=True)
+    build(full, select=facts, exclude=no_tests, full_refresh=True, quiet=True)
+    assert {t: d for t, d in compare_builds(run, full).items() if d != (0, 0)} == {}
+    con = duckdb.connect(str(run.warehouse), read_only=True)
+    try:
+        orphans = con.execute(
+            "select count(*) from marts.fct_order_lines where order_key not in (select order_key from marts.fct_orders)"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert orphans == 0

@@ -257,6 +257,11 @@ def _purge_raw(con: duckdb.DuckDBPyConnection, stones: Tombstones, report: Purge
             n = con.execute(f"delete from {relation} where {where}", params).fetchone()[0]
         else:
             sets = ", ".join(f"{_q(c)} = null" for c in rule.unlink if c in columns)
+            if "_loaded_at" in columns:
+                # The unlink changes the row: stamping it as landed now makes the incremental
+                # facts read it again (an anonymous order, as a full rebuild gives) after the
+                # person tables below lose the person's rows (docs/privacy.md, "Purge").
+                sets += ", _loaded_at = now()"
             n = con.execute(f"update {relation} set {sets} where {where}", params).fetchone()[0]
         if n:
             report.raw[raw_name] = n
