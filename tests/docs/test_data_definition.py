@@ -264,7 +264,7 @@ def test_a_check_on_the_untested_rows_says_so(doc) -> None:
     """The incremental facts' tests read the rows no passing run has tested (dbt_project/macros/
     test_slices.sql); their checks in the document say it, and the others carry no `where`."""
     checks = {(c["table"], c["column"], c["name"]): c["detail"] for c in doc.model["checks"] if c["origin"] == "dbt"}
-    sliced = "where built_at after the last run that passed it: the rows not tested yet"
+    sliced = "where built_at after the last run in which this check passed: the rows it has not passed yet"
     assert checks[("model.yorisoi.fct_order_lines", "order_line_key", "unique")] == sliced
     assert checks[("model.yorisoi.fct_order_lines", "order_key", "relationships")].endswith(", " + sliced)
     assert "where" not in checks[("model.yorisoi.fct_orders", "person_id", "relationships")]

@@ -51,7 +51,10 @@ AUDIENCES_DIR = PROJECT_ROOT / "audiences"
 LAYERS = ("raw", "staging", "intermediate", "marts", "analytics", "reference", "snapshots")
 DBT_RESOURCES = ("model", "seed", "snapshot")
 # A data test's `where` placeholder (dbt_project/macros/test_slices.sql) and what it keeps, for the reader.
-UNTESTED_ROWS = ("__untested_rows__", "built_at after the last run that passed it: the rows not tested yet")
+UNTESTED_ROWS = (
+    "__untested_rows__",
+    "built_at after the last run in which this check passed: the rows it has not passed yet",
+)
 
 # The dbt DAGs: what each builds (dbt selectors) and when it runs. Mirrors dags/build_*.py.
 DBT_DAGS = (
