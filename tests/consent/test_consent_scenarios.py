@@ -439,3 +439,29 @@ def test_a_mistyped_code_is_ignored(world: World) -> None:
     assert _deliverable_each(world, [caller, namesake]) == [set(), set()]
     assert world.wh.query("select count(*) from marts.erasure_tombstones") == [(0,)]
     assert _unapplied_rows(world) == [("CC0000001", typo)]
+
+
+def test_a_name_typed_in_kana_lists_the_records_of_that_kana_and_the_code_picks_the_caller(world: World) -> None:
+    """Operators type what the caller said: a name in kana only is compared with each record's
+    kana (a store card's) or its kanji name's likeliest reading (an OMS customer's)."""
+    caller, namesake = world.add_person(), world.add_person()
+    namesake.last_name, namesake.first_name = caller.last_name, caller.first_name
+    # The card's birthday is the caller's (identity keeps the namesake, born another day, apart).
+    world.add_oms_customer(caller, dm_permission=True, call_permission=True, birth_date=date(1980, 1, 1))
+    world.add_pos_member(caller)  # the same phone, email and birthday: one person with the OMS customer
+    world.add_oms_customer(namesake, dm_permission=True, call_permission=True, birth_date=date(1991, 2, 2))
+    world.callcenter_request(caller, "削除依頼", "all", by="name", name=caller.name_kana)  # ｻﾄｳ ﾀﾛｳ
+    assert _deliverable_each(world, [caller, namesake]) == [{"dm", "call"}, {"dm", "call"}]  # nobody matched
+    assert world.person_id(caller) != world.person_id(namesake)
+    answers = _answers(world, "CC0000001")
+    assert set(answers) == {
+        None,
+        f"oms:{caller.oms_codes[0]}",
+        f"pos:{caller.pos_cards[0]}",
+        f"oms:{namesake.oms_codes[0]}",
+    }
+
+    _resolve(world, "CC0000001", answers[f"pos:{caller.pos_cards[0]}"])
+    assert _deliverable_each(world, [caller, namesake]) == [set(), {"dm", "call"}]
+    assert world.wh.query("select distinct person_id from marts.erasure_tombstones") == [(world.person_id(caller),)]
+    assert _unapplied_rows(world) == []
