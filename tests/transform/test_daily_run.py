@@ -273,10 +273,10 @@ def test_a_table_built_before_loaded_at_existed_is_read_in_full_once(xs: ScaleRu
 def test_after_an_erasure_the_incremental_facts_equal_a_rebuild(
     xs: ScaleRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The purge unlinks the erased person's orders in raw (amounts kept) and deletes their rows
-    from the marts. The next incremental build must read those orders again, as anonymous orders:
-    without that, fct_orders loses them (and their sales) while fct_order_lines keeps their lines,
-    and only a full rebuild would bring them back."""
+    """The purge unlinks the erased person's orders in raw (amounts kept) and in fct_orders. Had it
+    deleted their fct_orders rows, as it deletes their other rows, the incremental build would
+    never write them back (their raw rows landed long ago): fct_orders would lose them and their
+    sales while fct_order_lines kept their lines, until a full rebuild."""
     run = copy_run(xs, tmp_path / "erased")
     monkeypatch.setenv("YORISOI_MATCH_KEY_FILE", str(run.work / "keys" / "match_key"))
     monkeypatch.setenv("YORISOI_AUDIT_DIR", str(tmp_path / "audit"))
@@ -284,6 +284,7 @@ def test_after_an_erasure_the_incremental_facts_equal_a_rebuild(
     result = erase(Stores(wh, databases=[run.work / "analytics.duckdb"], use_activation_store=False))
     unlinked = {t: n for t, n in result.purge.raw.items() if t.endswith(("__orders", "__pos_sales"))}
     assert unlinked and result.purge.warehouse.get("marts.fct_orders"), result.to_dict()
+    landed = [_newest_landing(path) for path in (xs.warehouse, run.warehouse)]
     full = copy_run(run, tmp_path / "full", sources=False)
     facts, no_tests = "fct_orders fct_order_lines", "resource_type:test resource_type:unit_test"
     build(run, select=facts, exclude=no_tests, quiet=True)
@@ -297,3 +298,16 @@ def test_after_an_erasure_the_incremental_facts_equal_a_rebuild(
     finally:
         con.close()
     assert orphans == 0
+    # The raw rows keep their landing time: the raw gate reads the rows landed since its last
+    # pass, and an unlinked order (no customer) is no new landing for it to judge.
+    assert landed[0] == landed[1]
+
+
+def _newest_landing(path: Path) -> tuple:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(
+            "select (select max(_loaded_at) from raw.oms__orders), (select max(_loaded_at) from raw.ecommerce__orders)"
+        ).fetchone()
+    finally:
+        con.close()

@@ -62,6 +62,12 @@ ID_COLUMN = re.compile(
     r"(^|_)(person_id|record_key|record_[ab]|customer_id|card_no|user_id|request_no|source_id|customer_code)$"
 )
 ID_KINDS = frozenset(STRONG_KINDS - {"email", "phone"})
+# Derived tables whose rows outlive the person, as the raw orders they come from do (RULES:
+# orders are unlinked, not deleted): the purge empties these columns instead of deleting the row,
+# so the sales stay and the row is what the next build, incremental or full, gives for the
+# unlinked raw order (an anonymous order). The incremental fct_orders would not read the order
+# again (its raw row did not change as a landing), and its lines would lose their order.
+UNLINKED_TABLES = {"fct_orders": ("person_id", "customer_record"), "orders": ("person_id",)}
 INTEGER_TYPES = frozenset({"BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT", "UINTEGER"})
 ERASED_PREFIX = "erased:"
 _TEMP_SUFFIX = ".erasure.tmp"
@@ -257,11 +263,6 @@ def _purge_raw(con: duckdb.DuckDBPyConnection, stones: Tombstones, report: Purge
             n = con.execute(f"delete from {relation} where {where}", params).fetchone()[0]
         else:
             sets = ", ".join(f"{_q(c)} = null" for c in rule.unlink if c in columns)
-            if "_loaded_at" in columns:
-                # The unlink changes the row: stamping it as landed now makes the incremental
-                # facts read it again (an anonymous order, as a full rebuild gives) after the
-                # person tables below lose the person's rows (docs/privacy.md, "Purge").
-                sets += ", _loaded_at = now()"
             n = con.execute(f"update {relation} set {sets} where {where}", params).fetchone()[0]
         if n:
             report.raw[raw_name] = n
@@ -283,7 +284,7 @@ def _purge_person_tables(
     intermediate tables, marts, incremental history, the dbt snapshot, the analysts' copy): every
     row holding an erased ID (person, source record, account, card, LINE user, request). These
     tables derive from raw, so the next build would drop the rows too; the incremental ones
-    (history, merges, tombstones) would not."""
+    (history, merges, tombstones) would not. The orders (UNLINKED_TABLES) are unlinked instead."""
     tables = con.execute(
         "select table_schema, table_name from information_schema.tables "
         "where table_type = 'BASE TABLE' and table_schema <> 'raw' and table_catalog = current_database() "
@@ -300,7 +301,13 @@ def _purge_person_tables(
                 conditions.append(f"{_q(column)} in (select unnest(?))")
                 params.append(sorted(hit))
         if conditions:
-            n = con.execute(f"delete from {relation} where {' or '.join(conditions)}", params).fetchone()[0]
+            where = " or ".join(conditions)
+            unlink = UNLINKED_TABLES.get(table, ())
+            if unlink and set(unlink) <= set(_columns(con, schema, table)):
+                sets = ", ".join(f"{_q(c)} = null" for c in unlink)
+                n = con.execute(f"update {relation} set {sets} where {where}", params).fetchone()[0]
+            else:
+                n = con.execute(f"delete from {relation} where {where}", params).fetchone()[0]
             if n:
                 counts[f"{prefix}{schema}.{table}"] = n
 
