@@ -268,13 +268,14 @@ def _unapplied_rows(world: World) -> list[tuple[str, str]]:
     return [row[:2] for row in world.wh.data_test_rows("assert_steward_resolutions_apply")]
 
 
-def _namesakes(world: World, n: int) -> list[Person]:
-    """`n` people of one name, nothing else shared; each with one OMS customer (DM and calls
-    allowed) and different birthdays, so identity resolution keeps them apart."""
+def _namesakes(world: World, n: int, *, name: tuple[str, str] | None = None, born_from: int = 0) -> list[Person]:
+    """`n` people of one name (`name`, else the first one's), nothing else shared; each with one
+    OMS customer (DM and calls allowed) and a different birthday (the `born_from`-th onwards), so
+    identity resolution keeps them apart."""
     people = [world.add_person() for _ in range(n)]
-    for i, p in enumerate(people):
-        p.last_name, p.first_name = people[0].last_name, people[0].first_name
-        world.add_oms_customer(p, dm_permission=True, call_permission=True, birth_date=date(1970 + i, 1, 1 + i))
+    for i, p in enumerate(people, start=born_from):
+        p.last_name, p.first_name = name or (people[0].last_name, people[0].first_name)
+        world.add_oms_customer(p, dm_permission=True, call_permission=True, birth_date=date(1970 + i, 1, 1 + i % 28))
     return people
 
 
@@ -464,4 +465,26 @@ def test_a_name_typed_in_kana_lists_the_records_of_that_kana_and_the_code_picks_
     _resolve(world, "CC0000001", answers[f"pos:{caller.pos_cards[0]}"])
     assert _deliverable_each(world, [caller, namesake]) == [set(), {"dm", "call"}]
     assert world.wh.query("select distinct person_id from marts.erasure_tombstones") == [(world.person_id(caller),)]
+    assert _unapplied_rows(world) == []
+
+
+def test_a_stewards_pick_still_applies_when_more_records_come_to_hold_the_name(world: World) -> None:
+    """The pick list shows the records of a name only while at most max_review_candidates (30)
+    hold it, but a seed row's code is checked against every holder: a pick made when 25 records
+    held 田中 美咲 still stops the caller after six more namesakes land (31)."""
+    name = ("田中", "美咲")
+    namesakes = _namesakes(world, 25, name=name)
+    caller = namesakes[3]
+    world.callcenter_request(caller, "架電停止", "call", by="name")
+    world.wh.rebuild()
+    answers = _answers(world, "CC0000001")
+    assert len(answers) == 26
+    _resolve(world, "CC0000001", answers[f"oms:{caller.oms_codes[0]}"])
+    assert _deliverable_each(world, namesakes[2:5]) == [{"dm", "call"}, {"dm"}, {"dm", "call"}]
+
+    _namesakes(world, 6, name=name, born_from=25)
+    assert _deliverable_each(world, namesakes[2:5]) == [{"dm", "call"}, {"dm"}, {"dm", "call"}]
+    assert world.wh.query("select matched_by, person_id from intermediate.int_callcenter_requests_resolved") == [
+        ("steward", world.person_id(caller))
+    ]
     assert _unapplied_rows(world) == []

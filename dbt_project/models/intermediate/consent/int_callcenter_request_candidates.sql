@@ -5,25 +5,38 @@
    answer: a row applies only when its code is the code of an answer to the request it names.
 
    A request's candidate records are the records holding the name the operator typed (folded as
-   identity folds names; in the order typed or given name first), when at most
-   vars.identity.max_review_candidates records hold it in that order: that includes every record
-   the name fallback of int_callcenter_requests_resolved reached (a name held by at most
-   vars.identity.max_group_size records). A name typed in kana only (the operator wrote what the
-   caller said) is compared as identity compares kana: with each record's kana, or the likeliest
-   reading of its kanji name (kana_any_key; given name first: kana_swapped_key, else
-   reading_swapped_key), under the same bound on the records holding that kana. A name held by
-   more records lists none: the steward records the caller's opt-out in the source instead.
-   Every request gets the answer "none of our customers" (record_key null).
+   identity folds names), in the order typed or given name first. A name typed in kana only (the
+   operator wrote what the caller said) is compared as identity compares kana: with each record's
+   kana, or the likeliest reading of its kanji name (kana_any_key; given name first:
+   kana_swapped_key, else reading_swapped_key). Each of these two forms is bounded on its own: the
+   records holding the name in a form are listed (is_listed, what the pick list shows) when at
+   most vars.identity.max_review_candidates hold it in that form. That includes every record the
+   name fallback of int_callcenter_requests_resolved reached (a name held by at most
+   vars.identity.max_group_size records in the order typed), so the bound may not be below it.
+   name_holders counts the records holding the name in either form; is_list_complete says that
+   every one of them is listed and the name was typed in kanji (a name typed in kana misses a
+   caller whose kanji name reads otherwise). Every request gets the answer "none of our customers"
+   (record_key null).
+
+   A request named in the seed also gets every holder of its name, listed or not (is_listed
+   false), so that a steward's pick keeps applying when more records come to hold the name than
+   the pick list shows.
 
    resolution_code: the first 12 hex digits (48 bits) of the keyed hash (match_key) of the request
    number and the record key, or of the request number and the token `none`. The build compares a
-   row's code only with the codes of the answers to the request the row names, at most
-   2 * max_review_candidates + 1 of them (a name typed in kana only is compared in kana alone): a
-   mistyped code, or one copied from another request's answer, is taken for one of them with a
-   probability below 61 / 2^48 (3 in 10^13). A record key
-   holds a colon (`<source>:<id>`), so `none` is no record's. #}
+   row's code only with the codes of the answers to the request the row names, name_holders + 1 of
+   them: a mistyped code, or one copied from another request's answer, is taken for one of them
+   with a probability of (name_holders + 1) / 2^48 (below 4 in 10^11 for 10,000 holders). A
+   record key holds a colon (`<source>:<id>`), so `none` is no record's. #}
 
 {%- set identity = var('identity') %}
+{%- if identity.max_review_candidates < identity.max_group_size %}
+    {{ exceptions.raise_compiler_error(
+        "vars.identity.max_review_candidates (" ~ identity.max_review_candidates
+        ~ ") is below vars.identity.max_group_size (" ~ identity.max_group_size
+        ~ "): the pick list would not list everyone the name fallback stops"
+    ) }}
+{%- endif %}
 
 with
 
@@ -42,6 +55,14 @@ records as (
 person_ids as (
 
     select * from {{ ref('int_identity_person_ids') }}
+
+),
+
+seeded_requests as (
+
+    select distinct request_no
+    from {{ ref('callcenter_request_resolutions') }}
+    where request_no is not null
 
 ),
 
@@ -73,7 +94,8 @@ request_keys as (
 
 ),
 
-{# How many records hold each requested name, in each order and in kana. #}
+{# How many records hold each requested name, in each order and in kana; and how many hold it
+   in both (a record counted twice in the sum of the two). #}
 holders_by_name as (
 
     select
@@ -96,6 +118,19 @@ holders_by_swapped_name as (
 
 ),
 
+holders_by_name_in_both_orders as (
+
+    select
+        name_key,
+        count(*) as holders
+    from records
+    where
+        name_key = name_swapped_key
+        and name_key in (select request_keys.name_key from request_keys)
+    group by name_key
+
+),
+
 holders_by_kana as (
 
     select
@@ -112,6 +147,7 @@ swapped_kana as (
     select
         record_key,
         source,
+        kana_any_key,
         coalesce(kana_swapped_key, reading_swapped_key) as kana_key
     from records
     where coalesce(kana_swapped_key, reading_swapped_key) in (select request_keys.kana_key from request_keys)
@@ -128,80 +164,142 @@ holders_by_swapped_kana as (
 
 ),
 
-by_name as (
+holders_by_kana_in_both_orders as (
+
+    select
+        kana_key,
+        count(*) as holders
+    from swapped_kana
+    where kana_any_key = kana_key
+    group by kana_key
+
+),
+
+request_holders as (
 
     select
         request_keys.request_no,
-        records.record_key,
-        records.source
+        request_keys.name_key,
+        request_keys.kana_key,
+        coalesce(holders_by_name.holders, 0) <= {{ identity.max_review_candidates }} as is_name_listed,
+        coalesce(holders_by_swapped_name.holders, 0)
+        <= {{ identity.max_review_candidates }} as is_swapped_name_listed,
+        coalesce(holders_by_kana.holders, 0) <= {{ identity.max_review_candidates }} as is_kana_listed,
+        coalesce(holders_by_swapped_kana.holders, 0)
+        <= {{ identity.max_review_candidates }} as is_swapped_kana_listed,
+        coalesce(holders_by_name.holders, 0)
+        + coalesce(holders_by_swapped_name.holders, 0)
+        - coalesce(holders_by_name_in_both_orders.holders, 0)
+        + coalesce(holders_by_kana.holders, 0)
+        + coalesce(holders_by_swapped_kana.holders, 0)
+        - coalesce(holders_by_kana_in_both_orders.holders, 0) as name_holders,
+        request_keys.request_no in (select seeded_requests.request_no from seeded_requests) as is_seeded
     from request_keys
-    inner join holders_by_name
+    left join holders_by_name
         on request_keys.name_key = holders_by_name.name_key
+    left join holders_by_swapped_name
+        on request_keys.name_key = holders_by_swapped_name.name_swapped_key
+    left join holders_by_name_in_both_orders
+        on request_keys.name_key = holders_by_name_in_both_orders.name_key
+    left join holders_by_kana
+        on request_keys.kana_key = holders_by_kana.kana_any_key
+    left join holders_by_swapped_kana
+        on request_keys.kana_key = holders_by_swapped_kana.kana_key
+    left join holders_by_kana_in_both_orders
+        on request_keys.kana_key = holders_by_kana_in_both_orders.kana_key
+
+),
+
+by_name as (
+
+    select
+        request_holders.request_no,
+        records.record_key,
+        records.source,
+        request_holders.is_name_listed as is_listed
+    from request_holders
     inner join records
-        on request_keys.name_key = records.name_key
-    where holders_by_name.holders <= {{ identity.max_review_candidates }}
+        on request_holders.name_key = records.name_key
+    where request_holders.is_name_listed or request_holders.is_seeded
 
 ),
 
 by_swapped_name as (
 
     select
-        request_keys.request_no,
+        request_holders.request_no,
         records.record_key,
-        records.source
-    from request_keys
-    inner join holders_by_swapped_name
-        on request_keys.name_key = holders_by_swapped_name.name_swapped_key
+        records.source,
+        request_holders.is_swapped_name_listed as is_listed
+    from request_holders
     inner join records
-        on request_keys.name_key = records.name_swapped_key
-    where holders_by_swapped_name.holders <= {{ identity.max_review_candidates }}
+        on request_holders.name_key = records.name_swapped_key
+    where request_holders.is_swapped_name_listed or request_holders.is_seeded
 
 ),
 
 by_kana as (
 
     select
-        request_keys.request_no,
+        request_holders.request_no,
         records.record_key,
-        records.source
-    from request_keys
-    inner join holders_by_kana
-        on request_keys.kana_key = holders_by_kana.kana_any_key
+        records.source,
+        request_holders.is_kana_listed as is_listed
+    from request_holders
     inner join records
-        on request_keys.kana_key = records.kana_any_key
-    where holders_by_kana.holders <= {{ identity.max_review_candidates }}
+        on request_holders.kana_key = records.kana_any_key
+    where request_holders.is_kana_listed or request_holders.is_seeded
 
 ),
 
 by_swapped_kana as (
 
     select
-        request_keys.request_no,
+        request_holders.request_no,
         swapped_kana.record_key,
-        swapped_kana.source
-    from request_keys
-    inner join holders_by_swapped_kana
-        on request_keys.kana_key = holders_by_swapped_kana.kana_key
+        swapped_kana.source,
+        request_holders.is_swapped_kana_listed as is_listed
+    from request_holders
     inner join swapped_kana
-        on request_keys.kana_key = swapped_kana.kana_key
-    where holders_by_swapped_kana.holders <= {{ identity.max_review_candidates }}
+        on request_holders.kana_key = swapped_kana.kana_key
+    where request_holders.is_swapped_kana_listed or request_holders.is_seeded
+
+),
+
+holder_rows as (
+
+    select * from by_name
+    union all
+    select * from by_swapped_name
+    union all
+    select * from by_kana
+    union all
+    select * from by_swapped_kana
+
+),
+
+{# A record holding the name in two forms is listed when either form is. #}
+holders as (
+
+    select
+        request_no,
+        record_key,
+        source,
+        max(case when is_listed then 1 else 0 end) = 1 as is_listed
+    from holder_rows
+    group by request_no, record_key, source
 
 ),
 
 answers as (
 
-    select * from by_name
-    union
-    select * from by_swapped_name
-    union
-    select * from by_kana
-    union
-    select * from by_swapped_kana
+    select * from holders
     union all
     select
         request_no,
         cast(null as {{ dbt.type_string() }}) as record_key,
-        cast(null as {{ dbt.type_string() }}) as source
+        cast(null as {{ dbt.type_string() }}) as source,
+        true as is_listed
     from requests
 
 ),
@@ -219,8 +317,15 @@ final as (
         ) as resolution_code,
         answers.record_key,
         answers.source,
-        person_ids.person_id
+        person_ids.person_id,
+        answers.is_listed,
+        request_holders.name_holders,
+        request_holders.name_key is not null
+        and request_holders.is_name_listed
+        and request_holders.is_swapped_name_listed as is_list_complete
     from answers
+    inner join request_holders
+        on answers.request_no = request_holders.request_no
     left join person_ids
         on answers.record_key = person_ids.record_key
 

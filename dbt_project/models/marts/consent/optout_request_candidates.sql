@@ -1,7 +1,8 @@
 {# The data steward's pick list (docs/consent.md, "The steward's answer"): for every request in
    optout_requests_to_review, each answer the steward can give, one row each: a record that may be
-   the caller's (int_callcenter_request_candidates: the records of the caller's name, when no more
-   than vars.identity.max_review_candidates hold it) and "none of our customers". The steward finds
+   the caller's (int_callcenter_request_candidates, is_listed: the records holding the caller's name
+   in a form, as typed, given name first or in kana, that at most
+   vars.identity.max_review_candidates hold) and "none of our customers". The steward finds
    the caller (calling back, an order number), then copies the row's request_no and
    resolution_code into seed callcenter_request_resolutions. #}
 
@@ -54,6 +55,7 @@ final as (
     left join held_by_name
         on candidates.request_no = held_by_name.request_no
         and candidates.person_id = held_by_name.person_id
+    where candidates.is_listed
 
 )
 
