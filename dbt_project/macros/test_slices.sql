@@ -11,7 +11,10 @@
    table; after an incremental build that follows a passing run, the rows it wrote; after a run in
    which the test failed or warned, or did not run, every row since its last pass, so a failing
    row keeps failing until it is fixed whichever other tests ran or passed meanwhile; a new test
-   reads the whole table once. The records are per target schema: two targets sharing a metastore
+   reads the whole table once (a pass under a warn_if / error_if threshold that some rows failed
+   is not recorded). A pass is recorded under the test's node ID, which dbt derives from the
+   test's name and arguments, not its `where` or its macro's SQL: after changing what a sliced
+   test checks that way, run it once with test_whole_tables. The records are per target schema: two targets sharing a metastore
    (Spark) keep their own. dbt renders a test's `where` without the project's macros, hence the
    placeholder, expanded here (dbt's own get_where_subquery, which this replaces, is used for
    every other `where`). --vars '{test_whole_tables: true}' tests the whole tables. #}
@@ -44,7 +47,7 @@
         {%- for result in results -%}
             {%- set node = result.node -%}
             {%- if node.resource_type == 'test' and '__untested_rows__' in (node.config.where or '')
-                and result.status == 'pass' -%}
+                and result.status == 'pass' and not result.failures -%}
                 {%- do rows.append("('" ~ node.unique_id ~ "', '" ~ target.schema ~ "', " ~ built_at() ~ ")") -%}
             {%- endif -%}
         {%- endfor -%}
