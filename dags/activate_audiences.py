@@ -10,9 +10,8 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from yorisoi.orchestration.assets import mart_asset
-from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, POOL
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, LOCAL_TIME_ZONE, POOL
 
-LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's, as in build_segments
 TICK = "*/15 * * * *"  # how often scheduled audiences are looked for (yorisoi.activation.run.DEFAULT_TICK)
 # The segment marts build_segments emits (its outlets); audiences select from them.
 SEGMENT_MARTS = (

@@ -11,9 +11,8 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from yorisoi.orchestration.assets import mart_asset
-from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, FINISH_BUILD_PRIORITY, POOL
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, FINISH_BUILD_PRIORITY, LOCAL_TIME_ZONE, POOL
 
-LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's; dbt's var local_time_zone says the same
 CUSTOMER_MARTS = ("dim_customers", "fct_orders", "deliverable_customers")
 OUTPUTS = (
     "customer_traits",

@@ -8,9 +8,8 @@ from datetime import datetime
 from airflow.sdk import dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS
+from yorisoi.orchestration.dag_defaults import DEFAULT_ARGS, LOCAL_TIME_ZONE
 
-LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's, as in activate_audiences
 WEEKLY = "0 3 * * 0"  # Sunday 03:00, the quietest hour for sends
 
 

@@ -20,9 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from yorisoi.transform import project_vars
-
-LOCAL_TIME_ZONE = "Asia/Tokyo"
+from yorisoi.transform import local_time_zone, project_vars
 
 
 def _segment_vars() -> dict:
@@ -49,7 +47,7 @@ def compute(warehouse: Path, as_of: str) -> Baseline:
         ).df()
         people = con.execute("select person_id from intermediate.int_segmented_people").df()
     as_of_day = pd.Timestamp(as_of[:10])
-    ordered_at = pd.to_datetime(orders["ordered_at"], utc=True).dt.tz_convert(LOCAL_TIME_ZONE)
+    ordered_at = pd.to_datetime(orders["ordered_at"], utc=True).dt.tz_convert(local_time_zone())
     orders["order_date"] = ordered_at.dt.tz_localize(None).dt.normalize()
     orders = orders[(orders["order_date"] < as_of_day) & orders["person_id"].isin(people["person_id"])]
 

@@ -49,6 +49,12 @@ def project_vars() -> dict:
     return project.get("vars") or {}
 
 
+def local_time_zone() -> str:
+    """The brand's time zone (var local_time_zone): naive back-office timestamps are in it, and the
+    schedules, as-of days and gates run on its clock. One setting for the models and the Python."""
+    return str(project_vars()["local_time_zone"])
+
+
 class DbtFailed(RuntimeError):
     """A dbt invocation failed (a model error or a failing test)."""
 

@@ -329,13 +329,16 @@ def test_the_schedules_the_document_states_are_the_dags_own() -> None:
     """The document says which DAG rebuilds a model and when (collect.DBT_DAGS); the DAG files
     must say the same, and the document's own DAG must listen to assets those DAGs emit."""
     from yorisoi.docs.collect import DBT_DAGS
+    from yorisoi.transform import local_time_zone
 
     dags = Path(__file__).resolve().parents[2] / "dags"
     for dag_id, _select, _exclude, frequency in DBT_DAGS:
         source = (dags / f"{dag_id}.py").read_text("utf-8")
         assert f'dag_id="{dag_id}"' in source
         if frequency == "daily_0530":
-            assert '"30 5 * * *"' in source and "Asia/Tokyo" in source
+            # 05:30 on the brand's clock (var local_time_zone), which the document calls 日本時間.
+            assert '"30 5 * * *"' in source and "timezone=LOCAL_TIME_ZONE" in source
+            assert local_time_zone() == "Asia/Tokyo"
     assert '"dim_customers"' in (dags / "build_customer_model.py").read_text("utf-8")
     assert '"customer_traits"' in (dags / "build_segments.py").read_text("utf-8")
     own = (dags / "build_data_definition.py").read_text("utf-8")

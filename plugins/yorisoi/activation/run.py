@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from .. import paths
+from ..transform import local_time_zone
 from .delivery.destinations.base import Destination, Operation, Record
 from .delivery.destinations.line import aggregation_unit
 from .selection import breaker
@@ -47,7 +48,7 @@ from .selection.definitions import (
 
 log = logging.getLogger(__name__)
 
-LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's (the same as build_segments)
+LOCAL_TIME_ZONE = local_time_zone()  # the brand's (the same as build_segments)
 DEFAULT_TICK = timedelta(minutes=15)  # how often the DAG looks for scheduled audiences
 MODES = ("diff", "full", "dry_run", "test")
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from ..transform import local_time_zone
+
 log = logging.getLogger("yorisoi.dags")
+
+LOCAL_TIME_ZONE = local_time_zone()
+"""The clock of every schedule: dbt's var `local_time_zone` (dbt_project.yml), which the models
+read too, so a brand elsewhere changes it once."""
 
 OWNER = "data-engineering"
 POOL = "duckdb_writer"  # one slot: DuckDB has a single writer, so warehouse writers queue here

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from .. import paths
 from ..sources.landing import Lake, Warehouse
 from ..sources.registry import load_registry
+from ..transform import local_time_zone
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def load_date_of(run_end: datetime | None) -> date:
     """The lake partition of a run: the Japan date of its data interval's end (or of now)."""
     from zoneinfo import ZoneInfo
 
-    return (run_end or datetime.now(UTC)).astimezone(ZoneInfo("Asia/Tokyo")).date()
+    return (run_end or datetime.now(UTC)).astimezone(ZoneInfo(local_time_zone())).date()
 
 
 def _summary(results: dict) -> dict:

@@ -17,10 +17,11 @@ from pathlib import Path
 from airflow.sdk.exceptions import AirflowFailException
 
 from .. import paths
+from ..transform import local_time_zone
 
 log = logging.getLogger(__name__)
 
-LOCAL_TIME_ZONE = "Asia/Tokyo"
+LOCAL_TIME_ZONE = local_time_zone()
 
 
 class QualityGateFailed(AirflowFailException):

@@ -38,11 +38,12 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from .. import paths
+from ..transform import local_time_zone
 from .suites import BATCH_COLUMN, SuiteSpec, follow_registry, load_suites
 
 log = logging.getLogger(__name__)
 
-LOCAL_TIME_ZONE = "Asia/Tokyo"  # the brand's; naive timestamps and dates in the warehouse are local
+LOCAL_TIME_ZONE = local_time_zone()  # naive timestamps and dates in the warehouse are local
 CHUNK_ROWS = 500_000  # rows per DataFrame handed to GX (env YORISOI_QUALITY_CHUNK_ROWS overrides)
 KEEP_RUNS = 30  # validation results kept per suite for Data Docs; older ones are pruned
 DOCS_SITE = "quality"

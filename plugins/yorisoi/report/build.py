@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import paths
-from ..transform import project_vars
+from ..transform import local_time_zone
 from .data import Warehouse
 from .strings import LANGUAGES, Text
 from .views import assemble, collect
@@ -60,11 +60,6 @@ class Report:
 
 def default_folder() -> Path:
     return paths.out_dir() / "report"
-
-
-def local_time_zone() -> str:
-    """The brand's time zone, dbt's var local_time_zone (orders are counted on local days)."""
-    return str(project_vars().get("local_time_zone", "Asia/Tokyo"))
 
 
 def vega_bundle(cache: Path | None = None) -> str:
