@@ -314,15 +314,6 @@ def test_a_name_held_by_more_records_than_the_cap_lists_none_of_our_customers_al
     assert list(_answers(world, "CC0000001")) == [None]
     assert set(_answers(world, "CC0000002")) == {None} | {f"ecommerce:{p.shop_ids[0]}" for p in rarer}
     assert world.wh.query("select distinct matched_by from marts.optout_request_candidates") == [("unmatched",)]
-    # The list says how many hold the name and whether all are listed; "none" of a capped list
-    # tells the steward to record the opt-out in the source system instead.
-    nones = world.wh.query(
-        "select request_no, name_holders, is_list_complete, action from marts.optout_request_candidates "
-        "where record_key is null order by 1"
-    )
-    assert [row[:3] for row in nones] == [("CC0000001", 31, False), ("CC0000002", 8, True)]
-    assert "record the opt-out in the system" in nones[0][3]
-    assert "copy this code" in nones[1][3] and "source system" not in nones[1][3]
 
 
 def test_a_name_typed_given_name_first_lists_the_shop_accounts_of_that_name(world: World) -> None:
@@ -331,22 +322,6 @@ def test_a_name_typed_given_name_first_lists_the_shop_accounts_of_that_name(worl
     world.callcenter_request(p, "配信停止", "email", by="name", name=f"{p.first_name} {p.last_name}")
     world.wh.rebuild()
     assert set(_answers(world, "CC0000001")) == {None, f"ecommerce:{p.shop_ids[0]}"}
-
-
-def test_a_list_capped_in_one_name_order_is_not_complete(world: World) -> None:
-    """Each order is bounded on its own: 5 records of the name as typed are listed, the 31 that
-    hold it given name first are not, and the list says it is not complete (36 holders)."""
-    typed = _namesakes(world, 5)
-    swapped = [world.add_person() for _ in range(31)]
-    for p in swapped:
-        p.last_name, p.first_name = typed[0].first_name, typed[0].last_name
-        world.add_shop_account(p, email_state="subscribed")
-    world.callcenter_request(typed[0], "配信停止", "email", by="name")
-    world.wh.rebuild()
-    assert set(_answers(world, "CC0000001")) == {None} | {f"oms:{p.oms_codes[0]}" for p in typed}
-    assert world.wh.query("select distinct name_holders, is_list_complete from marts.optout_request_candidates") == [
-        (36, False)
-    ]
 
 
 def test_a_steward_picking_the_caller_of_a_name_only_erasure_erases_the_caller_alone(world: World) -> None:
@@ -486,10 +461,6 @@ def test_a_name_typed_in_kana_lists_the_records_of_that_kana_and_the_code_picks_
         f"pos:{caller.pos_cards[0]}",
         f"oms:{namesake.oms_codes[0]}",
     }
-    # A caller whose kanji name reads otherwise is not compared: the list is never complete.
-    assert world.wh.query("select distinct name_holders, is_list_complete from marts.optout_request_candidates") == [
-        (3, False)
-    ]
 
     _resolve(world, "CC0000001", answers[f"pos:{caller.pos_cards[0]}"])
     assert _deliverable_each(world, [caller, namesake]) == [set(), {"dm", "call"}]

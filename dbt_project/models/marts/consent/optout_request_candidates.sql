@@ -1,11 +1,9 @@
 {# The data steward's pick list (docs/consent.md, "The steward's answer"): for every request in
    optout_requests_to_review, each answer the steward can give, one row each: a record that may be
-   the caller's (int_callcenter_request_candidates: the records holding the caller's name in a
-   form, as typed, given name first or in kana, that at most vars.identity.max_review_candidates
-   hold) and "none of our customers". name_holders and is_list_complete say whether every record
-   of the name is listed; when not, the caller may be a customer the list misses, and the action
-   of "none of our customers" says to record the opt-out in the source system instead. The steward
-   finds the caller (calling back, an order number), then copies the row's request_no and
+   the caller's (int_callcenter_request_candidates, is_listed: the records holding the caller's name
+   in a form, as typed, given name first or in kana, that at most
+   vars.identity.max_review_candidates hold) and "none of our customers". The steward finds
+   the caller (calling back, an order number), then copies the row's request_no and
    resolution_code into seed callcenter_request_resolutions. #}
 
 with
@@ -46,28 +44,10 @@ final as (
             when candidates.record_key is null then 'none_of_our_customers'
             else 'caller_is_this_record'
         end as answer,
-        case
-            when candidates.record_key is not null
-                then 'The caller is this record: copy this code; the request applies to its person alone.'
-            when candidates.is_list_complete
-                then 'The caller is none of the records listed: copy this code; the request stops nobody.'
-            else 'Not every record of the name is listed: unless the caller is in no source system, '
-                || 'record the opt-out in the system where the caller is found instead of copying this code.'
-        end as action,
-        case
-            when candidates.record_key is not null
-                then '依頼者はこのレコード：このコードを写す。依頼はこのレコードの人物だけに適用される。'
-            when candidates.is_list_complete
-                then '依頼者は一覧のどのレコードでもない：このコードを写す。依頼で止める人はいない。'
-            else 'この氏名のレコードがすべては挙がっていない：依頼者がどの元システムにもいないと確かめた場合を除き、'
-                || 'このコードは写さず、依頼者が見つかったシステムで配信停止を記録する。'
-        end as action_ja,
         candidates.source,
         candidates.record_key,
         candidates.person_id,
         held_by_name.person_id is not null as is_held_until_answered,
-        candidates.name_holders,
-        candidates.is_list_complete,
         candidates.resolution_code
     from queue
     inner join candidates
